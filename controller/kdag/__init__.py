@@ -1,0 +1,1 @@
+"""kdag: Airflow's XCom programming model, native to Kubernetes."""

@@ -1,0 +1,1 @@
+"""Runs one kdag task: Airflow context and XCom semantics, standard library only."""
