@@ -1,0 +1,100 @@
+"""Deterministic object names and labels (docs/design.md, "Names").
+
+The same inputs always give the same name, so a restarted controller finds what it made before and a second
+create of the same thing fails with AlreadyExists instead of making a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "kdag"
+DAG_LABEL = "kdag.dev/dag"
+DAGRUN_LABEL = "kdag.dev/dagrun"
+TASK_LABEL = "kdag.dev/task"
+ATTEMPT_LABEL = "kdag.dev/attempt"
+
+TASK_SERVICE_ACCOUNT = "kdag-task"
+XCOM_GUARD = "kdag-xcom-guard"
+
+LABEL_VALUE_MAX = 63
+NAME_MAX = 253
+_SLUG_INVALID = re.compile(r"[^a-z0-9-]")
+
+
+def _short_hash(text: str, length: int = 5) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def task_slug(task_id: str) -> str:
+    """DNS-1123 form of a task id: lower-case, `_`/`.` -> `-`, plus a hash when that changed the id."""
+    slug = _SLUG_INVALID.sub("-", task_id.lower().replace("_", "-").replace(".", "-"))
+    # An id ending in '-' is unchanged but would end a name in '-': the hash makes it end in a hex digit.
+    if slug != task_id or slug.endswith("-"):
+        slug = f"{slug}-{_short_hash(task_id)}"
+    return slug
+
+
+def taskrun_name(dagrun: str, task_id: str) -> str:
+    """Name of the TaskRun of one task of one run."""
+    return _checked(f"{dagrun}-{task_slug(task_id)}")
+
+
+def xcom_configmap_name(dagrun: str, task_id: str) -> str:
+    """Name of the ConfigMap holding one task's XComs (same as its TaskRun; a different kind)."""
+    return taskrun_name(dagrun, task_id)
+
+
+def pod_name(dagrun: str, task_id: str, attempt: int) -> str:
+    """Name of the pod of attempt `attempt` (1-based); the XCom guard relies on this exact shape."""
+    if attempt < 1:
+        raise ValueError(f"attempt numbers start at 1, got {attempt}")
+    return _checked(f"{taskrun_name(dagrun, task_id)}-{attempt}")
+
+
+def initial_run_name(dag: str, dag_uid: str) -> str:
+    """Name of the run an unscheduled DAG starts when it is created (one per DAG object)."""
+    return _checked(f"{dag}-{dag_uid.replace('-', '')[:8].lower()}")
+
+
+def scheduled_run_name(dag: str, logical_date: datetime) -> str:
+    """Name of the scheduled run of one logical date (minute precision, UTC)."""
+    return _checked(f"{dag}-{logical_date.strftime('%Y%m%d%H%M')}")
+
+
+def manual_run_name(dag: str, suffix: str | None = None) -> str:
+    """Name of a run triggered from the CLI: a random 5-character suffix unless one is given."""
+    suffix = suffix or "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(5))
+    return _checked(f"{dag}-manual-{suffix}")
+
+
+def source_configmap_name(dag: str) -> str:
+    """Name of the ConfigMap holding a compiled DAG's Python file."""
+    return _checked(f"{dag}-source")
+
+
+def label_value(value: str) -> str:
+    """A label-value-safe form: the value itself when it fits in 63 characters, else a hashed cut."""
+    if len(value) <= LABEL_VALUE_MAX:
+        return value
+    return f"{value[: LABEL_VALUE_MAX - 6].rstrip('-_.')}-{_short_hash(value)}"
+
+
+def labels(dag: str, dagrun: str | None = None, task_id: str | None = None) -> dict[str, str]:
+    """The labels on everything kdag makes for a DAG, a run and a task."""
+    result = {MANAGED_BY_LABEL: MANAGED_BY, DAG_LABEL: label_value(dag)}
+    if dagrun is not None:
+        result[DAGRUN_LABEL] = label_value(dagrun)
+    if task_id is not None:
+        result[TASK_LABEL] = task_id
+    return result
+
+
+def _checked(name: str) -> str:
+    if len(name) > NAME_MAX:
+        raise ValueError(f"name {name[:40]}... is {len(name)} characters; Kubernetes allows {NAME_MAX}")
+    return name

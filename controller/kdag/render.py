@@ -1,0 +1,464 @@
+"""Pure rendering of a task attempt's Pod, and reading an attempt's result back from the Pod.
+
+Everything the pod of one attempt needs is in `RunInfo` (from the DAGRun), the resolved `TaskSpec` (from the
+TaskRun) and the settings: no API calls. The contracts (env vars, mounts, names) are docs/design.md's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kdag import graph, names
+from kdag.api.models import API_VERSION, DAGSpec, TaskSpec
+from kdag.settings import ControllerSettings
+
+XCOM_IN_DIR = "/kdag/xcom/in"
+XCOM_OUT_DIR = "/kdag/xcom/out"
+DAG_FILE_DIR = "/kdag/dag"
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+TASK_CONTAINER = "task"
+SIDECAR_CONTAINER = "xcom"
+RUNNER_COMMAND = ("python3", "-m", "kdag_runner")
+TOKEN_EXPIRATION_SECONDS = 3607
+TASK_UID = 65532
+MESSAGE_MAX = 4096
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a task pod needs to know of its run (read from the DAGRun and its snapshotted DAG)."""
+
+    namespace: str
+    dag_name: str
+    """metadata.name of the DAG (names the `{dag}-source` ConfigMap and the dag label)."""
+    name: str
+    """metadata.name of the DAGRun (the run id)."""
+    uid: str
+    logical_date: datetime
+    dag: DAGSpec
+    """The DAG spec snapshotted at run start."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Param overrides of the run."""
+    conf: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dag_id(self) -> str:
+        """The DAG id tasks see: spec.dagId, else the DAG's name."""
+        return self.dag.dag_id or self.dag_name
+
+    @classmethod
+    def from_dagrun(cls, dagrun: Mapping[str, Any], dag: DAGSpec | None = None) -> RunInfo:
+        """From a DAGRun object (dict); `dag` defaults to its status.dag snapshot."""
+        meta = dagrun.get("metadata") or {}
+        spec = dagrun.get("spec") or {}
+        status = dagrun.get("status") or {}
+        if dag is None:
+            if not status.get("dag"):
+                raise ValueError(f"DAGRun {meta.get('name')!r} has no status.dag snapshot yet")
+            dag = DAGSpec.model_validate(status["dag"])
+        logical = spec.get("logicalDate") or meta.get("creationTimestamp")
+        if not logical:
+            raise ValueError(
+                f"DAGRun {meta.get('name')!r} has neither spec.logicalDate nor a creationTimestamp"
+            )
+        return cls(
+            namespace=meta["namespace"],
+            dag_name=spec["dagRef"]["name"],
+            name=meta["name"],
+            uid=meta["uid"],
+            logical_date=parse_time(logical),
+            dag=dag,
+            params=spec.get("params") or {},
+            conf=spec.get("conf") or {},
+        )
+
+
+def parse_time(value: str | datetime) -> datetime:
+    """An RFC 3339 time (or datetime) as an aware UTC datetime."""
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 UTC with a Z, as Kubernetes writes times."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merged_params(dag: DAGSpec, task: TaskSpec, run_params: Mapping[str, Any]) -> dict[str, Any]:
+    """DAG params < task params < run params."""
+    return {**(dag.params or {}), **(task.params or {}), **run_params}
+
+
+def is_python_task(task: TaskSpec) -> bool:
+    """Python tasks run the runner in their own container; others get the `xcom` sidecar."""
+    return task.python is not None
+
+
+def task_env(run: RunInfo, task: TaskSpec, attempt: int) -> list[dict[str, Any]]:
+    """The KDAG_* environment every container of the attempt gets (docs/design.md, "Delivery")."""
+    ancestor_ids = graph.ancestors(run.dag.tasks, task.id)
+    env: list[dict[str, Any]] = [
+        {"name": "KDAG_DAG_ID", "value": run.dag_id},
+        {"name": "KDAG_TASK_ID", "value": task.id},
+        {"name": "KDAG_RUN_ID", "value": run.name},
+        {"name": "KDAG_RUN_UID", "value": run.uid},
+        {"name": "KDAG_NAMESPACE", "value": run.namespace},
+        {"name": "KDAG_LOGICAL_DATE", "value": format_time(run.logical_date)},
+        {"name": "KDAG_ATTEMPT", "value": str(attempt)},
+        {"name": "KDAG_PARAMS", "value": _json(merged_params(run.dag, task, run.params))},
+        {"name": "KDAG_CONF", "value": _json(dict(run.conf))},
+        {"name": "KDAG_ANCESTORS", "value": _json(ancestor_ids)},
+        {"name": "KDAG_XCOM_IN", "value": XCOM_IN_DIR},
+        {"name": "KDAG_XCOM_DIR", "value": XCOM_OUT_DIR},
+        {"name": "KDAG_XCOM_CONFIGMAP", "value": names.xcom_configmap_name(run.name, task.id)},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    if task.python is not None:
+        if task.python.from_dag_file:
+            if run.dag.python_file is None:
+                raise ValueError(f"task {task.id!r}: python.fromDagFile needs spec.pythonFile in the DAG")
+            env.append({"name": "KDAG_DAG_FILE", "value": f"{DAG_FILE_DIR}/{run.dag.python_file.key}"})
+        else:
+            env.append({"name": "KDAG_PYTHON_SOURCE", "value": task.python.source or ""})
+            env.append({"name": "KDAG_PYTHON_CALLABLE", "value": task.python.callable or ""})
+    return env
+
+
+def xcom_input_env(run: RunInfo, task: TaskSpec) -> list[dict[str, Any]]:
+    """Declared XCom inputs as env vars read from the producing task's ConfigMap (optional: may be absent)."""
+    return [
+        {
+            "name": inp.env,
+            "valueFrom": {
+                "configMapKeyRef": {
+                    "name": names.xcom_configmap_name(run.name, inp.task),
+                    "key": inp.key,
+                    "optional": True,
+                }
+            },
+        }
+        for inp in task.xcom_inputs or []
+    ]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _container_security(read_only_root: bool) -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": read_only_root,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _token_volume() -> dict[str, Any]:
+    # Projected by hand (automount is off) so only the container that pushes XComs holds a token.
+    return {
+        "name": "kdag-token",
+        "projected": {
+            "defaultMode": 0o444,
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": TOKEN_EXPIRATION_SECONDS}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {
+                    "downwardAPI": {
+                        "items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]
+                    }
+                },
+            ],
+        },
+    }
+
+
+def _resources(task: TaskSpec) -> dict[str, Any]:
+    if task.resources is None:
+        return {}
+    return task.resources.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def render_task_pod(
+    *,
+    run: RunInfo,
+    task: TaskSpec,
+    taskrun_name: str,
+    taskrun_uid: str,
+    attempt: int,
+    settings: ControllerSettings,
+) -> dict[str, Any]:
+    """The Pod of attempt `attempt` (1-based) of the resolved `task`, owned by its TaskRun."""
+    image = task.image or settings.runner_image
+    ancestor_ids = graph.ancestors(run.dag.tasks, task.id)
+    env = [*task_env(run, task, attempt), *xcom_input_env(run, task)]
+    user_env = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in task.env or []]
+
+    xcom_in_mounts = [
+        {"name": f"xcom-in-{i}", "mountPath": f"{XCOM_IN_DIR}/{tid}", "readOnly": True}
+        for i, tid in enumerate(ancestor_ids)
+    ]
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": f"xcom-in-{i}",
+            "configMap": {"name": names.xcom_configmap_name(run.name, tid), "optional": True},
+        }
+        for i, tid in enumerate(ancestor_ids)
+    ]
+    volumes.append({"name": "xcom-out", "emptyDir": {"sizeLimit": settings.xcom_out_size_limit}})
+    volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": settings.task_tmp_size_limit}})
+    volumes.append(_token_volume())
+    common_mounts = [
+        *xcom_in_mounts,
+        {"name": "xcom-out", "mountPath": XCOM_OUT_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    token_mount = {"name": "kdag-token", "mountPath": TOKEN_DIR, "readOnly": True}
+
+    container: dict[str, Any] = {
+        "name": TASK_CONTAINER,
+        "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "env": [*env, *user_env],
+        "resources": _resources(task),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    init_containers: list[dict[str, Any]] = []
+    if task.python is not None:
+        container["command"] = [*RUNNER_COMMAND, "run"]
+        container["volumeMounts"] = [*common_mounts, token_mount]
+        container["securityContext"] = _container_security(read_only_root=True)
+        if task.python.from_dag_file and run.dag.python_file is not None:
+            volumes.append(
+                {"name": "dag-file", "configMap": {"name": run.dag.python_file.config_map, "optional": False}}
+            )
+            container["volumeMounts"].append(
+                {"name": "dag-file", "mountPath": DAG_FILE_DIR, "readOnly": True}
+            )
+    else:
+        container["command"] = list(task.command or [])
+        if task.args:
+            container["args"] = list(task.args)
+        container["volumeMounts"] = common_mounts
+        # Any image: its root filesystem may need to be writable; it holds no token.
+        container["securityContext"] = _container_security(read_only_root=False)
+        init_containers.append(
+            {
+                "name": SIDECAR_CONTAINER,
+                "image": settings.runner_image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "restartPolicy": "Always",
+                "command": [*RUNNER_COMMAND, "collect"],
+                "env": env,
+                "volumeMounts": [
+                    {"name": "xcom-out", "mountPath": XCOM_OUT_DIR},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                    token_mount,
+                ],
+                "resources": {k: dict(v) for k, v in settings.sidecar_resources.items()},
+                "securityContext": _container_security(read_only_root=True),
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        )
+
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": settings.task_service_account,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": TASK_UID,
+            "runAsGroup": TASK_UID,
+            "fsGroup": TASK_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+    if task.timeout_seconds:
+        pod_spec["activeDeadlineSeconds"] = task.timeout_seconds
+
+    labels = names.labels(run.dag_name, run.name, task.id)
+    labels[names.ATTEMPT_LABEL] = str(attempt)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": names.pod_name(run.name, task.id, attempt),
+            "namespace": run.namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "TaskRun",
+                    "name": taskrun_name,
+                    "uid": taskrun_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": pod_spec,
+    }
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt's Pod says about how the attempt went."""
+
+    finished: bool
+    """Every container (the sidecar included) has terminated, or the pod failed as a whole."""
+    succeeded: bool = False
+    exit_code: int | None = None
+    message: str = ""
+    """Why it failed, or why it is stuck waiting (e.g. an image that cannot be pulled)."""
+    xcom_keys: tuple[str, ...] = ()
+    xcom_bytes: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+_STUCK_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+
+
+def _statuses(pod: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    status = pod.get("status") or {}
+    found: dict[str, Mapping[str, Any]] = {}
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for entry in status.get(key) or []:
+            found[entry["name"]] = entry
+    return found
+
+
+def _terminated(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if entry is None:
+        return None
+    term = (entry.get("state") or {}).get("terminated")
+    return term if isinstance(term, Mapping) else None
+
+
+def _termination_report(term: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, str]:
+    """The JSON report a kdag container left, or None and the raw text (a log tail)."""
+    text = str((term or {}).get("message") or "").strip()
+    for line in reversed(text.splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and ("xcomKeys" in value or "error" in value):
+            return value, text
+    return None, text
+
+
+def _tail(text: str) -> str:
+    return text if len(text) <= MESSAGE_MAX else "..." + text[-MESSAGE_MAX:]
+
+
+def parse_attempt_result(pod: Mapping[str, Any]) -> AttemptResult:
+    """How the attempt of this Pod went: finished or not, success, exit code, message, XCom keys."""
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    statuses = _statuses(pod)
+    expected = [c["name"] for c in spec.get("initContainers") or []] + [
+        c["name"] for c in spec.get("containers") or []
+    ]
+    terms = {name: _terminated(statuses.get(name)) for name in expected}
+    phase = status.get("phase")
+    all_terminated = bool(expected) and all(term is not None for term in terms.values())
+    started_at = parse_time(status["startTime"]) if status.get("startTime") else None
+    finish_times = [parse_time(t["finishedAt"]) for t in terms.values() if t and t.get("finishedAt")]
+    finished_at = max(finish_times) if finish_times else None
+
+    if not all_terminated and phase != "Failed":
+        waiting = [
+            f"container {name}: {w.get('reason')}: {w.get('message') or ''}".rstrip(": ")
+            for name in expected
+            for w in [((statuses.get(name) or {}).get("state") or {}).get("waiting") or {}]
+            if w.get("reason") in _STUCK_REASONS
+        ]
+        return AttemptResult(finished=False, message="; ".join(waiting), started_at=started_at)
+
+    task_term = terms.get(TASK_CONTAINER)
+    sidecar_term = terms.get(SIDECAR_CONTAINER)
+    pushing_term = sidecar_term if SIDECAR_CONTAINER in terms else task_term
+    report, pushing_text = _termination_report(pushing_term)
+    task_exit = task_term.get("exitCode") if task_term else None
+    pusher_exit = pushing_term.get("exitCode") if pushing_term else None
+
+    if status.get("reason") == "DeadlineExceeded":
+        deadline = spec.get("activeDeadlineSeconds")
+        return AttemptResult(
+            finished=True,
+            exit_code=task_exit,
+            message=f"timed out after {deadline} s",
+            started_at=started_at,
+            finished_at=finished_at,
+        )
+    if task_term is None:
+        reason = status.get("reason") or phase or "unknown"
+        detail = status.get("message") or ""
+        return AttemptResult(
+            finished=True,
+            message=f"pod {reason}: {detail}".rstrip(": "),
+            started_at=started_at,
+            finished_at=finished_at,
+        )
+    if task_exit != 0:
+        task_report, task_text = _termination_report(task_term)
+        if task_report and "error" in task_report:
+            message = str(task_report["error"])
+        else:
+            reason = task_term.get("reason") or "Error"
+            message = f"{reason} (exit code {task_exit})"
+            if task_text:
+                message += ": " + _tail(task_text)
+        return AttemptResult(
+            finished=True,
+            exit_code=task_exit,
+            message=message,
+            started_at=started_at,
+            finished_at=finished_at,
+        )
+    if pusher_exit != 0 or (report is not None and "error" in report):
+        message = str(report["error"]) if report and "error" in report else _tail(pushing_text)
+        return AttemptResult(
+            finished=True,
+            exit_code=pusher_exit,
+            message=message or f"XCom push failed (exit code {pusher_exit})",
+            started_at=started_at,
+            finished_at=finished_at,
+        )
+    keys = tuple(str(k) for k in (report or {}).get("xcomKeys") or [])
+    size = (report or {}).get("bytes")
+    return AttemptResult(
+        finished=True,
+        succeeded=True,
+        exit_code=0,
+        xcom_keys=keys,
+        xcom_bytes=int(size) if isinstance(size, int) else None,
+        started_at=started_at,
+        finished_at=finished_at,
+    )
+
+
+def ancestor_ids(dag: DAGSpec, task_id: str) -> Sequence[str]:
+    """Ancestors of a task in topological order (the order of KDAG_ANCESTORS)."""
+    return graph.ancestors(dag.tasks, task_id)

@@ -1,0 +1,81 @@
+"""Controller settings: one dataclass, read from `KDAG_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+DEFAULT_RUNNER_IMAGE = "ghcr.io/kdag-dev/kdag-runner:0.1.0"
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """What the controller needs to know that is not in the resources it watches."""
+
+    runner_image: str = DEFAULT_RUNNER_IMAGE
+    """Image of Python tasks and of the `xcom` sidecar (env KDAG_RUNNER_IMAGE)."""
+
+    image_pull_policy: str = "IfNotPresent"
+    """imagePullPolicy of task containers (env KDAG_IMAGE_PULL_POLICY)."""
+
+    task_service_account: str = "kdag-task"
+    """ServiceAccount task pods run as; the XCom guard is keyed on it (env KDAG_TASK_SERVICE_ACCOUNT)."""
+
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty means the whole cluster (env KDAG_NAMESPACES, comma-separated)."""
+
+    webhook_host: str = "127.0.0.1"
+    """Address the validating webhook listens on (env KDAG_WEBHOOK_HOST)."""
+
+    webhook_port: int = 9443
+    """Port of the validating webhook (env KDAG_WEBHOOK_PORT); 0 disables the webhook."""
+
+    webhook_url: str | None = None
+    """URL the API server calls the webhook at, when it differs from host:port (env KDAG_WEBHOOK_URL)."""
+
+    metrics_port: int = 8080
+    """Port of the Prometheus metrics endpoint (env KDAG_METRICS_PORT); 0 disables it."""
+
+    default_retry_delay_seconds: int = 1
+    """Delay before the first retry of a task that sets none (env KDAG_DEFAULT_RETRY_DELAY_SECONDS)."""
+
+    max_retry_delay_seconds: int = 300
+    """Cap of the exponential retry delay of a task that sets none (env KDAG_MAX_RETRY_DELAY_SECONDS)."""
+
+    task_tmp_size_limit: str = "64Mi"
+    """sizeLimit of the emptyDir mounted at /tmp in task pods (env KDAG_TASK_TMP_SIZE_LIMIT)."""
+
+    xcom_out_size_limit: str = "8Mi"
+    """sizeLimit of the emptyDir at /kdag/xcom/out (env KDAG_XCOM_OUT_SIZE_LIMIT)."""
+
+    sidecar_resources: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
+    )
+    """Resources of the `xcom` sidecar of non-Python tasks."""
+
+    peering: str | None = None
+    """kopf peering name for several controller replicas; None runs standalone (env KDAG_PEERING)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ControllerSettings:
+        """Settings from `KDAG_<FIELD>` variables; a bad number names the variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = f"KDAG_{f.name.upper()}"
+            if name not in env or f.name == "sidecar_resources":
+                continue
+            raw = env[name]
+            if f.name == "namespaces":
+                values[f.name] = tuple(ns.strip() for ns in raw.split(",") if ns.strip())
+            elif f.type in ("int", int):
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+            elif f.name in ("webhook_url", "peering"):
+                values[f.name] = raw or None
+            else:
+                values[f.name] = raw
+        return cls(**values)  # type: ignore[arg-type]
