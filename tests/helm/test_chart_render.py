@@ -1,0 +1,178 @@
+"""The chart lints and renders cleanly, and what it renders holds together (no cluster needed)."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "kdag"
+RELEASE = "kdag"
+NAMESPACE = "kdag-system"
+
+
+def render(helm: Path, *settings: str) -> list[dict[str, Any]]:
+    """`helm template` with `--set` values; the objects it prints."""
+    args = [str(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    for setting in settings:
+        args += ["--set", setting]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def render_error(helm: Path, *settings: str) -> str:
+    args = [str(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    for setting in settings:
+        args += ["--set", setting]
+    result = subprocess.run(args, capture_output=True, text=True)
+    assert result.returncode != 0, result.stdout
+    return result.stderr
+
+
+def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(found) == 1, f"{len(found)} objects of kind {kind} named {name}"
+    return found[0]
+
+
+def kinds(objects: list[dict[str, Any]]) -> set[str]:
+    return {o["kind"] for o in objects}
+
+
+def controller_env(objects: list[dict[str, Any]]) -> dict[str, str]:
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_chart_crds_are_the_generated_crds() -> None:
+    """charts/kdag/crds/ carries crds/ unchanged (copy them with `cp crds/*.yaml charts/kdag/crds/`)."""
+    generated = sorted((REPO / "crds").glob("*.yaml"))
+    assert generated, "crds/ holds no CRDs: run `python -m kdag.api.generate`"
+    for source in generated:
+        copy = CHART / "crds" / source.name
+        assert copy.exists(), f"{copy} is missing: cp crds/*.yaml charts/kdag/crds/"
+        assert copy.read_text() == source.read_text(), f"{copy} differs from {source}"
+    extra = {p.name for p in (CHART / "crds").glob("*.yaml")} - {p.name for p in generated}
+    assert extra == {"kopf-peering.yaml"}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        (),
+        ("rbac.scope=namespace",),
+        ("rbac.scope=namespace", "watch.namespaces={team-a,team-b}", "replicas=2"),
+        ("webhook.certManager.enabled=true",),
+        ("webhook.enabled=false", "peering.enabled=false"),
+    ],
+    ids=["default", "namespace-scope", "two-namespaces-two-replicas", "cert-manager", "minimal"],
+)
+def test_helm_lint_is_clean(helm: Path, settings: tuple[str, ...]) -> None:
+    args = [str(helm), "lint", "--strict", str(CHART)]
+    for setting in settings:
+        args += ["--set", setting]
+    result = subprocess.run(args, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_default_install_is_cluster_wide(helm: Path) -> None:
+    objects = render(helm)
+    assert {"ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"} <= kinds(objects)
+    assert "Role" in kinds(objects)  # the task Role only
+    assert controller_env(objects)["KDAG_NAMESPACES"] == ""
+    # Task RBAC lands in the release namespace when every namespace is watched.
+    task_sa = one(objects, "ServiceAccount", "kdag-task")
+    assert task_sa["metadata"]["namespace"] == NAMESPACE
+
+
+def test_namespace_scope_makes_nothing_cluster_wide_but_admission(helm: Path) -> None:
+    objects = render(helm, "rbac.scope=namespace", "watch.namespaces={team-a,team-b}")
+    cluster_kinds = {"ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"}
+    assert not cluster_kinds & kinds(objects)
+    roles = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "kdag-controller"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    peerings = [o for o in objects if o["kind"] == "KopfPeering"]
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
+    assert controller_env(objects)["KDAG_NAMESPACES"] == "team-a,team-b"
+    hook = one(objects, "ValidatingWebhookConfiguration")["webhooks"][0]
+    assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["team-a", "team-b"]
+    task_accounts = [
+        o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "kdag-task"
+    ]
+    assert sorted(a["metadata"]["namespace"] for a in task_accounts) == ["team-a", "team-b"]
+
+
+def test_namespace_scope_without_namespaces_serves_the_release_namespace(helm: Path) -> None:
+    objects = render(helm, "rbac.scope=namespace")
+    assert controller_env(objects)["KDAG_NAMESPACES"] == NAMESPACE
+    assert one(objects, "KopfPeering")["metadata"]["namespace"] == NAMESPACE
+
+
+def test_controller_pod_is_locked_down_and_probed(helm: Path) -> None:
+    deployment = one(objects := render(helm, "replicas=2"), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["requests"]["cpu"]
+    assert container["resources"]["requests"]["memory"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = controller_env(objects)
+    assert env["KDAG_LIVENESS_ENDPOINT"] == f"http://0.0.0.0:{ports['health']}/healthz"
+    assert env["KDAG_METRICS_PORT"] == str(ports["metrics"])
+    assert env["KDAG_WEBHOOK_PORT"] == str(ports["webhook"])
+    assert env["KDAG_PEERING"] == "kdag"
+    assert "KDAG_PEERING_PRIORITY" not in env, "replicas derive distinct priorities themselves"
+
+
+def test_webhook_certificate_is_trusted_through_the_ca_bundle(helm: Path) -> None:
+    objects = render(helm)
+    secret = one(objects, "Secret")
+    hook = one(objects, "ValidatingWebhookConfiguration")["webhooks"][0]
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    service = one(objects, "Service")
+    assert hook["clientConfig"]["service"]["name"] == service["metadata"]["name"]
+    assert hook["clientConfig"]["service"]["path"] == "/dags.kdag.dev"
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+    assert f"{service['metadata']['name']}.{NAMESPACE}.svc" in names
+    mounted = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "webhook-tls", "secret": {"secretName": secret["metadata"]["name"]}} in mounted
+
+
+def test_cert_manager_replaces_the_generated_secret(helm: Path) -> None:
+    objects = render(helm, "webhook.certManager.enabled=true")
+    assert "Secret" not in kinds(objects)
+    certificate = one(objects, "Certificate")
+    config = one(objects, "ValidatingWebhookConfiguration")
+    assert "caBundle" not in config["webhooks"][0]["clientConfig"]
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        f"{NAMESPACE}/{certificate['metadata']['name']}"
+    )
+
+
+def test_two_replicas_without_peering_is_refused(helm: Path) -> None:
+    assert "replicas > 1 needs peering.enabled=true" in render_error(
+        helm, "replicas=2", "peering.enabled=false"
+    )
+
+
+def test_unknown_rbac_scope_is_refused_by_name(helm: Path) -> None:
+    assert "rbac.scope must be `cluster` or `namespace`" in render_error(helm, "rbac.scope=everything")
