@@ -60,10 +60,10 @@ def task_rbac(namespace: str, name: str = names.TASK_SERVICE_ACCOUNT) -> list[di
 
 def xcom_guard_policy(service_account: str = names.TASK_SERVICE_ACCOUNT) -> dict[str, Any]:
     """ValidatingAdmissionPolicy: a task token may write only the ConfigMap named after its own pod."""
-    extra = f"request.userInfo.extra[{POD_NAME_EXTRA!r}]"
+    extra = f'request.userInfo.extra["{POD_NAME_EXTRA}"]'
     writer = (
-        "request.userInfo.username.startsWith('system:serviceaccount:')"
-        f" && request.userInfo.username.endsWith(':{service_account}')"
+        'request.userInfo.username.startsWith("system:serviceaccount:")'
+        f' && request.userInfo.username.endsWith(":{service_account}")'
     )
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -85,18 +85,18 @@ def xcom_guard_policy(service_account: str = names.TASK_SERVICE_ACCOUNT) -> dict
             "variables": [
                 {
                     "name": "podName",
-                    "expression": f"{POD_NAME_EXTRA!r} in request.userInfo.extra"
-                    f" && size({extra}) == 1 ? {extra}[0] : ''",
+                    "expression": f'"{POD_NAME_EXTRA}" in request.userInfo.extra'
+                    f' && size({extra}) == 1 ? {extra}[0] : ""',
                 }
             ],
             "validations": [
                 {
-                    "expression": "variables.podName != ''"
-                    " && variables.podName.startsWith(request.name + '-')"
-                    " && variables.podName.substring(size(request.name) + 1).matches('^[0-9]+$')",
-                    "messageExpression": "'kdag-task tokens may write only their own XCom ConfigMap: pod '"
-                    " + (variables.podName == '' ? '(none)' : variables.podName)"
-                    " + ' may not write ConfigMap ' + request.name",
+                    "expression": 'variables.podName != ""'
+                    ' && variables.podName.startsWith(request.name + "-")'
+                    ' && variables.podName.substring(size(request.name) + 1).matches("^[0-9]+$")',
+                    "messageExpression": '"kdag-task tokens may write only their own XCom ConfigMap: pod "'
+                    ' + (variables.podName == "" ? "(none)" : variables.podName)'
+                    ' + " may not write ConfigMap " + request.name',
                     "reason": "Forbidden",
                 }
             ],
