@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
+from kdag import policy
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kdag"
@@ -176,3 +177,41 @@ def test_two_replicas_without_peering_is_refused(helm: Path) -> None:
 
 def test_unknown_rbac_scope_is_refused_by_name(helm: Path) -> None:
     assert "rbac.scope must be `cluster` or `namespace`" in render_error(helm, "rbac.scope=everything")
+
+
+def without_release_labels(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as kdag.policy makes it: only kdag's managed-by label."""
+    labels = obj["metadata"]["labels"]
+    return {
+        **obj,
+        "metadata": {**obj["metadata"], "labels": {k: labels[k] for k in labels if k in POLICY_LABELS}},
+    }
+
+
+POLICY_LABELS = {"app.kubernetes.io/managed-by"}
+
+
+def test_xcom_guard_is_what_kdag_policy_makes(helm: Path) -> None:
+    rendered = [o for o in render(helm) if o["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert [without_release_labels(o) for o in rendered] == policy.xcom_guard()
+
+
+def test_task_rbac_is_what_kdag_policy_makes(helm: Path) -> None:
+    objects = render(helm, "rbac.scope=namespace", "watch.namespaces={team-a,team-b}")
+    for namespace in ("team-a", "team-b"):
+        rendered = [
+            without_release_labels(o)
+            for o in objects
+            if o["metadata"].get("namespace") == namespace and o["metadata"]["name"] == "kdag-task"
+        ]
+        assert rendered == policy.task_rbac(namespace)
+
+
+def test_no_guard_when_another_release_has_it(helm: Path) -> None:
+    assert not [o for o in render(helm, "xcomGuard.create=false") if "Policy" in o["kind"]]
+
+
+def test_chart_guard_file_is_the_generated_guard() -> None:
+    """files/xcom-guard.yaml is deploy/xcom-guard.yaml: cp deploy/xcom-guard.yaml charts/kdag/files/."""
+    generated = (REPO / "deploy" / "xcom-guard.yaml").read_text()
+    assert (CHART / "files" / "xcom-guard.yaml").read_text() == generated

@@ -127,3 +127,14 @@ upgrades keep it), else a new CA and a certificate for the Service's DNS names. 
 {{- end }}
 {{- toYaml (get .Values "__webhookTls") }}
 {{- end }}
+
+{{/*
+Labels of the objects that are the same as `kdag.policy` makes (task RBAC, XCom guard): kdag's own
+managed-by label, so `kubectl get -l app.kubernetes.io/managed-by=kdag` finds them, plus the release's.
+*/}}
+{{- define "kdag.policyLabels" -}}
+app.kubernetes.io/managed-by: kdag
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: kdag
+{{- end }}
