@@ -1,0 +1,144 @@
+"""A minimal Kubernetes API client: in-cluster config and the one server-side apply a task makes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+FIELD_MANAGER = "kdag-runner"
+# Attempts for a request the API server may answer later: connection errors, 429 and 5xx.
+ATTEMPTS = 4
+
+
+class KubeApiError(Exception):
+    """A request the API server refused (``status`` is its HTTP status) or that never reached it (0)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where the API server is and how to authenticate: a bearer token file and a CA bundle."""
+
+    host: str
+    port: int
+    token_path: Path
+    ca_path: Path
+
+    @classmethod
+    def in_cluster(cls, env: Mapping[str, str] | None = None) -> ClusterConfig:
+        """The config a pod gets: KUBERNETES_SERVICE_HOST/PORT and the mounted service account."""
+        env = os.environ if env is None else env
+        host = env.get("KUBERNETES_SERVICE_HOST", "")
+        port = env.get("KUBERNETES_SERVICE_PORT", "")
+        if not host or not port:
+            raise KubeApiError(0, "KUBERNETES_SERVICE_HOST/PORT are not set: not running in a pod")
+        return cls(host, int(port), SERVICE_ACCOUNT_DIR / "token", SERVICE_ACCOUNT_DIR / "ca.crt")
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+
+class KubeClient:
+    """HTTPS requests to the API server; the token is read for every request (kubelet rotates it)."""
+
+    def __init__(self, config: ClusterConfig, timeout: float = 30.0) -> None:
+        self.config = config
+        self.timeout = timeout
+        self._tls = ssl.create_default_context(cafile=str(config.ca_path))
+
+    def request(
+        self, method: str, path: str, body: object = None, content_type: str = "application/json"
+    ) -> dict[str, Any]:
+        """Send one request (retrying what the server may answer later); return the JSON reply."""
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        delay = 0.25
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                status, reply = self._send(method, path, payload, content_type)
+            except OSError as err:
+                if attempt == ATTEMPTS:
+                    where = self.config.address
+                    raise KubeApiError(0, f"{method} {path}: cannot reach {where}: {err}") from None
+            else:
+                if status < 300:
+                    return _json_or_empty(reply)
+                if attempt == ATTEMPTS or not (status == 429 or status >= 500):
+                    raise KubeApiError(status, f"{method} {path}: HTTP {status}: {_status_message(reply)}")
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def _send(self, method: str, path: str, payload: bytes | None, content_type: str) -> tuple[int, bytes]:
+        token = self.config.token_path.read_text(encoding="utf-8").strip()
+        connection = http.client.HTTPSConnection(
+            self.config.host, self.config.port, timeout=self.timeout, context=self._tls
+        )
+        try:
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            if payload is not None:
+                headers["Content-Type"] = content_type
+            connection.request(method, path, body=payload, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def apply_configmap(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        labels: Mapping[str, str],
+        owner: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Create or replace the whole ConfigMap with one server-side apply (docs/design.md)."""
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
+        if owner is not None:
+            metadata["ownerReferences"] = [dict(owner)]
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": dict(data)}
+        path = f"/api/v1/namespaces/{namespace}/configmaps/{name}?fieldManager={FIELD_MANAGER}&force=true"
+        return self.request("PATCH", path, body, content_type="application/apply-patch+yaml")
+
+
+def apply_configmap(
+    namespace: str,
+    name: str,
+    data: Mapping[str, str],
+    labels: Mapping[str, str],
+    owner: Mapping[str, Any] | None,
+    config: ClusterConfig | None = None,
+) -> dict[str, Any]:
+    """``KubeClient.apply_configmap`` with the in-cluster config unless one is given."""
+    client = KubeClient(config or ClusterConfig.in_cluster())
+    return client.apply_configmap(namespace, name, data, labels, owner)
+
+
+def _json_or_empty(reply: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(reply) if reply else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _status_message(reply: bytes) -> str:
+    """The API's ``Status.message`` (with its reason), or the raw reply when it is not a Status."""
+    status = _json_or_empty(reply)
+    message = status.get("message")
+    if isinstance(message, str) and message:
+        reason = status.get("reason")
+        return f"{reason}: {message}" if isinstance(reason, str) and reason else message
+    return reply.decode("utf-8", errors="replace").strip()[:500] or "(empty reply)"

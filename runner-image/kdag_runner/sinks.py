@@ -1,0 +1,119 @@
+"""Where a task's XComs go: its ConfigMap through the API server, or a directory in local runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from kdag_runner.context import TaskEnvironment
+    from kdag_runner.kube import KubeClient
+
+
+class SinkError(Exception):
+    """The XComs could not be written; the task fails with exit code 3."""
+
+
+class XComSink(Protocol):
+    def write(self, data: Mapping[str, str]) -> None:
+        """Replace the task's whole XCom store with ``data`` (ConfigMap data, ``.types`` included)."""
+
+
+class DirectorySink:
+    """Writes the files a ConfigMap volume would show (``{key}`` and ``.types``) into ``path``.
+
+    The new files are written into a sibling directory that then takes the place of ``path``, so
+    readers see the old store or the new one, never a mix, and keys of an earlier attempt vanish.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, data: Mapping[str, str]) -> None:
+        parent = self.path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.new-", dir=parent))
+            for key, value in data.items():
+                (staging / key).write_text(value, encoding="utf-8")
+            staging.chmod(0o755)
+            if self.path.exists():
+                retired = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=parent))
+                os.replace(self.path, retired / "store")
+                os.replace(staging, self.path)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                os.replace(staging, self.path)
+        except OSError as err:
+            raise SinkError(f"cannot write XComs to {self.path}: {err}") from None
+
+
+class ConfigMapSink:
+    """Applies the task's ConfigMap (owned by the DAGRun, labelled like everything kdag makes)."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str],
+        owner: Mapping[str, Any] | None,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.name = name
+        self.labels = dict(labels)
+        self.owner = dict(owner) if owner is not None else None
+
+    def write(self, data: Mapping[str, str]) -> None:
+        from kdag_runner.kube import KubeApiError
+
+        try:
+            self.client.apply_configmap(self.namespace, self.name, data, self.labels, self.owner)
+        except KubeApiError as err:
+            raise SinkError(f"cannot write XComs to ConfigMap {self.namespace}/{self.name}: {err}") from None
+        except OSError as err:
+            raise SinkError(f"cannot write XComs to ConfigMap {self.namespace}/{self.name}: {err}") from None
+
+
+def store_labels(env: TaskEnvironment) -> dict[str, str]:
+    """The labels of a task's XCom ConfigMap (docs/design.md, "Names")."""
+    return {
+        "app.kubernetes.io/managed-by": "kdag",
+        "kdag.dev/dag": env.dag_id,
+        "kdag.dev/dagrun": env.run_id,
+        "kdag.dev/task": env.task_id,
+    }
+
+
+def run_owner(env: TaskEnvironment) -> dict[str, Any]:
+    """The ownerReference to the DAGRun, so its XComs go when the run is deleted."""
+    return {"apiVersion": "kdag.dev/v1alpha1", "kind": "DAGRun", "name": env.run_id, "uid": env.run_uid}
+
+
+def sink_from_env(env: TaskEnvironment, environ: Mapping[str, str] | None = None) -> XComSink:
+    """``KDAG_XCOM_SINK=dir:PATH`` gives a directory sink; unset (or ``configmap``) the ConfigMap sink."""
+    environ = os.environ if environ is None else environ
+    spec = environ.get("KDAG_XCOM_SINK", "") or "configmap"
+    if spec.startswith("dir:") and len(spec) > len("dir:"):
+        return DirectorySink(Path(spec[len("dir:") :]))
+    if spec != "configmap":
+        raise SinkError(f"KDAG_XCOM_SINK must be 'dir:PATH' or 'configmap', got {spec!r}")
+    for name, value in (
+        ("KDAG_NAMESPACE", env.namespace),
+        ("KDAG_XCOM_CONFIGMAP", env.xcom_configmap),
+        ("KDAG_RUN_UID", env.run_uid),
+    ):
+        if not value:
+            raise SinkError(f"{name} is not set; the ConfigMap sink needs it")
+    from kdag_runner.kube import ClusterConfig, KubeApiError, KubeClient
+
+    try:
+        client = KubeClient(ClusterConfig.in_cluster(environ))
+    except (KubeApiError, OSError) as err:
+        raise SinkError(f"cannot set up the Kubernetes client: {err}") from None
+    return ConfigMapSink(client, env.namespace, env.xcom_configmap, store_labels(env), run_owner(env))

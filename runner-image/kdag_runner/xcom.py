@@ -1,0 +1,230 @@
+"""``TaskInstance``: Airflow 3's ``xcom_push``/``xcom_pull`` over kdag's per-task XCom stores.
+
+Semantics follow Airflow 3's task SDK (``RuntimeTaskInstance.xcom_pull`` in
+``task-sdk/src/airflow/sdk/execution_time/task_runner.py`` and ``XCom.get_one``/``get_all``/``set`` in
+``task-sdk/src/airflow/sdk/bases/xcom.py``):
+
+- ``task_ids`` a ``str`` or ``None`` (the current task) gives one value, ``None`` when missing; an
+  iterable gives a list in the order asked, ``None`` where missing.
+- ``map_indexes`` given explicitly: one lookup per (task, index) pair, ``default`` where missing; kdag has
+  no mapped tasks, so only index ``-1``/``None`` (an unmapped task's) finds a value.
+- ``xcom_push(key, None)``: Airflow 3 stores a null that later pulls read as ``None``; kdag never stores
+  ``None`` (design.md), so the push removes the key, which pulls see the same way.
+- A task's ``return None`` pushes nothing (``_push_xcom_if_needed`` skips ``None``).
+- XComs pushed before a task fails stay stored, as in Airflow (each push there is written at once).
+
+kdag differences: only ancestors and the task itself are visible (a pull from another task returns
+``None`` with a warning on stderr); ``dag_id``/``run_id`` other than the current ones and
+``include_prior_dates`` are accepted but only the current run's XComs exist.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kdag_runner import store
+
+if TYPE_CHECKING:
+    from kdag_runner.context import TaskEnvironment
+
+
+class _NotSet:
+    def __repr__(self) -> str:
+        return "NOTSET"
+
+
+NOTSET: Any = _NotSet()
+
+
+class TaskInstance:
+    """One attempt of one task: its identity, params, ``context`` and XComs."""
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        dag_id: str,
+        run_id: str,
+        try_number: int = 1,
+        ancestors: Sequence[str] = (),
+        xcom_in: Path | None = None,
+        params: dict[str, Any] | None = None,
+        max_tries: int = 0,
+    ) -> None:
+        self.task_id = task_id
+        self.dag_id = dag_id
+        self.run_id = run_id
+        self.try_number = try_number
+        self.max_tries = max_tries
+        self.map_index = -1
+        self.params: dict[str, Any] = params if params is not None else {}
+        self.task: Any = None
+        self.ancestors: tuple[str, ...] = tuple(ancestors)
+        self._xcom_in = xcom_in
+        self._ancestor_data: dict[str, dict[str, str]] = {}
+        self._texts: dict[str, str] = {}
+        self._types: dict[str, str] = {}
+        self._warned: set[str] = set()
+        self.context: dict[str, Any] = self._inherited_context()
+
+    @classmethod
+    def from_environment(cls, env: TaskEnvironment) -> TaskInstance:
+        """The task instance the ``KDAG_*`` environment describes."""
+        return cls(
+            task_id=env.task_id,
+            dag_id=env.dag_id,
+            run_id=env.run_id,
+            try_number=env.attempt,
+            ancestors=env.ancestors,
+            xcom_in=env.xcom_in,
+            params=dict(env.params),
+        )
+
+    def __repr__(self) -> str:
+        return f"<TaskInstance: {self.dag_id}.{self.task_id} {self.run_id} [running]>"
+
+    # -- pushing ---------------------------------------------------------------------------------
+
+    def xcom_push(self, key: str, value: Any, execution_date: Any = None) -> None:
+        """Store ``value`` under ``key`` for downstream tasks; encoded now, so later changes don't leak."""
+        store.validate_key(key, self.task_id)
+        self._store(key, value)
+
+    def _store(self, key: str, value: Any) -> None:
+        # A push moves the key to the end: the order of .types is the push order (``key=None`` pulls).
+        self._texts.pop(key, None)
+        self._types.pop(key, None)
+        if value is None:
+            return
+        self._texts[key], self._types[key] = store.encode_value(key, value, self.task_id)
+
+    def push_return_value(self, value: Any) -> None:
+        """Push a callable's result as ``return_value``; ``None`` is not pushed (Airflow)."""
+        if value is not None:
+            self._store(store.RETURN_KEY, value)
+
+    def pushed_keys(self) -> list[str]:
+        """The user keys pushed so far, in push order."""
+        return list(self._texts)
+
+    def store_data(self) -> dict[str, str]:
+        """ConfigMap data of this attempt: the pushes plus ``__context`` when non-empty."""
+        texts = dict(self._texts)
+        types = dict(self._types)
+        if self.context:
+            texts[store.CONTEXT_KEY], types[store.CONTEXT_KEY] = store.encode_value(
+                store.CONTEXT_KEY, self.context, self.task_id
+            )
+        return store.finish(texts, types, self.task_id)
+
+    def pushed_data_unchecked(self) -> dict[str, str]:
+        """ConfigMap data of the pushes alone, without ``__context`` and without the size check."""
+        data = dict(self._texts)
+        data[store.TYPES_KEY] = store.types_text(self._types)
+        return data
+
+    # -- pulling ---------------------------------------------------------------------------------
+
+    def xcom_pull(
+        self,
+        task_ids: str | Iterable[str] | None = None,
+        dag_id: str | None = None,
+        key: str | None = store.RETURN_KEY,
+        include_prior_dates: bool = False,
+        *,
+        map_indexes: int | Iterable[int] | None = NOTSET,
+        default: Any = None,
+        run_id: str | None = None,
+        **_ignored: Any,
+    ) -> Any:
+        """Pull XComs of ancestors or of this task (``task_ids=None``); see the module docstring."""
+        single_task = task_ids is None or isinstance(task_ids, str)
+        if task_ids is None:
+            ids = [self.task_id]
+        elif isinstance(task_ids, str):
+            ids = [task_ids]
+        else:
+            ids = list(task_ids)
+        other_run = (dag_id is not None and dag_id != self.dag_id) or (
+            run_id is not None and run_id != self.run_id
+        )
+        if other_run:
+            self._warn(
+                f"run {dag_id or self.dag_id}/{run_id or self.run_id}",
+                "kdag tasks see only XComs of their own run",
+            )
+        if map_indexes is NOTSET:
+            values = [None if other_run else self._value(t, key) for t in ids]
+            return values[0] if single_task else values
+        single_index = map_indexes is None or isinstance(map_indexes, int)
+        indexes: list[int | None] = (
+            [map_indexes] if single_index else list(map_indexes)  # type: ignore[list-item, arg-type]
+        )
+        found: list[Any] = []
+        for t in ids:
+            for index in indexes:
+                value = None if other_run or index not in (None, -1) else self._value(t, key)
+                found.append(default if value is None else value)
+        return found[0] if single_task and single_index else found
+
+    def _value(self, task_id: str, key: str | None) -> Any:
+        data = self._data_of(task_id)
+        if data is None:
+            return None
+        if key is None:
+            # Airflow 2 read key=None as "any key": the latest pushed, the last in push order.
+            user_keys = [k for k in store.types_of(data) if k in data and not k.startswith("__")]
+            if not user_keys:
+                return None
+            key = user_keys[-1]
+        if key not in data:
+            return None
+        types = store.types_of(data)
+        try:
+            return store.decode_value(data[key], types.get(key, store.TEXT_TYPE))
+        except ValueError as err:
+            raise store.XComError(
+                f"XCom {key!r} of task '{task_id}' is marked json but does not parse: {err}"
+            ) from None
+
+    def _data_of(self, task_id: str) -> dict[str, str] | None:
+        if task_id == self.task_id:
+            return self.pushed_data_unchecked()
+        if task_id not in self.ancestors:
+            self._warn(
+                f"task '{task_id}'",
+                f"it is not upstream of '{self.task_id}' and only ancestors' XComs are visible",
+            )
+            return None
+        if task_id not in self._ancestor_data:
+            self._ancestor_data[task_id] = (
+                store.read_task_dir(self._xcom_in / task_id) if self._xcom_in is not None else {}
+            )
+        return self._ancestor_data[task_id]
+
+    def _inherited_context(self) -> dict[str, Any]:
+        """Merge every ancestor's ``__context`` in topological order (later ancestors win)."""
+        merged: dict[str, Any] = {}
+        if self._xcom_in is None:
+            return merged
+        for ancestor in self.ancestors:
+            path = self._xcom_in / ancestor / store.CONTEXT_KEY
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                value = store.decode_value(text, store.JSON_TYPE)
+            except ValueError as err:
+                raise store.XComError(f"__context of task '{ancestor}' does not parse: {err}") from None
+            if isinstance(value, dict):
+                merged.update(value)
+        return merged
+
+    def _warn(self, what: str, why: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            print(f"kdag: xcom_pull from {what} returns None: {why}", file=sys.stderr)
