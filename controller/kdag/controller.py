@@ -1,0 +1,162 @@
+"""The controller process: kopf run programmatically with kdag's handlers, webhook and metrics.
+
+`python -m kdag.controller` and `kdag controller` both end in `main()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import tempfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from kdag import metrics
+from kdag.handlers.runtime import RUNTIME
+from kdag.settings import ControllerSettings
+from kdag.webhook import self_signed_certificate
+
+WEBHOOK_CONFIGURATION = "kdag.dev"
+"""Name of the ValidatingWebhookConfiguration the controller manages when it runs on the host."""
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """Deployment choices beyond ControllerSettings (docs/design.md, "The chart and the controller")."""
+
+    kubeconfig: str | None = None
+    webhook_certfile: str | None = None
+    webhook_keyfile: str | None = None
+    liveness_endpoint: str | None = None
+    peering_priority: int | None = None
+    peering_lifetime: int | None = None
+    standalone: bool = True
+
+    @classmethod
+    def from_env(cls, settings: ControllerSettings) -> ProcessOptions:
+        env = os.environ
+        priority = env.get("KDAG_PEERING_PRIORITY")
+        lifetime = env.get("KDAG_PEERING_LIFETIME")
+        if settings.peering and not priority:
+            priority = str(zlib.crc32(socket.gethostname().encode()) % 1_000_000 + 1)
+        return cls(
+            kubeconfig=env.get("KUBECONFIG") or None,
+            webhook_certfile=env.get("KDAG_WEBHOOK_CERTFILE") or None,
+            webhook_keyfile=env.get("KDAG_WEBHOOK_KEYFILE") or None,
+            liveness_endpoint=env.get("KDAG_LIVENESS_ENDPOINT") or None,
+            peering_priority=_int_env("KDAG_PEERING_PRIORITY", priority),
+            peering_lifetime=_int_env("KDAG_PEERING_LIFETIME", lifetime),
+            standalone=not settings.peering,
+        )
+
+
+def _int_env(name: str, raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _configure(
+    settings: ControllerSettings, options: ProcessOptions, kopf_settings: kopf.OperatorSettings
+) -> None:
+    kopf_settings.posting.enabled = False  # kdag posts its own Events; kopf's would double them
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.persistence.finalizer = "kdag.dev/finalizer"
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kdag.dev")
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kdag.dev", key="last-handled-configuration"
+    )
+    if settings.peering:
+        kopf_settings.peering.name = settings.peering
+        kopf_settings.peering.clusterwide = not settings.namespaces
+        if options.peering_priority is not None:
+            kopf_settings.peering.priority = options.peering_priority
+        if options.peering_lifetime is not None:
+            kopf_settings.peering.lifetime = options.peering_lifetime
+    if not settings.webhook_port:
+        return
+    if options.webhook_certfile and options.webhook_keyfile:
+        # In a cluster the chart owns the webhook configuration and the certificate.
+        kopf_settings.admission.server = kopf.WebhookServer(
+            addr=settings.webhook_host,
+            port=settings.webhook_port,
+            certfile=options.webhook_certfile,
+            pkeyfile=options.webhook_keyfile,
+        )
+        return
+    # On the host: a self-signed certificate for the address the API server calls; kopf manages the config.
+    host = settings.webhook_host if settings.webhook_host not in ("0.0.0.0", "::") else "127.0.0.1"
+    certfile, pkeyfile = self_signed_certificate(Path(tempfile.mkdtemp(prefix="kdag-webhook-")), host)
+    kopf_settings.admission.server = kopf.WebhookServer(
+        addr=settings.webhook_host,
+        port=settings.webhook_port,
+        host=host,
+        certfile=str(certfile),
+        pkeyfile=str(pkeyfile),
+    )
+    kopf_settings.admission.managed = WEBHOOK_CONFIGURATION
+
+
+async def operate(settings: ControllerSettings, options: ProcessOptions) -> None:
+    """Run the operator until it is stopped (SIGINT/SIGTERM)."""
+    import kdag.handlers  # noqa: F401  (registers the handlers)
+
+    RUNTIME.settings = settings
+    RUNTIME.kubeconfig = options.kubeconfig
+    registry = kopf.get_default_registry()
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        _configure(RUNTIME.settings, options, settings)
+
+    @kopf.on.cleanup(registry=registry)
+    async def close_client(**_: Any) -> None:
+        if RUNTIME.api is not None:
+            await RUNTIME.api.close()
+
+    metrics.serve(settings.metrics_port)
+    await kopf.operator(
+        registry=registry,
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        standalone=options.standalone,
+        priority=options.peering_priority or 0,
+        liveness_endpoint=options.liveness_endpoint,
+    )
+
+
+def run(settings: ControllerSettings | None = None, options: ProcessOptions | None = None) -> None:
+    """Run the controller in the foreground with these settings (default: from the environment)."""
+    settings = settings or ControllerSettings.from_env()
+    options = options or ProcessOptions.from_env(settings)
+    asyncio.run(operate(settings, options))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of `python -m kdag.controller`: settings from KDAG_* env, a few flags for humans."""
+    parser = argparse.ArgumentParser(prog="kdag controller", description=__doc__)
+    parser.add_argument("--verbose", action="store_true", help="log kopf's debug messages")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    run()
+
+
+if __name__ == "__main__":
+    main()

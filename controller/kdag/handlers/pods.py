@@ -1,0 +1,48 @@
+"""Task pods: when an attempt finishes, reconcile its run. Watch events only, no polling, no pod writes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import kopf
+
+from kdag import names
+from kdag.handlers.dagruns import request_reconcile
+from kdag.handlers.runtime import RUNTIME
+from kdag.render import parse_attempt_result
+
+
+@kopf.on.event(
+    "",
+    "v1",
+    "pods",
+    labels={names.MANAGED_BY_LABEL: names.MANAGED_BY, names.DAGRUN_LABEL: kopf.PRESENT},
+)
+async def task_pod_changed(
+    body: kopf.Body, type: str | None, namespace: str | None, name: str | None, **_: Any
+) -> None:
+    """An attempt's pod changed: once all its containers terminated, the run has something to decide.
+
+    kopf.on.event keeps no state on the pod, so watching pods costs no writes.
+    """
+    if type == "DELETED" or not namespace or not name:
+        return
+    if not parse_attempt_result(body).finished:
+        return
+    taskrun = name.rsplit("-", 1)[0]
+    RUNTIME.finished_seen_at.setdefault((namespace, taskrun), time.time())
+    owner = (body.get("metadata") or {}).get("labels", {}).get(names.DAGRUN_LABEL)
+    # The label may be a hashed cut of a long run name; the TaskRun owner chain names the run exactly.
+    dagrun = _dagrun_of(body) or owner
+    if dagrun:
+        await request_reconcile((namespace, dagrun))
+
+
+def _dagrun_of(pod: kopf.Body) -> str | None:
+    """The DAGRun name from the pod's KDAG_RUN_ID env (exact, unlike a label value)."""
+    for container in pod.get("spec", {}).get("containers", []):
+        for env in container.get("env", []):
+            if env.get("name") == "KDAG_RUN_ID" and env.get("value"):
+                return str(env["value"])
+    return None
