@@ -1,0 +1,135 @@
+"""The chart on the real cluster: install with local images, run the seed lesson in-cluster, uninstall.
+
+The in-cluster controller watches only this test's namespace (rbac.scope=namespace) and the webhook only
+intercepts that namespace, so a host-run controller serving other namespaces never meets it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chart_support import EXAMPLES, Kube, wait_for
+from kdag import names
+from test_argocd_health import health
+
+NAMESPACE = "kdag-chart-e2e"
+RELEASE = "kdag-e2e"
+
+pytestmark = pytest.mark.cluster
+SEED_DAG = "etl-dag"
+
+
+@pytest.fixture(scope="module")
+def installed(kubeconfig: Path, helm: Path) -> Iterator[Kube]:
+    """The chart installed in its own namespace; uninstalled (and the namespace deleted) afterwards."""
+    kube = Kube(Path(kubeconfig), helm)
+    kube.fresh_namespace(NAMESPACE)
+    kube.install_chart(RELEASE, NAMESPACE, ["rbac.scope=namespace"])
+    yield kube
+    if RELEASE in kube.helm("list", "--namespace", NAMESPACE, "-q").split():
+        kube.uninstall_chart(RELEASE, NAMESPACE)
+    kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", check=False)
+
+
+def run_of(kube: Kube, dag: str) -> dict[str, Any] | None:
+    runs = [r for r in kube.items("dagruns", NAMESPACE) if r["spec"]["dagRef"]["name"] == dag]
+    return runs[0] if runs else None
+
+
+def finished_run(kube: Kube, dag: str, timeout: float = 240) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        run = run_of(kube, dag)
+        if run and run.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return run
+        return None
+
+    return wait_for(f"a finished run of DAG {dag}", finished, timeout)
+
+
+def xcoms(kube: Kube, run: str, task_id: str) -> dict[str, Any]:
+    """A task's XComs decoded per the store's `.types` (docs/design.md, "The XCom store")."""
+    data: dict[str, str] = kube.get("configmap", names.xcom_configmap_name(run, task_id), NAMESPACE)["data"]
+    types = json.loads(data.pop(".types", "{}"))
+    return {key: value if types.get(key) == "str" else json.loads(value) for key, value in data.items()}
+
+
+def test_controller_runs_as_the_chart_says(installed: Kube) -> None:
+    pods = installed.items("pods", NAMESPACE, "app.kubernetes.io/name=kdag")
+    assert len(pods) == 1
+    pod = pods[0]
+    assert pod["spec"]["containers"][0]["image"] == "localhost/kdag-controller:dev"
+    assert all(c["ready"] for c in pod["status"]["containerStatuses"])
+    assert installed.exists("serviceaccount", "kdag-task", NAMESPACE)
+    assert installed.exists("kopfpeering", "kdag", NAMESPACE)
+
+
+def test_seed_lesson_runs_in_cluster_and_passes_its_xcoms(installed: Kube) -> None:
+    installed.kubectl("apply", "--server-side", "-n", NAMESPACE, "-f", str(EXAMPLES / "xcom-lesson.yaml"))
+    run = finished_run(installed, SEED_DAG)
+    name = run["metadata"]["name"]
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert run["status"]["tasks"] == {
+        "sql_task": "Succeeded",
+        "hello_task": "Succeeded",
+        "goodbye_task": "Succeeded",
+    }
+    logical = datetime.datetime.fromisoformat(run["spec"].get("logicalDate") or run["status"]["startTime"])
+    ds = logical.astimezone(datetime.UTC).strftime("%Y-%m-%d")
+    assert xcoms(installed, name, "sql_task")["return_value"] == "hello world"
+    hello = xcoms(installed, name, "hello_task")
+    assert hello["return_value"] == "hello world"
+    assert hello["execution_time"] == ds
+    assert xcoms(installed, name, "goodbye_task")["return_value"] == [ds]
+    taskrun = installed.get("taskrun", names.taskrun_name(name, "hello_task"), NAMESPACE)
+    assert sorted(taskrun["status"]["xcomKeys"]) == ["execution_time", "return_value"]
+
+
+def test_argocd_health_of_the_live_objects(installed: Kube) -> None:
+    """The Lua health checks read what this controller really wrote."""
+    run = finished_run(installed, SEED_DAG)
+    dag = installed.get("dag", SEED_DAG, NAMESPACE)
+    assert health("DAG", dag)["status"] == "Healthy", dag.get("status")
+    assert health("DAGRun", run)["status"] == "Healthy", run["status"]
+    for taskrun in installed.items("taskruns", NAMESPACE):
+        assert health("TaskRun", taskrun)["status"] == "Healthy", taskrun["status"]
+
+
+def test_deleting_a_run_removes_its_taskruns_pods_and_xcoms(installed: Kube) -> None:
+    run = finished_run(installed, SEED_DAG)["metadata"]["name"]
+    selector = f"{names.DAGRUN_LABEL}={run}"
+    assert installed.items("configmaps", NAMESPACE, selector), "the run made no XCom ConfigMaps"
+    assert installed.items("pods", NAMESPACE, selector), "the run's pods are already gone"
+    installed.kubectl("delete", "dagrun", run, "-n", NAMESPACE, "--wait=true", "--timeout=60s")
+
+    def all_gone() -> bool:
+        left = [
+            o["metadata"]["name"]
+            for kind in ("taskruns", "pods", "configmaps")
+            for o in installed.items(kind, NAMESPACE, selector)
+        ]
+        return not left
+
+    wait_for(f"the TaskRuns, pods and ConfigMaps of {run} to be garbage-collected", all_gone, 90)
+
+
+def test_uninstall_leaves_nothing_but_crds(installed: Kube) -> None:
+    # The user's objects go first, while the controller still runs to release its finalizers.
+    installed.kubectl(
+        "delete", "dags,dagruns,taskruns", "--all", "-n", NAMESPACE, "--wait=true", "--timeout=90s"
+    )
+    installed.uninstall_chart(RELEASE, NAMESPACE)
+    wait_for(
+        "the release's objects to be deleted", lambda: not installed.release_leftovers(RELEASE, NAMESPACE), 90
+    )
+    task_objects = installed.kubectl(
+        "get", "serviceaccounts,roles,rolebindings", "-n", NAMESPACE, "-o", "name"
+    )
+    assert "kdag-task" not in task_objects
+    assert not installed.exists("validatingwebhookconfiguration", f"{RELEASE}-{NAMESPACE}")
+    for crd in ("dags.kdag.dev", "dagruns.kdag.dev", "taskruns.kdag.dev", "kopfpeerings.kopf.dev"):
+        assert installed.exists("crd", crd), f"Helm keeps CRDs by design; {crd} is gone"
