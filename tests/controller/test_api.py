@@ -1,0 +1,297 @@
+"""The resource models, the CRDs generated from them, and manifest validation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kdag.api import DAG, DAGRun, DAGSpec, TaskRun, TriggerRule
+from kdag.api.crd import crds, structural_schema
+from kdag.api.generate import main as generate_main
+from kdag.api.generate import rendered_files
+from kdag.api.models import DAGStatus, TaskDefaults, resolve_task
+from kdag.api.validation import check_dag_spec, dag_spec_problems, manifest_problems
+
+ROOT = Path(__file__).resolve().parents[2]
+
+LESSON: dict[str, Any] = {
+    "apiVersion": "kdag.dev/v1alpha1",
+    "kind": "DAG",
+    "metadata": {"name": "etl-dag"},
+    "spec": {
+        "dagId": "etl_dag",
+        "params": {"value": "some value"},
+        "defaults": {"retries": 2, "retryDelaySeconds": 5},
+        "tasks": [
+            {
+                "id": "hello_task",
+                "python": {
+                    "source": "def hello_everyone(**kwargs):\n"
+                    "    kwargs['ti'].xcom_push(key='execution_time', value=kwargs['ds'])\n"
+                    "    return 'hello world'\n",
+                    "callable": "hello_everyone",
+                },
+            },
+            {
+                "id": "goodbye_task",
+                "upstream": ["hello_task"],
+                "retries": 0,
+                "triggerRule": "all_done",
+                "python": {"source": "def f(**k):\n    return 1\n", "callable": "f"},
+                "xcomInputs": [{"env": "EXEC_TIME", "task": "hello_task", "key": "execution_time"}],
+            },
+        ],
+    },
+}
+
+
+def spec_with(*tasks: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"tasks": list(tasks), **fields}
+
+
+def cmd(task_id: str, *upstream: str, **fields: Any) -> dict[str, Any]:
+    return {"id": task_id, "command": ["true"], "upstream": list(upstream), **fields}
+
+
+def test_round_trip_keeps_the_yaml_form() -> None:
+    dag = DAG.model_validate(LESSON)
+    assert dag.spec.tasks[1].trigger_rule == TriggerRule.ALL_DONE
+    assert dag.spec.tasks[1].xcom_inputs is not None
+    assert dag.spec.tasks[1].xcom_inputs[0].key == "execution_time"
+    assert dag.spec.to_kube() == LESSON["spec"] | {
+        "tasks": [
+            LESSON["spec"]["tasks"][0],
+            {
+                **LESSON["spec"]["tasks"][1],
+                "xcomInputs": [{"env": "EXEC_TIME", "task": "hello_task", "key": "execution_time"}],
+            },
+        ]
+    }
+    assert DAGSpec.model_validate(dag.spec.to_kube()) == dag.spec
+
+
+def test_resolved_task_applies_defaults_then_builtins() -> None:
+    spec = DAG.model_validate(LESSON).spec
+    hello = spec.resolved_task("hello_task", "runner:1")
+    assert (hello.image, hello.retries, hello.retry_delay_seconds, hello.max_retry_delay_seconds) == (
+        "runner:1",
+        2,
+        5,
+        300,
+    )
+    assert hello.trigger_rule == TriggerRule.ALL_SUCCESS
+    goodbye = spec.resolved_task("goodbye_task", "runner:1")
+    assert goodbye.retries == 0  # an explicit 0 beats the default
+    assert goodbye.trigger_rule == TriggerRule.ALL_DONE
+    bare = resolve_task(spec.tasks[0], TaskDefaults(env=[{"name": "A", "value": "1"}]), "img")  # type: ignore[list-item]
+    assert bare.retries == 0
+    assert bare.retry_delay_seconds == 1
+    assert [e.name for e in bare.env or []] == ["A"]
+    with pytest.raises(KeyError, match="'nope'"):
+        spec.task("nope")
+
+
+def test_status_models_ignore_fields_others_write() -> None:
+    status = DAGStatus.model_validate({"observedGeneration": 2, "kopf": {"progress": {}}})
+    assert status.observed_generation == 2
+
+
+def test_dagrun_and_taskrun_models() -> None:
+    run = DAGRun.model_validate(
+        {
+            "metadata": {"name": "r"},
+            "spec": {"dagRef": {"name": "etl-dag"}, "logicalDate": "2026-01-01T00:00:00Z"},
+        }
+    )
+    assert run.spec.logical_date is not None and run.spec.logical_date.year == 2026
+    taskrun = TaskRun.model_validate(
+        {
+            "metadata": {"name": "r-t"},
+            "spec": {"dagRun": "r", "taskId": "t", "task": {"id": "t", "command": ["true"]}},
+            "status": {"phase": "UpstreamFailed", "attempts": 0, "xcomKeys": []},
+        }
+    )
+    assert taskrun.status is not None and taskrun.status.phase == "UpstreamFailed"
+
+
+# --- CRDs ------------------------------------------------------------------------------------------
+
+
+def test_generated_files_on_disk_are_up_to_date() -> None:
+    for relative, content in rendered_files().items():
+        path = ROOT / relative
+        assert path.exists(), f"{relative} missing: run python -m kdag.api.generate"
+        assert path.read_text() == content, f"{relative} is stale: run python -m kdag.api.generate"
+    assert generate_main(["--check", "--root", str(ROOT)]) == 0
+
+
+def test_generate_writes_and_check_detects_drift(tmp_path: Path) -> None:
+    assert generate_main(["--check", "--root", str(tmp_path)]) == 1
+    assert generate_main(["--root", str(tmp_path)]) == 0
+    assert generate_main(["--check", "--root", str(tmp_path)]) == 0
+    (tmp_path / "crds" / "kdag.dev_dags.yaml").write_text("stale")
+    assert generate_main(["--check", "--root", str(tmp_path)]) == 1
+
+
+def walk(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, schema
+    for name, prop in schema.get("properties", {}).items():
+        yield from walk(prop, f"{path}.{name}")
+    if "items" in schema:
+        yield from walk(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from walk(schema["additionalProperties"], f"{path}{{}}")
+
+
+@pytest.mark.parametrize("crd", crds(), ids=lambda c: c["metadata"]["name"])
+def test_crd_schemas_are_structural_and_described(crd: dict[str, Any]) -> None:
+    version = crd["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]
+    for part in ("spec", "status"):
+        for path, node in walk(schema["properties"][part], part):
+            assert "$ref" not in node and "anyOf" not in node and "oneOf" not in node, path
+            assert (
+                "type" in node
+                or node.get("x-kubernetes-preserve-unknown-fields")
+                or node.get("x-kubernetes-int-or-string")
+            ), path
+            if path.count(".") and not path.endswith(("[]", "}")):
+                assert node.get("description"), f"{path} has no description"
+            if node.get("type") == "array":
+                assert "maxItems" in node, f"{path} is an unbounded list"
+            if node.get("type") == "string" and "enum" not in node and node.get("format") != "date-time":
+                assert "maxLength" in node, f"{path} is an unbounded string"
+    assert version["subresources"] == {"status": {}}
+    assert crd["spec"]["names"]["categories"] == ["kdag"]
+
+
+def test_crd_names_columns_and_rules() -> None:
+    by_kind = {c["spec"]["names"]["kind"]: c for c in crds()}
+    assert {k: c["spec"]["names"]["shortNames"] for k, c in by_kind.items()} == {
+        "DAG": ["dag"],
+        "DAGRun": ["dr"],
+        "TaskRun": ["tr"],
+    }
+
+    def columns(kind: str) -> list[str]:
+        return [
+            c["name"]
+            for c in by_kind[kind]["spec"]["versions"][0]["additionalPrinterColumns"]
+            if not c.get("priority")
+        ]
+
+    assert columns("DAG") == ["Tasks", "Schedule", "Ready", "Age"]
+    assert columns("DAGRun") == ["DAG", "Phase", "Progress", "Age"]
+    assert columns("TaskRun") == ["Task", "Phase", "Attempts", "Pod", "Age"]
+    spec = by_kind["DAG"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    messages = [rule["message"] for rule in spec["x-kubernetes-validations"]]
+    assert "task ids must be unique" in messages
+    assert "every upstream id must name a task of this DAG" in messages
+    task = spec["properties"]["tasks"]["items"]
+    assert task["properties"]["id"]["maxLength"] == 63
+    assert task["properties"]["id"]["pattern"] == "^[A-Za-z0-9_.-]+$"
+    assert any("exactly one of python or command" in r["message"] for r in task["x-kubernetes-validations"])
+    assert spec["properties"]["params"]["x-kubernetes-preserve-unknown-fields"] is True
+    limits = task["properties"]["resources"]["properties"]["limits"]
+    assert limits["additionalProperties"] == {"x-kubernetes-int-or-string": True}
+    status = by_kind["DAGRun"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert "x-kubernetes-validations" not in yaml.safe_dump(status)
+
+
+def test_structural_schema_keeps_non_null_defaults() -> None:
+    schema = structural_schema(DAGSpec)
+    xcom_input = schema["properties"]["tasks"]["items"]["properties"]["xcomInputs"]["items"]
+    assert xcom_input["properties"]["key"]["default"] == "return_value"
+    assert "default" not in schema["properties"]["schedule"]
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+def test_valid_lesson_has_no_problems() -> None:
+    assert dag_spec_problems(LESSON["spec"]) == []
+    assert manifest_problems(LESSON) == []
+
+
+def test_cycle_is_named() -> None:
+    problems = dag_spec_problems(spec_with(cmd("a", "c"), cmd("b", "a"), cmd("c", "b")))
+    assert problems == ["spec.tasks: tasks form a cycle: a -> b -> c -> a"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (spec_with(cmd("a"), cmd("a")), "task 'a' (spec.tasks[1].id): task id is used by more than one task"),
+        (spec_with(cmd("a", "zz")), "task 'a' (spec.tasks[0].upstream[0]): 'zz' is not a task of this DAG"),
+        (spec_with(cmd("a", "a")), "task 'a' (spec.tasks[0].upstream[0]): a task may not list itself"),
+        (
+            spec_with({"id": "a"}),
+            "task 'a' (spec.tasks[0]): a task needs exactly one of python or command",
+        ),
+        (
+            spec_with({"id": "a", "command": ["x"], "python": {"fromDagFile": True}}),
+            "task 'a' (spec.tasks[0]): a task needs exactly one of python or command",
+        ),
+        (
+            spec_with({"id": "a", "python": {"source": "x"}}),
+            "task 'a' (spec.tasks[0].python): python needs either source and callable, or fromDagFile: true",
+        ),
+        (
+            spec_with({"id": "a", "python": {"fromDagFile": True}}),
+            "task 'a' (spec.tasks[0].python.fromDagFile): tasks with python.fromDagFile need spec.pythonFile",
+        ),
+        (
+            spec_with(cmd("a"), cmd("b"), cmd("c", "a", xcomInputs=[{"env": "X", "task": "b"}])),
+            "task 'c' (spec.tasks[2].xcomInputs[0].task): 'b' is not an upstream ancestor of this task"
+            " (add it to upstream)",
+        ),
+        (
+            spec_with(cmd("a"), cmd("b", "a", xcomInputs=[{"env": "KDAG_X", "task": "a"}])),
+            "task 'b' (spec.tasks[1].xcomInputs[0].env):"
+            " 'KDAG_X' may not start with KDAG_ (kdag's own variables)",
+        ),
+        (
+            spec_with(cmd("bad id")),
+            "task 'bad id' (spec.tasks[0].id): String should match pattern '^[A-Za-z0-9_.-]+$'",
+        ),
+        (
+            spec_with(cmd("a", upstrem=["b"])),
+            "task 'a' (spec.tasks[0].upstrem): unknown field (check its spelling and case)",
+        ),
+        (
+            spec_with(cmd("a", retries=-1)),
+            "task 'a' (spec.tasks[0].retries): Input should be greater than or equal to 0",
+        ),
+        (
+            spec_with(cmd("a", triggerRule="sometimes")),
+            "task 'a' (spec.tasks[0].triggerRule): Input should be 'all_success', 'all_done', 'one_success',"
+            " 'one_failed' or 'none_failed'",
+        ),
+        (spec_with(cmd("a"), schedule="every day"), "spec.schedule: 'every day' is not a cron expression"),
+        ({"tasks": []}, "spec.tasks: List should have at least 1 item after validation, not 0"),
+    ],
+)
+def test_problems_name_field_and_task(spec: dict[str, Any], expected: str) -> None:
+    assert expected in dag_spec_problems(spec)
+
+
+def test_check_dag_spec_returns_the_model() -> None:
+    model, problems = check_dag_spec(spec_with(cmd("a"), schedule="@daily"))
+    assert model is not None and model.schedule == "@daily"
+    assert problems == []
+    model, problems = check_dag_spec({"tasks": "nope"})
+    assert model is None and problems
+
+
+def test_manifest_problems() -> None:
+    assert [str(p) for p in manifest_problems({**LESSON, "metadata": {"name": "Bad_Name"}})] == [
+        "metadata.name: 'Bad_Name' is not a valid name (lower-case letters, digits, '-')"
+    ]
+    run = {"apiVersion": "kdag.dev/v1alpha1", "kind": "DAGRun", "metadata": {"name": "r"}, "spec": {}}
+    assert [str(p) for p in manifest_problems(run)] == ["spec.dagRef: Field required"]
+    assert [str(p) for p in manifest_problems({**run, "kind": "Job"})] == [
+        "kind: expected DAG or DAGRun, got 'Job'"
+    ]

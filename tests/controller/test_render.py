@@ -1,0 +1,353 @@
+"""Pod rendering (the delivery contract of docs/design.md) and reading attempt results back."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kdag import names
+from kdag.api.models import DAGSpec
+from kdag.render import AttemptResult, RunInfo, parse_attempt_result, render_task_pod
+from kdag.settings import ControllerSettings
+
+SETTINGS = ControllerSettings(runner_image="localhost/kdag-runner:dev")
+DAG = DAGSpec.model_validate(
+    {
+        "dagId": "xcom_lesson",
+        "params": {"greeting": "hi", "n": 1},
+        "pythonFile": {"configMap": "lesson-source", "key": "lesson.py"},
+        "tasks": [
+            {
+                "id": "hello_task",
+                "python": {"source": "def hello(**kw):\n    return 'hello world'\n", "callable": "hello"},
+            },
+            {
+                "id": "shell",
+                "upstream": ["hello_task"],
+                "image": "busybox:1.36",
+                "command": ["sh", "-c"],
+                "args": ["echo hi > $KDAG_XCOM_DIR/return.json"],
+                "timeoutSeconds": 30,
+                "resources": {"limits": {"memory": "64Mi", "cpu": 1}},
+                "env": [{"name": "MODE", "value": "x"}],
+            },
+            {
+                "id": "goodbye_task",
+                "upstream": ["shell"],
+                "python": {"fromDagFile": True},
+                "params": {"n": 2},
+                "xcomInputs": [
+                    {"env": "GREETING", "task": "hello_task"},
+                    {"env": "T", "task": "hello_task", "key": "execution_time"},
+                ],
+            },
+        ],
+    }
+)
+RUN = RunInfo(
+    namespace="team-a",
+    dag_name="lesson",
+    name="lesson-abc12345",
+    uid="uid-run",
+    logical_date=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    dag=DAG,
+    params={"n": 3},
+    conf={"k": "v"},
+)
+
+
+def render(task_id: str, attempt: int = 1) -> dict[str, Any]:
+    task = DAG.resolved_task(task_id, SETTINGS.runner_image)
+    return render_task_pod(
+        run=RUN,
+        task=task,
+        taskrun_name=names.taskrun_name(RUN.name, task_id),
+        taskrun_uid="uid-tr",
+        attempt=attempt,
+        settings=SETTINGS,
+    )
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_python_task_pod() -> None:
+    pod = render("hello_task", attempt=2)
+    assert pod["metadata"]["name"] == names.pod_name(RUN.name, "hello_task", 2)
+    assert pod["metadata"]["namespace"] == "team-a"
+    assert pod["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "kdag",
+        "kdag.dev/dag": "lesson",
+        "kdag.dev/dagrun": "lesson-abc12345",
+        "kdag.dev/task": "hello_task",
+        "kdag.dev/attempt": "2",
+    }
+    assert pod["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "kdag.dev/v1alpha1",
+            "kind": "TaskRun",
+            "name": names.taskrun_name(RUN.name, "hello_task"),
+            "uid": "uid-tr",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["serviceAccountName"] == "kdag-task"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 65532
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "initContainers" not in spec
+    assert "activeDeadlineSeconds" not in spec
+    (container,) = spec["containers"]
+    assert container["name"] == "task"
+    assert container["image"] == "localhost/kdag-runner:dev"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["command"] == ["python3", "-m", "kdag_runner", "run"]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    env = env_of(container)
+    assert env["KDAG_DAG_ID"] == "xcom_lesson"
+    assert env["KDAG_TASK_ID"] == "hello_task"
+    assert env["KDAG_RUN_ID"] == "lesson-abc12345"
+    assert env["KDAG_RUN_UID"] == "uid-run"
+    assert env["KDAG_NAMESPACE"] == "team-a"
+    assert env["KDAG_LOGICAL_DATE"] == "2026-01-02T03:04:05Z"
+    assert env["KDAG_ATTEMPT"] == "2"
+    assert json.loads(env["KDAG_PARAMS"]) == {"greeting": "hi", "n": 3}
+    assert json.loads(env["KDAG_CONF"]) == {"k": "v"}
+    assert json.loads(env["KDAG_ANCESTORS"]) == []
+    assert env["KDAG_XCOM_IN"] == "/kdag/xcom/in"
+    assert env["KDAG_XCOM_DIR"] == "/kdag/xcom/out"
+    assert env["KDAG_XCOM_CONFIGMAP"] == names.xcom_configmap_name(RUN.name, "hello_task")
+    assert env["KDAG_PYTHON_CALLABLE"] == "hello"
+    assert env["KDAG_PYTHON_SOURCE"].startswith("def hello")
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/kdag/xcom/out"] == "xcom-out"
+    assert mounts["/tmp"] == "tmp"
+    assert mounts["/var/run/secrets/kubernetes.io/serviceaccount"] == "kdag-token"
+    assert spec["automountServiceAccountToken"] is False
+
+
+def test_downstream_python_task_gets_ancestor_volumes_inputs_and_dag_file() -> None:
+    pod = render("goodbye_task")
+    (container,) = pod["spec"]["containers"]
+    env = env_of(container)
+    assert json.loads(env["KDAG_ANCESTORS"]) == ["hello_task", "shell"]
+    assert json.loads(env["KDAG_PARAMS"]) == {"greeting": "hi", "n": 3}  # run params win over task params
+    assert env["KDAG_DAG_FILE"] == "/kdag/dag/lesson.py"
+    assert "KDAG_PYTHON_SOURCE" not in env
+    hello_cm = names.xcom_configmap_name(RUN.name, "hello_task")
+    assert env["GREETING"] == {"configMapKeyRef": {"name": hello_cm, "key": "return_value", "optional": True}}
+    assert env["T"] == {"configMapKeyRef": {"name": hello_cm, "key": "execution_time", "optional": True}}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    for task_id in ("hello_task", "shell"):
+        mount = mounts[f"/kdag/xcom/in/{task_id}"]
+        assert mount["readOnly"] is True
+        assert volumes[mount["name"]]["configMap"] == {
+            "name": names.xcom_configmap_name(RUN.name, task_id),
+            "optional": True,
+        }
+    assert volumes[mounts["/kdag/dag"]["name"]]["configMap"]["name"] == "lesson-source"
+    assert volumes["xcom-out"] == {"name": "xcom-out", "emptyDir": {"sizeLimit": "8Mi"}}
+
+
+def test_any_image_task_gets_the_xcom_sidecar_and_no_token() -> None:
+    pod = render("shell")
+    spec = pod["spec"]
+    assert spec["activeDeadlineSeconds"] == 30
+    (container,) = spec["containers"]
+    assert container["image"] == "busybox:1.36"
+    assert container["command"] == ["sh", "-c"]
+    assert container["args"] == ["echo hi > $KDAG_XCOM_DIR/return.json"]
+    assert container["resources"] == {"limits": {"memory": "64Mi", "cpu": 1}}
+    assert env_of(container)["MODE"] == "x"
+    assert env_of(container)["KDAG_TASK_ID"] == "shell"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert all(m["name"] != "kdag-token" for m in container["volumeMounts"])
+    (sidecar,) = spec["initContainers"]
+    assert sidecar["name"] == "xcom"
+    assert sidecar["restartPolicy"] == "Always"
+    assert sidecar["image"] == "localhost/kdag-runner:dev"
+    assert sidecar["command"] == ["python3", "-m", "kdag_runner", "collect"]
+    assert env_of(sidecar)["KDAG_XCOM_CONFIGMAP"] == names.xcom_configmap_name(RUN.name, "shell")
+    assert "MODE" not in env_of(sidecar)
+    sidecar_mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
+    assert sidecar_mounts["/kdag/xcom/out"] == "xcom-out"
+    assert sidecar_mounts["/var/run/secrets/kubernetes.io/serviceaccount"] == "kdag-token"
+    assert {m["mountPath"] for m in container["volumeMounts"]} >= {
+        "/kdag/xcom/out",
+        "/kdag/xcom/in/hello_task",
+    }
+
+
+def test_run_info_from_a_dagrun_object() -> None:
+    dagrun = {
+        "metadata": {
+            "name": "r1",
+            "namespace": "ns",
+            "uid": "u1",
+            "creationTimestamp": "2026-05-06T07:08:09Z",
+        },
+        "spec": {"dagRef": {"name": "lesson"}, "conf": {"a": 1}},
+        "status": {"dag": DAG.to_kube()},
+    }
+    run = RunInfo.from_dagrun(dagrun)
+    assert run.logical_date == datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert run.dag_id == "xcom_lesson"
+    assert run.conf == {"a": 1}
+    assert run.dag == DAG
+    dagrun["spec"]["logicalDate"] = "2026-01-01T00:00:00+00:00"
+    assert RunInfo.from_dagrun(dagrun).logical_date == datetime(2026, 1, 1, tzinfo=UTC)
+    del dagrun["status"]
+    with pytest.raises(ValueError, match=r"no status\.dag snapshot"):
+        RunInfo.from_dagrun(dagrun)
+
+
+# --- attempt results -------------------------------------------------------------------------------
+
+
+def terminated(name: str, exit_code: int, message: str = "", reason: str = "Completed") -> dict[str, Any]:
+    return {
+        "name": name,
+        "state": {
+            "terminated": {
+                "exitCode": exit_code,
+                "reason": reason,
+                "message": message,
+                "finishedAt": "2026-01-02T03:05:00Z",
+            }
+        },
+    }
+
+
+def running(name: str) -> dict[str, Any]:
+    return {"name": name, "state": {"running": {"startedAt": "2026-01-02T03:04:06Z"}}}
+
+
+def pod_with(
+    task_pod: dict[str, Any], phase: str, containers: list[Any], init: list[Any] | None = None, **status: Any
+) -> dict[str, Any]:
+    pod: dict[str, Any] = json.loads(json.dumps(task_pod))
+    pod["status"] = {
+        "phase": phase,
+        "startTime": "2026-01-02T03:04:05Z",
+        "containerStatuses": containers,
+        **status,
+    }
+    if init is not None:
+        pod["status"]["initContainerStatuses"] = init
+    return pod
+
+
+def test_python_attempt_success_reads_keys_from_termination_message() -> None:
+    report = json.dumps({"xcomKeys": ["return_value", "execution_time"], "bytes": 64})
+    result = parse_attempt_result(
+        pod_with(render("hello_task"), "Succeeded", [terminated("task", 0, report)])
+    )
+    assert result == AttemptResult(
+        finished=True,
+        succeeded=True,
+        exit_code=0,
+        xcom_keys=("return_value", "execution_time"),
+        xcom_bytes=64,
+        started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        finished_at=datetime(2026, 1, 2, 3, 5, tzinfo=UTC),
+    )
+
+
+def test_running_attempt_is_not_finished() -> None:
+    result = parse_attempt_result(pod_with(render("hello_task"), "Running", [running("task")]))
+    assert not result.finished
+    assert result.message == ""
+
+
+def test_sidecar_still_pushing_means_not_finished() -> None:
+    pod = pod_with(render("shell"), "Running", [terminated("task", 0)], init=[running("xcom")])
+    assert not parse_attempt_result(pod).finished
+
+
+def test_sidecar_report_gives_keys_of_any_image_task() -> None:
+    report = json.dumps({"xcomKeys": ["return_value"], "bytes": 5})
+    pod = pod_with(
+        render("shell"), "Succeeded", [terminated("task", 0)], init=[terminated("xcom", 0, report)]
+    )
+    result = parse_attempt_result(pod)
+    assert result.succeeded
+    assert result.xcom_keys == ("return_value",)
+
+
+def test_failed_push_by_sidecar_fails_the_attempt_even_if_the_pod_succeeded() -> None:
+    error = json.dumps({"error": "XCom 'x' of task 'shell' is not JSON-serialisable: set"})
+    pod = pod_with(
+        render("shell"),
+        "Succeeded",
+        [terminated("task", 0)],
+        init=[terminated("xcom", 3, error, reason="Error")],
+    )
+    result = parse_attempt_result(pod)
+    assert result.finished and not result.succeeded
+    assert result.exit_code == 3
+    assert result.message == "XCom 'x' of task 'shell' is not JSON-serialisable: set"
+
+
+def test_task_error_message_comes_from_the_log_tail() -> None:
+    logs = "Traceback (most recent call last):\nValueError: boom"
+    pod = pod_with(render("hello_task"), "Failed", [terminated("task", 1, logs, reason="Error")])
+    result = parse_attempt_result(pod)
+    assert result.finished and not result.succeeded
+    assert result.exit_code == 1
+    assert result.message == f"Error (exit code 1): {logs}"
+
+
+def test_xcom_error_report_of_a_python_task_is_the_message() -> None:
+    size = json.dumps(
+        {
+            "error": "XComs of task 'hello_task' take 2000000 bytes;"
+            " a task's XComs must fit in 1032192 bytes (one ConfigMap)"
+        }
+    )
+    pod = pod_with(render("hello_task"), "Failed", [terminated("task", 3, size, reason="Error")])
+    result = parse_attempt_result(pod)
+    assert result.exit_code == 3
+    assert "2000000 bytes" in result.message
+
+
+def test_deadline_exceeded_is_a_timeout() -> None:
+    pod = pod_with(
+        render("shell"),
+        "Failed",
+        [terminated("task", 137, reason="Error")],
+        init=[running("xcom")],
+        reason="DeadlineExceeded",
+        message="Pod was active on the node longer than the specified deadline",
+    )
+    result = parse_attempt_result(pod)
+    assert result.finished and not result.succeeded
+    assert result.message == "timed out after 30 s"
+
+
+def test_image_pull_failure_is_reported_while_waiting() -> None:
+    waiting = {"name": "task", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}
+    result = parse_attempt_result(pod_with(render("hello_task"), "Pending", [waiting]))
+    assert not result.finished
+    assert result.message == "container task: ImagePullBackOff: not found"
+
+
+def test_pod_failed_before_any_container_ran() -> None:
+    pod = pod_with(render("hello_task"), "Failed", [], reason="Evicted", message="low on memory")
+    result = parse_attempt_result(pod)
+    assert result.finished and not result.succeeded
+    assert result.message == "pod Evicted: low on memory"
