@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_support import Kube, wait_for
+from chart_support import Kube, StoppableController, host_controller_stopped, wait_for
 from kdag import names
 
 pytestmark = pytest.mark.cluster
@@ -45,18 +45,19 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def two_replicas(kubeconfig: Path, helm: Path) -> Iterator[Kube]:
+def two_replicas(kubeconfig: Path, helm: Path, controller: StoppableController) -> Iterator[Kube]:
     kube = Kube(Path(kubeconfig), helm)
-    kube.fresh_namespace(NAMESPACE)
-    kube.install_chart(
-        RELEASE, NAMESPACE, ["rbac.scope=namespace", "replicas=2", "peering.lifetimeSeconds=15"]
-    )
-    yield kube
-    kube.kubectl(
-        "delete", "dags,dagruns", "--all", "-n", NAMESPACE, "--wait=true", "--timeout=60s", check=False
-    )
-    kube.uninstall_chart(RELEASE, NAMESPACE)
-    kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", check=False)
+    with host_controller_stopped(controller, kube):
+        kube.fresh_namespace(NAMESPACE)
+        kube.install_chart(
+            RELEASE, NAMESPACE, ["rbac.scope=namespace", "replicas=2", "peering.lifetimeSeconds=15"]
+        )
+        yield kube
+        kube.kubectl(
+            "delete", "dags,dagruns", "--all", "-n", NAMESPACE, "--wait=true", "--timeout=60s", check=False
+        )
+        kube.uninstall_chart(RELEASE, NAMESPACE)
+        kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", check=False)
 
 
 def live_peers(kube: Kube) -> dict[str, int]:

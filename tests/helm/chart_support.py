@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kdag"
@@ -137,3 +138,29 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
     raise AssertionError(
         f"timed out after {timeout:.0f} s waiting for {what}" + (f": {last_error}" if last_error else "")
     )
+
+
+class StoppableController(Protocol):
+    """The shared host-run controller of tests/controller_support.py (ControllerProcess)."""
+
+    def stop(self) -> None: ...
+
+    def start(self, timeout: float = 60.0) -> None: ...
+
+
+HOST_WEBHOOK_CONFIGURATION = "kdag.dev"
+
+
+@contextmanager
+def host_controller_stopped(controller: StoppableController, kube: Kube) -> Iterator[None]:
+    """Stop the shared host controller, which watches every namespace, while an in-cluster one runs.
+
+    Its webhook configuration (failurePolicy Fail, all namespaces) goes too, or nobody could create a DAG;
+    starting it again registers both anew.
+    """
+    controller.stop()
+    kube.kubectl("delete", "validatingwebhookconfiguration", HOST_WEBHOOK_CONFIGURATION, "--ignore-not-found")
+    try:
+        yield
+    finally:
+        controller.start()

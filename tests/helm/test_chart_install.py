@@ -1,7 +1,7 @@
 """The chart on the real cluster: install with local images, run the seed lesson in-cluster, uninstall.
 
-The in-cluster controller watches only this test's namespace (rbac.scope=namespace) and the webhook only
-intercepts that namespace, so a host-run controller serving other namespaces never meets it.
+The in-cluster controller watches only this test's namespace (rbac.scope=namespace) and its webhook only
+intercepts that namespace. The shared host-run controller watches every namespace, so it is stopped meanwhile.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_support import EXAMPLES, Kube, wait_for
+from chart_support import EXAMPLES, Kube, StoppableController, host_controller_stopped, wait_for
 from kdag import names
 from test_argocd_health import health
 
@@ -25,15 +25,16 @@ SEED_DAG = "etl-dag"
 
 
 @pytest.fixture(scope="module")
-def installed(kubeconfig: Path, helm: Path) -> Iterator[Kube]:
+def installed(kubeconfig: Path, helm: Path, controller: StoppableController) -> Iterator[Kube]:
     """The chart installed in its own namespace; uninstalled (and the namespace deleted) afterwards."""
     kube = Kube(Path(kubeconfig), helm)
-    kube.fresh_namespace(NAMESPACE)
-    kube.install_chart(RELEASE, NAMESPACE, ["rbac.scope=namespace"])
-    yield kube
-    if RELEASE in kube.helm("list", "--namespace", NAMESPACE, "-q").split():
-        kube.uninstall_chart(RELEASE, NAMESPACE)
-    kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", check=False)
+    with host_controller_stopped(controller, kube):
+        kube.fresh_namespace(NAMESPACE)
+        kube.install_chart(RELEASE, NAMESPACE, ["rbac.scope=namespace"])
+        yield kube
+        if RELEASE in kube.helm("list", "--namespace", NAMESPACE, "-q").split():
+            kube.uninstall_chart(RELEASE, NAMESPACE)
+        kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", check=False)
 
 
 def run_of(kube: Kube, dag: str) -> dict[str, Any] | None:
