@@ -1,0 +1,272 @@
+"""Turn a DAG file into what runs it: a `DAGSpec`, and the manifests `kubectl apply` takes.
+
+A Python DAG becomes a ConfigMap `{dag}-source` holding the file and a DAG whose tasks run the file's own
+operators (`python: {fromDagFile: true}`), so the pods execute exactly the code the author wrote.
+A YAML file is read as the DAG manifest it already is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kdag_runner import authoring, compat
+from pydantic import ValidationError
+
+from kdag import graph, names
+from kdag.api.models import API_VERSION, DAGSpec, TriggerRule
+
+PYTHON_SUFFIXES = (".py",)
+YAML_SUFFIXES = (".yaml", ".yml", ".json")
+_CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_DNS_LABEL_INVALID = re.compile(r"[^a-z0-9-]+")
+_CRON_PRESETS = frozenset(
+    {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"}
+)
+
+
+class DefinitionError(Exception):
+    """A DAG file kdag refuses; the message is one line naming the task (or DAG) and the problem."""
+
+
+@dataclass(frozen=True)
+class LoadedDag:
+    """A DAG read from a file: its object name, spec, the Python file (if any) and its manifests."""
+
+    name: str
+    spec: DAGSpec
+    python_file: Path | None
+    manifests: list[dict[str, Any]]
+
+    @property
+    def dag_id(self) -> str:
+        """The DAG id tasks see."""
+        return self.spec.dag_id or self.name
+
+
+def dag_name(dag_id: str) -> str:
+    """The DNS-1123 object name of a DAG id: lower-case, runs of other characters become `-`."""
+    name = _DNS_LABEL_INVALID.sub("-", dag_id.lower()).strip("-")
+    if not name:
+        raise DefinitionError(
+            f"DAG '{dag_id}': no letters or digits to name the DAG object after; pass --name"
+        )
+    return name[:63].rstrip("-")
+
+
+def load(path: Path, *, dag_id: str | None = None, name: str | None = None) -> LoadedDag:
+    """Read a `.py` or `.yaml` DAG file; any definition mistake raises DefinitionError (one line)."""
+    if not path.is_file():
+        raise DefinitionError(f"DAG file '{path}': not found")
+    if path.suffix in PYTHON_SUFFIXES:
+        return load_python(path, dag_id=dag_id, name=name)
+    if path.suffix in YAML_SUFFIXES:
+        return load_manifest(path)
+    raise DefinitionError(f"DAG file '{path}': expected a .py or .yaml file")
+
+
+def load_python(path: Path, *, dag_id: str | None = None, name: str | None = None) -> LoadedDag:
+    """Execute a Python DAG file with kdag's `airflow` layer and compile the DAG it defines."""
+    try:
+        dag = compat.load_dag_file(path, dag_id)
+    except authoring.DagDefinitionError as err:
+        raise DefinitionError(str(err)) from None
+    except SyntaxError as err:
+        raise DefinitionError(f"DAG file '{path}', line {err.lineno}: {err.msg}") from None
+    except Exception as err:  # the author's own code failed while the file was loading
+        raise DefinitionError(f"DAG file '{path}': {type(err).__name__}: {err}") from None
+    if getattr(dag, "__module__", "").startswith("airflow"):
+        raise DefinitionError(
+            f"DAG file '{path}': Apache Airflow is installed here, so the file built an Airflow DAG; "
+            "run kdag in an environment without Airflow"
+        )
+    object_name = name or dag_name(dag.dag_id)
+    key = path.name if _CONFIGMAP_KEY.fullmatch(path.name) else "dag.py"
+    spec = python_dag_spec(dag, names.source_configmap_name(object_name), key)
+    source = path.read_text(encoding="utf-8")
+    manifests = [source_configmap(object_name, key, source), dag_manifest(object_name, spec)]
+    return LoadedDag(object_name, spec, path.resolve(), manifests)
+
+
+def python_dag_spec(dag: authoring.DAG, configmap: str, key: str) -> DAGSpec:
+    """The DAG spec of a Python DAG: one `fromDagFile` task per operator, in definition order."""
+    if not dag.tasks:
+        raise DefinitionError(f"DAG '{dag.dag_id}': defines no tasks")
+    tasks = [_task_spec(task) for task in dag.tasks]
+    spec: dict[str, Any] = {
+        "dagId": dag.dag_id,
+        "pythonFile": {"configMap": configmap, "key": key},
+        "tasks": tasks,
+    }
+    schedule = _schedule(dag)
+    if schedule is not None:
+        spec["schedule"] = schedule
+    if dag.params:
+        spec["params"] = _json_params(f"DAG '{dag.dag_id}'", dag.params)
+    return _validated_spec(f"DAG '{dag.dag_id}'", spec)
+
+
+def _task_spec(task: authoring.BaseOperator) -> dict[str, Any]:
+    where = f"task '{task.task_id}'"
+    if len(task.task_id) > 63:
+        raise DefinitionError(f"{where}: longer than 63 characters (a Kubernetes label value)")
+    if not isinstance(task, authoring.PythonOperator | authoring.BashOperator | authoring.EmptyOperator):
+        raise DefinitionError(f"{where}: {type(task).__name__} is not an operator kdag runs")
+    spec: dict[str, Any] = {"id": task.task_id, "python": {"fromDagFile": True}}
+    upstream = [t.task_id for t in task.dag.tasks if t.task_id in task.upstream_task_ids] if task.dag else []
+    if upstream:
+        spec["upstream"] = upstream
+    if task.retries:
+        spec["retries"] = task.retries
+        delay = _seconds(task.retry_delay)
+        spec["retryDelaySeconds"] = delay
+        # kdag doubles the delay each retry; without Airflow's exponential backoff the cap keeps it constant.
+        if task.retry_exponential_backoff:
+            if task.max_retry_delay is not None:
+                spec["maxRetryDelaySeconds"] = _seconds(task.max_retry_delay)
+        else:
+            spec["maxRetryDelaySeconds"] = delay
+    if task.execution_timeout is not None:
+        spec["timeoutSeconds"] = max(1, _seconds(task.execution_timeout))
+    rule = str(task.trigger_rule)
+    if rule not in {r.value for r in TriggerRule}:
+        supported = ", ".join(r.value for r in TriggerRule)
+        raise DefinitionError(
+            f"{where}: trigger_rule '{rule}' is not supported by kdag (supported: {supported})"
+        )
+    if rule != TriggerRule.ALL_SUCCESS:
+        spec["triggerRule"] = rule
+    if task.params:
+        spec["params"] = _json_params(where, task.params)
+    return spec
+
+
+def _seconds(value: timedelta) -> int:
+    return int(value.total_seconds())
+
+
+def _schedule(dag: authoring.DAG) -> str | None:
+    schedule = dag.schedule
+    if schedule is None or schedule == "@once":
+        return None if schedule is None else "@once"
+    if isinstance(schedule, str) and (schedule in _CRON_PRESETS or len(schedule.split()) == 5):
+        return schedule
+    raise DefinitionError(
+        f"DAG '{dag.dag_id}': schedule {schedule!r} is not a cron expression or preset such as '@daily'"
+    )
+
+
+def _json_params(where: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    import json
+
+    try:
+        result: dict[str, Any] = json.loads(json.dumps(dict(params)))
+    except (TypeError, ValueError) as err:
+        raise DefinitionError(f"{where}: params must be JSON values: {err}") from None
+    return result
+
+
+def _validated_spec(where: str, spec: Mapping[str, Any]) -> DAGSpec:
+    try:
+        model = DAGSpec.model_validate(spec)
+    except ValidationError as err:
+        first = err.errors()[0]
+        location = _field_path(spec, first["loc"])
+        raise DefinitionError(f"{where}: {location}: {first['msg']}") from None
+    try:
+        graph.validate(model.tasks)
+    except graph.GraphError as err:
+        raise DefinitionError(f"{where}: {err}") from None
+    return model
+
+
+def _field_path(spec: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
+    """`tasks[2].retries` as `task 'x': retries`, the way users name things."""
+    parts = list(loc)
+    if len(parts) >= 2 and parts[0] == "tasks" and isinstance(parts[1], int):
+        tasks = spec.get("tasks") or []
+        index = parts[1]
+        task_id = tasks[index].get("id") if index < len(tasks) and isinstance(tasks[index], Mapping) else None
+        rest = ".".join(str(p) for p in parts[2:]) or "task"
+        return f"task '{task_id}' ({rest})" if task_id else f"tasks[{index}].{rest}"
+    return ".".join(str(p) for p in parts) or "spec"
+
+
+def load_manifest(path: Path) -> LoadedDag:
+    """Read a YAML file holding one DAG manifest (other documents, such as ConfigMaps, are kept for apply)."""
+    try:
+        documents = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
+    except yaml.YAMLError as err:
+        raise DefinitionError(f"DAG file '{path}': not valid YAML: {str(err).splitlines()[0]}") from None
+    dags = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == "DAG"]
+    if len(dags) != 1:
+        raise DefinitionError(f"DAG file '{path}': expected one object of kind DAG, found {len(dags)}")
+    manifest = dags[0]
+    object_name = str((manifest.get("metadata") or {}).get("name") or "")
+    if not object_name:
+        raise DefinitionError(f"DAG file '{path}': metadata.name is missing")
+    spec = _validated_spec(f"DAG '{object_name}'", manifest.get("spec") or {})
+    python_file = None
+    if spec.python_file is not None:
+        python_file = _python_file_beside(path, spec.python_file.key)
+    return LoadedDag(object_name, spec, python_file, [d for d in documents if isinstance(d, dict)])
+
+
+def _python_file_beside(path: Path, key: str) -> Path | None:
+    """The DAG's Python file for a local run: the file named like the ConfigMap key, next to the manifest."""
+    beside = path.parent / key
+    return beside.resolve() if beside.is_file() else None
+
+
+def source_configmap(name: str, key: str, source: str) -> dict[str, Any]:
+    """The ConfigMap `{dag}-source` the task pods mount the DAG file from."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": names.source_configmap_name(name), "labels": names.labels(name)},
+        "data": {key: source},
+    }
+
+
+def dag_manifest(name: str, spec: DAGSpec) -> dict[str, Any]:
+    """The DAG object, ready for `kubectl apply`."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "DAG",
+        "metadata": {"name": name, "labels": {names.MANAGED_BY_LABEL: names.MANAGED_BY}},
+        "spec": spec.to_kube(),
+    }
+
+
+class _ManifestDumper(yaml.SafeDumper):
+    """Writes multi-line strings (the DAG file, inline sources) as literal blocks people can read."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text and not any(line != line.rstrip() for line in text.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_ManifestDumper.add_representer(str, _represent_str)
+
+
+def manifests_yaml(manifests: list[dict[str, Any]]) -> str:
+    """Manifests as one multi-document YAML text, in apply order (the source before the DAG)."""
+    return yaml.dump_all(manifests, Dumper=_ManifestDumper, sort_keys=False, width=1000)
+
+
+def write_manifests(manifests: list[dict[str, Any]], directory: Path) -> list[Path]:
+    """One file per manifest, `{kind}-{name}.yaml`, for a GitOps repository."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for manifest in manifests:
+        kind = str(manifest.get("kind", "object")).lower()
+        file = directory / f"{kind}-{manifest['metadata']['name']}.yaml"
+        file.write_text(manifests_yaml([manifest]), encoding="utf-8")
+        written.append(file)
+    return written
