@@ -194,7 +194,7 @@ def test_any_image_task_gets_the_xcom_sidecar_and_no_token() -> None:
 
 
 def test_run_info_from_a_dagrun_object() -> None:
-    dagrun = {
+    dagrun: dict[str, Any] = {
         "metadata": {
             "name": "r1",
             "namespace": "ns",

@@ -1,0 +1,57 @@
+"""Controller settings from the environment."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import textwrap
+
+import pytest
+from kdag.settings import DEFAULT_RUNNER_IMAGE, ControllerSettings
+
+
+def test_defaults() -> None:
+    settings = ControllerSettings.from_env({})
+    assert settings == ControllerSettings()
+    assert settings.runner_image == DEFAULT_RUNNER_IMAGE == "ghcr.io/kdag-dev/kdag-runner:0.1.0"
+    assert settings.task_service_account == "kdag-task"
+    assert settings.namespaces == ()
+
+
+def test_environment_overrides() -> None:
+    settings = ControllerSettings.from_env(
+        {
+            "KDAG_RUNNER_IMAGE": "localhost/kdag-runner:dev",
+            "KDAG_NAMESPACES": "a, b,,",
+            "KDAG_WEBHOOK_PORT": "0",
+            "KDAG_IMAGE_PULL_POLICY": "Never",
+            "KDAG_PEERING": "",
+            "UNRELATED": "x",
+        }
+    )
+    assert settings.runner_image == "localhost/kdag-runner:dev"
+    assert settings.namespaces == ("a", "b")
+    assert settings.webhook_port == 0
+    assert settings.image_pull_policy == "Never"
+    assert settings.peering is None
+
+
+def test_bad_number_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="KDAG_METRICS_PORT must be an integer, got 'eighty'"):
+        ControllerSettings.from_env({"KDAG_METRICS_PORT": "eighty"})
+
+
+def test_every_field_is_documented() -> None:
+    (cls,) = ast.parse(textwrap.dedent(inspect.getsource(ControllerSettings))).body
+    assert isinstance(cls, ast.ClassDef)
+    documented = {
+        statement.target.id
+        for statement, following in zip(cls.body, cls.body[1:], strict=False)
+        if isinstance(statement, ast.AnnAssign)
+        and isinstance(statement.target, ast.Name)
+        and isinstance(following, ast.Expr)
+        and isinstance(following.value, ast.Constant)
+        and isinstance(following.value.value, str)
+    }
+    assert {field.name for field in dataclasses.fields(ControllerSettings)} == documented
