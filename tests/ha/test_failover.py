@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_support import Kube, StoppableController, host_controller_stopped, wait_for
+from chart_support import Kube, host_controllers_stopped, wait_for
 from kdag import names
 
 pytestmark = pytest.mark.cluster
@@ -45,9 +45,9 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def two_replicas(kubeconfig: Path, helm: Path, controller: StoppableController) -> Iterator[Kube]:
+def two_replicas(kubeconfig: Path, helm: Path) -> Iterator[Kube]:
     kube = Kube(Path(kubeconfig), helm)
-    with host_controller_stopped(controller, kube):
+    with host_controllers_stopped(kube):
         kube.fresh_namespace(NAMESPACE)
         kube.install_chart(
             RELEASE, NAMESPACE, ["rbac.scope=namespace", "replicas=2", "peering.lifetimeSeconds=15"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import time
@@ -151,16 +152,35 @@ class StoppableController(Protocol):
 HOST_WEBHOOK_CONFIGURATION = "kdag.dev"
 
 
-@contextmanager
-def host_controller_stopped(controller: StoppableController, kube: Kube) -> Iterator[None]:
-    """Stop the shared host controller, which watches every namespace, while an in-cluster one runs.
+def live_host_controllers() -> list[StoppableController]:
+    """Every running ControllerProcess of this pytest process.
 
-    Its webhook configuration (failurePolicy Fail, all namespaces) goes too, or nobody could create a DAG;
-    starting it again registers both anew.
+    Each conftest that imports the `controller` fixture gets its own session instance, so there may be
+    several; all of them watch every namespace.
     """
-    controller.stop()
+    found: list[StoppableController] = []
+    for candidate in gc.get_objects():
+        if type(candidate).__name__ != "ControllerProcess":
+            continue
+        process = getattr(candidate, "process", None)
+        if process is not None and process.poll() is None:
+            found.append(candidate)
+    return found
+
+
+@contextmanager
+def host_controllers_stopped(kube: Kube) -> Iterator[None]:
+    """Stop the shared host controllers, which watch every namespace, while an in-cluster one runs.
+
+    Their webhook configuration (failurePolicy Fail, all namespaces) goes too, or nobody could create a DAG;
+    starting them again registers it anew.
+    """
+    stopped = live_host_controllers()
+    for host_controller in stopped:
+        host_controller.stop()
     kube.kubectl("delete", "validatingwebhookconfiguration", HOST_WEBHOOK_CONFIGURATION, "--ignore-not-found")
     try:
         yield
     finally:
-        controller.start()
+        for host_controller in stopped:
+            host_controller.start()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_support import EXAMPLES, Kube, StoppableController, host_controller_stopped, wait_for
+from chart_support import EXAMPLES, Kube, host_controllers_stopped, wait_for
 from kdag import names
 from test_argocd_health import health
 
@@ -25,10 +25,10 @@ SEED_DAG = "etl-dag"
 
 
 @pytest.fixture(scope="module")
-def installed(kubeconfig: Path, helm: Path, controller: StoppableController) -> Iterator[Kube]:
+def installed(kubeconfig: Path, helm: Path) -> Iterator[Kube]:
     """The chart installed in its own namespace; uninstalled (and the namespace deleted) afterwards."""
     kube = Kube(Path(kubeconfig), helm)
-    with host_controller_stopped(controller, kube):
+    with host_controllers_stopped(kube):
         kube.fresh_namespace(NAMESPACE)
         kube.install_chart(RELEASE, NAMESPACE, ["rbac.scope=namespace"])
         yield kube
