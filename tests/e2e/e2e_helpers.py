@@ -1,0 +1,115 @@
+"""Helpers of the end-to-end tests: apply manifests, wait for runs, read XComs, pods and logs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from controller_support import REPO, kubectl
+from kdag import names
+
+EXAMPLES = REPO / "examples"
+FINISHED = ("Succeeded", "Failed")
+
+
+def load_example(name: str) -> dict[str, Any]:
+    manifest: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
+    return manifest
+
+
+def apply(kubeconfig: str, namespace: str, manifest: dict[str, Any]) -> str:
+    return kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
+
+
+def get(kubeconfig: str, namespace: str, *what: str) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(kubectl(kubeconfig, "get", "-n", namespace, *what, "-o", "json"))
+    return value
+
+
+def runs_of(kubeconfig: str, namespace: str, dag: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = get(kubeconfig, namespace, "dagruns", "-l", f"kdag.dev/dag={dag}")["items"]
+    return items
+
+
+def wait_for_run(kubeconfig: str, namespace: str, dag: str, timeout: float = 240) -> dict[str, Any]:
+    """The DAG's only run once it has finished (Succeeded or Failed)."""
+    deadline = time.monotonic() + timeout
+    last: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        last = runs_of(kubeconfig, namespace, dag)
+        if len(last) == 1 and (last[0].get("status") or {}).get("phase") in FINISHED:
+            return last[0]
+        time.sleep(0.5)
+    raise AssertionError(
+        f"DAG {dag} has no finished run after {timeout} s; runs: "
+        + json.dumps([r.get("status", {}) | {"name": r["metadata"]["name"]} for r in last])[:4000]
+        + "\n" + kubectl(kubeconfig, "get", "-n", namespace, "taskruns,pods", "-o", "wide", check=False)
+    )
+
+
+def wait_until(condition: Any, what: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def xcoms(kubeconfig: str, namespace: str, run: str, task_id: str) -> dict[str, str]:
+    """The data of a task's XCom ConfigMap, read with kubectl."""
+    configmap = names.xcom_configmap_name(run, task_id)
+    data: dict[str, str] = get(kubeconfig, namespace, "configmap", configmap).get("data") or {}
+    return data
+
+
+def taskruns(kubeconfig: str, namespace: str, run: str) -> dict[str, dict[str, Any]]:
+    items = get(kubeconfig, namespace, "taskruns", "-l", f"kdag.dev/dagrun={run}")["items"]
+    return {tr["spec"]["taskId"]: tr for tr in items}
+
+
+def pods(kubeconfig: str, namespace: str, run: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = get(kubeconfig, namespace, "pods", "-l", f"kdag.dev/dagrun={run}")["items"]
+    return items
+
+
+def pods_per_task(kubeconfig: str, namespace: str, run: str) -> Counter[str]:
+    return Counter(p["metadata"]["labels"]["kdag.dev/task"] for p in pods(kubeconfig, namespace, run))
+
+
+def task_log(kubeconfig: str, namespace: str, pod: str) -> str:
+    return kubectl(kubeconfig, "logs", "-n", namespace, pod, "-c", "task")
+
+
+def logical_ds(run: dict[str, Any]) -> str:
+    """`ds` of a run: its logical date (spec.logicalDate, else its creation time) as YYYY-MM-DD."""
+    text = (run.get("spec") or {}).get("logicalDate") or run["metadata"]["creationTimestamp"]
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime("%Y-%m-%d")
+
+
+def time_of(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def python_task(task_id: str, source: str, callable_name: str, **fields: Any) -> dict[str, Any]:
+    return {"id": task_id, "python": {"source": source, "callable": callable_name}, **fields}
+
+
+def dag_manifest(name: str, tasks: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "DAG",
+        "metadata": {"name": name},
+        "spec": {"tasks": tasks, **spec},
+    }
+
+
+def write_file(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

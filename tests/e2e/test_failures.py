@@ -1,0 +1,94 @@
+"""Failures: retries with exponential backoff, UpstreamFailed propagation, trigger rules, timeouts."""
+
+from __future__ import annotations
+
+import pytest
+from controller_support import ControllerProcess
+from e2e_helpers import apply, dag_manifest, pods, python_task, taskruns, time_of, wait_for_run
+
+pytestmark = pytest.mark.cluster
+
+ALWAYS_FAILS = "def fail(**_):\n    raise RuntimeError('boom')\n"
+FAILS_FIRST_ATTEMPT = (
+    "import os\n"
+    "def flaky(**_):\n"
+    "    if os.environ['KDAG_ATTEMPT'] == '1':\n"
+    "        raise RuntimeError('first attempt fails')\n"
+    "    return 'second attempt'\n"
+)
+NOOP = "def noop(**_):\n    return 'ran'\n"
+
+
+def test_retries_back_off_and_failures_propagate(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
+) -> None:
+    manifest = dag_manifest(
+        "failures",
+        [
+            python_task("fails", ALWAYS_FAILS, "fail", retries=2, retryDelaySeconds=2),
+            python_task("child", NOOP, "noop", upstream=["fails"]),
+            python_task("grandchild", NOOP, "noop", upstream=["child"]),
+            python_task("cleanup", NOOP, "noop", upstream=["child"], triggerRule="all_done"),
+            python_task("flaky", FAILS_FIRST_ATTEMPT, "flaky", retries=1, retryDelaySeconds=1),
+            python_task("on_failure", NOOP, "noop", upstream=["fails"], triggerRule="one_failed"),
+        ],
+    )
+    apply(kubeconfig, e2e_namespace, manifest)
+    run = wait_for_run(kubeconfig, e2e_namespace, "failures")
+    name = run["metadata"]["name"]
+    assert run["status"]["phase"] == "Failed"
+    assert run["status"]["progress"] == "6/6"
+    stalled = {c["type"]: c for c in run["status"]["conditions"]}["Stalled"]
+    assert stalled["status"] == "True" and "fails" in stalled["message"]
+
+    tasks = taskruns(kubeconfig, e2e_namespace, name)
+    phases = {t: tr["status"]["phase"] for t, tr in tasks.items()}
+    assert phases == {
+        "fails": "Failed",
+        "child": "UpstreamFailed",
+        "grandchild": "UpstreamFailed",
+        "cleanup": "Succeeded",
+        "flaky": "Succeeded",
+        "on_failure": "Succeeded",
+    }
+    assert tasks["fails"]["status"]["attempts"] == 3
+    assert "boom" in tasks["fails"]["status"]["message"]
+    assert tasks["flaky"]["status"]["attempts"] == 2
+
+    run_pods = pods(kubeconfig, e2e_namespace, name)
+    attempts = sorted(
+        (p for p in run_pods if p["metadata"]["labels"]["kdag.dev/task"] == "fails"),
+        key=lambda p: int(p["metadata"]["labels"]["kdag.dev/attempt"]),
+    )
+    assert [p["metadata"]["labels"]["kdag.dev/attempt"] for p in attempts] == ["1", "2", "3"]
+    # Backoff 2 s, then 4 s: each attempt's pod is created at least that long after the previous one ended.
+    for previous, following, delay in zip(attempts, attempts[1:], (2, 4), strict=False):
+        ended = max(
+            time_of(s["state"]["terminated"]["finishedAt"]) for s in previous["status"]["containerStatuses"]
+        )
+        gap = (time_of(following["metadata"]["creationTimestamp"]) - ended).total_seconds()
+        assert gap >= delay, f"attempt {following['metadata']['name']} started {gap} s after the previous"
+    assert "child" not in {p["metadata"]["labels"]["kdag.dev/task"] for p in run_pods}
+
+
+def test_timeout_fails_the_attempt(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
+) -> None:
+    sleeper = "import time\ndef sleep(**_):\n    time.sleep(120)\n"
+    manifest = dag_manifest(
+        "timeout",
+        [
+            python_task("slow", sleeper, "sleep", timeoutSeconds=3),
+            python_task("after", NOOP, "noop", upstream=["slow"]),
+        ],
+    )
+    apply(kubeconfig, e2e_namespace, manifest)
+    run = wait_for_run(kubeconfig, e2e_namespace, "timeout", timeout=120)
+    tasks = taskruns(kubeconfig, e2e_namespace, run["metadata"]["name"])
+    assert run["status"]["phase"] == "Failed"
+    assert tasks["slow"]["status"]["phase"] == "Failed"
+    assert "timed out" in tasks["slow"]["status"]["message"]
+    assert tasks["after"]["status"]["phase"] == "UpstreamFailed"
+    started = time_of(tasks["slow"]["status"]["startTime"])
+    finished = time_of(tasks["slow"]["status"]["finishTime"])
+    assert (finished - started).total_seconds() < 100, "the attempt ran to the end of its sleep"
