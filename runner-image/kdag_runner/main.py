@@ -103,9 +103,14 @@ def _load_task(env: TaskEnvironment) -> tuple[BaseOperator, DAG | None]:
         raise DagDefinitionError(
             f"task '{env.task_id}': set KDAG_DAG_FILE, or KDAG_PYTHON_SOURCE and KDAG_PYTHON_CALLABLE"
         )
+    import linecache
+
     install()
+    filename = f"<task {env.task_id} source>"
+    # Registered so tracebacks show the lines of inline source, as they do for files.
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace: dict[str, Any] = {"__name__": "kdag_task_source"}
-    exec(compile(source, f"<task {env.task_id} source>", "exec"), namespace)
+    exec(compile(source, filename, "exec"), namespace)
     function = namespace.get(name)
     if function is None:
         raise DagDefinitionError(f"task '{env.task_id}': the source defines no callable '{name}'")

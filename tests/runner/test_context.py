@@ -7,9 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from kdag_runner.context import RunnerConfigError, TaskEnvironment, build_context, get_current_context
-from kdag_runner.context import set_current_context
+from kdag_runner.context import (
+    RunnerConfigError,
+    TaskEnvironment,
+    build_context,
+    get_current_context,
+    set_current_context,
+)
 from kdag_runner.xcom import TaskInstance
 
 from .runner_support import task_env

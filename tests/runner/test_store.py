@@ -7,7 +7,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from kdag_runner import store
 from kdag_runner.store import XComError
 
@@ -138,7 +137,7 @@ def test_read_task_dir_of_a_missing_store_is_empty(tmp_path: Path) -> None:
 
 
 def test_malformed_types_is_an_error() -> None:
-    with pytest.raises(XComError, match="malformed .types"):
+    with pytest.raises(XComError, match=r"malformed \.types"):
         store.decode({"k": "v", ".types": "[1"})
     with pytest.raises(XComError, match="not a JSON object"):
         store.decode({"k": "v", ".types": "[]"})

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from kdag_runner import store
 from kdag_runner.store import XComError
 from kdag_runner.xcom import TaskInstance

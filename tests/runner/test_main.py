@@ -1,0 +1,342 @@
+"""``python -m kdag_runner run|collect`` as a subprocess, with a directory sink and ancestor stores."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from kdag_runner import main as runner_main
+from kdag_runner import store
+
+from .runner_support import finished, run_dag_file, run_runner, task_env, write_store
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "python"
+
+
+def inline(tmp_path: Path, task_id: str, source: str, callable_name: str = "task", **kwargs: object):  # type: ignore[no-untyped-def]
+    extra = {"KDAG_PYTHON_SOURCE": textwrap.dedent(source), "KDAG_PYTHON_CALLABLE": callable_name}
+    return run_runner(tmp_path, task_id, extra=extra, **kwargs)  # type: ignore[arg-type]
+
+
+def test_inline_task_pushes_its_return_value_and_pulls_ancestors(tmp_path: Path) -> None:
+    write_store(tmp_path, "extract", {"return_value": {"rows": 3}, "label": "x"})
+    result = inline(
+        tmp_path,
+        "transform",
+        """
+        def task(ti, ds, params, dag_run):
+            seen = [ti.xcom_pull(task_ids="extract"), ti.xcom_pull("extract", key="label")]
+            ti.xcom_push(key="seen", value=seen)
+            return {"ds": ds, "p": params["p"], "conf": dag_run.conf}
+        """,
+        ancestors=["extract"],
+        params={"p": 1},
+        conf={"c": True},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.xcoms == {
+        "seen": [{"rows": 3}, "x"],
+        "return_value": {"ds": "2024-03-05", "p": 1, "conf": {"c": True}},
+    }
+    assert result.termination == {"xcomKeys": ["seen", "return_value"], "bytes": store.data_size(result.data)}
+    assert "Done. Returned value was: {'ds': '2024-03-05'" in result.stdout
+
+
+def test_a_task_that_pushes_nothing_still_writes_an_empty_store(tmp_path: Path) -> None:
+    result = inline(tmp_path, "quiet", "def task():\n    print('nothing')\n")
+    assert result.returncode == 0
+    assert result.data == {".types": "{}"}
+    assert result.termination == {"xcomKeys": [], "bytes": len(".types{}")}
+
+
+def test_every_attempt_replaces_the_store(tmp_path: Path) -> None:
+    first = inline(
+        tmp_path, "t", "def task(ti):\n    ti.xcom_push(key='old', value=1)\n    return 'first'\n", attempt=1
+    )
+    assert first.xcoms == {"old": 1, "return_value": "first"}
+    second = inline(tmp_path, "t", "def task(ti):\n    return ti.try_number\n", attempt=2)
+    assert second.xcoms == {"return_value": 2}
+
+
+def test_a_failing_task_exits_1_with_traceback_and_keeps_earlier_pushes(tmp_path: Path) -> None:
+    result = inline(
+        tmp_path,
+        "fails",
+        """
+        def task(ti):
+            ti.xcom_push(key="progress", value=50)
+            ti.context["stage"] = "half"
+            raise ValueError("boom")
+        """,
+    )
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'raise ValueError("boom")' in result.stderr and "ValueError: boom" in result.stderr
+    assert result.xcoms == {"progress": 50, "__context": {"stage": "half"}}
+    assert result.termination == {
+        "xcomKeys": ["progress"],
+        "bytes": store.data_size(result.data),
+        "error": "ValueError: boom",
+    }
+
+
+def test_sys_exit_fails_the_task_as_in_airflow_3(tmp_path: Path) -> None:
+    result = inline(tmp_path, "exits", "import sys\ndef task():\n    sys.exit(0)\n")
+    assert result.returncode == 1
+    assert result.termination is not None and result.termination["error"] == "Task exited with exit code 0"
+
+
+def test_a_value_json_refuses_exits_3_naming_key_task_and_type(tmp_path: Path) -> None:
+    result = inline(
+        tmp_path, "sets", "def task(ti):\n    ti.xcom_push(key='ok', value=1)\n    return {1, 2}\n"
+    )
+    assert result.returncode == 3
+    message = "XCom 'return_value' of task 'sets' is not JSON-serialisable: set"
+    assert message in result.stderr
+    assert result.termination == {"error": message}
+    assert result.xcoms == {"ok": 1}
+
+
+def test_xcoms_over_the_limit_exit_3_and_leave_an_empty_store(tmp_path: Path) -> None:
+    inline(tmp_path, "big", "def task(ti):\n    ti.xcom_push(key='stale', value=1)\n")
+    result = inline(tmp_path, "big", "def task():\n    return 'x' * 1032192\n", attempt=2)
+    assert result.returncode == 3
+    size = len("return_value") + 1032192 + len('.types{"return_value":"str"}')
+    message = (
+        f"XComs of task 'big' take {size} bytes; a task's XComs must fit in 1032192 bytes (one ConfigMap)"
+    )
+    assert result.termination == {"error": message}
+    assert result.data == {".types": "{}"}
+
+
+def test_the_context_of_ancestors_reaches_the_task(tmp_path: Path) -> None:
+    write_store(tmp_path, "setter", {"__context": {"value": "some value"}})
+    result = inline(
+        tmp_path, "getter", "def task(ti):\n    return ti.context['value']\n", ancestors=["setter"]
+    )
+    assert result.xcoms == {"return_value": "some value", "__context": {"value": "some value"}}
+
+
+def test_config_errors_exit_1_naming_the_variable(tmp_path: Path) -> None:
+    result = run_runner(tmp_path, "t", extra={"KDAG_RUN_ID": ""})
+    assert result.returncode == 1
+    assert "KDAG_RUN_ID is not set" in result.stderr
+    assert result.termination is not None and "KDAG_RUN_ID is not set" in result.termination["error"]
+    result = run_runner(tmp_path, "t")
+    assert result.returncode == 1
+    assert "task 't': set KDAG_DAG_FILE, or KDAG_PYTHON_SOURCE and KDAG_PYTHON_CALLABLE" in result.stderr
+    result = inline(tmp_path, "t", "def other():\n    pass\n")
+    assert "task 't': the source defines no callable 'task'" in result.stderr
+
+
+def test_an_unknown_sink_is_an_xcom_failure(tmp_path: Path) -> None:
+    extra = {
+        "KDAG_PYTHON_SOURCE": "def task():\n    return 1\n",
+        "KDAG_PYTHON_CALLABLE": "task",
+        "KDAG_XCOM_SINK": "s3://bucket",
+    }
+    result = run_runner(tmp_path, "t", extra=extra)
+    assert result.returncode == 3
+    assert result.termination == {
+        "error": "KDAG_XCOM_SINK must be 'dir:PATH' or 'configmap', got 's3://bucket'"
+    }
+
+
+def test_usage_error_exits_2() -> None:
+    completed = subprocess.run([sys.executable, "-m", "kdag_runner", "fly"], capture_output=True, text=True)
+    assert completed.returncode == 2
+    assert "usage: python -m kdag_runner run|collect" in completed.stderr
+
+
+def test_the_xcom_lesson_runs_task_by_task(tmp_path: Path) -> None:
+    results = run_dag_file(
+        tmp_path,
+        EXAMPLES / "xcom_lesson.py",
+        [("sql_task", []), ("hello_task", []), ("goodbye_task", ["hello_task"])],
+        dag_id="etl_dag",
+    )
+    assert {t: r.returncode for t, r in results.items()} == {
+        "sql_task": 0,
+        "hello_task": 0,
+        "goodbye_task": 0,
+    }
+    assert results["sql_task"].xcoms == {"return_value": "hello world"}
+    assert results["hello_task"].xcoms == {"execution_time": "2024-03-05", "return_value": "hello world"}
+    assert results["goodbye_task"].xcoms == {"return_value": ["2024-03-05"]}
+
+
+def test_the_three_ways_lesson_passes_pushes_context_and_params(tmp_path: Path) -> None:
+    results = run_dag_file(
+        tmp_path,
+        EXAMPLES / "xcom_three_ways.py",
+        [
+            ("push_task", []),
+            ("pull_task", ["push_task"]),
+            ("set_context_task", []),
+            ("get_context_task", ["set_context_task"]),
+            ("use_value_task", []),
+        ],
+        dag_id="xcom_three_ways",
+    )
+    assert all(r.returncode == 0 for r in results.values()), {t: r.stderr for t, r in results.items()}
+    assert "Value: some value" in results["pull_task"].stdout
+    assert "Value: some value" in results["get_context_task"].stdout
+    assert "Value: some value" in results["use_value_task"].stdout
+    assert results["set_context_task"].xcoms == {"__context": {"value": "some value"}}
+
+
+@pytest.mark.parametrize(("run_params", "who"), [({}, "task"), ({"who": "run"}, "run")])
+def test_every_xcom_semantic_of_the_example(tmp_path: Path, run_params: dict[str, str], who: str) -> None:
+    producers = ["produce_mapping", "produce_text", "produce_number", "produce_nothing"]
+    results = run_dag_file(
+        tmp_path,
+        EXAMPLES / "xcom_semantics.py",
+        [*[(p, []) for p in producers], ("consume", producers)],
+        dag_id="xcom_semantics",
+        params=run_params,
+    )
+    assert results["produce_mapping"].xcoms == {
+        "count": 3,
+        "label": "second",
+        "nested": [1, [2, 3], {"four": 4.5}, None, True],
+        "return_value": {"rows": [1, 2, 3], "ok": True, "ratio": 0.5},
+    }
+    assert results["produce_nothing"].data == {".types": "{}"}
+    assert results["consume"].xcoms["return_value"] == {
+        "one": {"rows": [1, 2, 3], "ok": True, "ratio": 0.5},
+        "by_key": "second",
+        "many": ["plain text", 42],
+        "missing_key": None,
+        "from_none": None,
+        "own": "mine",
+        "who": who,
+        "greeting": "hello",
+    }
+
+
+def test_bash_operators_of_the_example(tmp_path: Path) -> None:
+    results = run_dag_file(
+        tmp_path,
+        EXAMPLES / "bash_templates.py",
+        [
+            ("make_name", []),
+            ("greet", ["make_name"]),
+            ("last_line", ["make_name", "greet"]),
+            ("dated", []),
+            ("which_run", ["dated"]),
+        ],
+        dag_id="bash_templates",
+    )
+    returned = {t: r.xcoms.get("return_value") for t, r in results.items()}
+    assert returned == {
+        "make_name": "kdag",
+        "greet": "Hello, kdag!",
+        "last_line": "Hello, kdag! (last)",
+        "dated": "world on 20240305",
+        "which_run": "run etl-run-1",
+    }
+
+
+def test_a_failing_bash_command_exits_1(tmp_path: Path) -> None:
+    dag_file = tmp_path / "dag.py"
+    dag_file.write_text(
+        "from airflow import DAG\nfrom airflow.operators.bash import BashOperator\n"
+        "with DAG('d'):\n    BashOperator(task_id='b', bash_command='echo partial; exit 7')\n",
+        encoding="utf-8",
+    )
+    result = run_dag_file(tmp_path, dag_file, [("b", [])], dag_id="d")["b"]
+    assert result.returncode == 1
+    assert "partial" in result.stdout
+    assert result.termination is not None
+    assert result.termination["error"] == (
+        "AirflowException: Bash command failed. The command returned a non-zero exit code 7."
+    )
+    missing = run_dag_file(tmp_path, dag_file, [("nope", [])], dag_id="d")["nope"]
+    assert missing.returncode == 1
+    assert f"task 'nope': not in DAG 'd' of '{dag_file}'" in missing.stderr
+
+
+def write_outputs(out: Path, files: dict[str, str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text, encoding="utf-8")
+
+
+def test_collect_pushes_json_files_when_done_appears(tmp_path: Path) -> None:
+    env = task_env(tmp_path, "shell")
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "kdag_runner", "collect"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(0.3)
+    assert collector.poll() is None  # waits for the task
+    out = tmp_path / "out" / "shell"
+    write_outputs(
+        out, {"return.json": '"done"', "count.json": "3", "rows.json": '[1, {"a": null}]', "x.txt": "no"}
+    )
+    (out / ".done").touch()
+    _, stderr = collector.communicate(timeout=30)
+    result = finished(tmp_path, "shell", collector.returncode, "", stderr.decode())
+    assert result.returncode == 0, result.stderr
+    assert result.xcoms == {"count": 3, "return_value": "done", "rows": [1, {"a": None}]}
+    assert result.data["return_value"] == "done"
+    assert result.termination == {
+        "xcomKeys": ["count", "return_value", "rows"],
+        "bytes": store.data_size(result.data),
+    }
+
+
+def test_collect_pushes_on_sigterm(tmp_path: Path) -> None:
+    env = task_env(tmp_path, "shell")
+    collector = subprocess.Popen([sys.executable, "-m", "kdag_runner", "collect"], env=env)
+    write_outputs(tmp_path / "out" / "shell", {"return.json": '{"ok": true}'})
+    time.sleep(0.5)
+    collector.send_signal(signal.SIGTERM)
+    assert collector.wait(timeout=30) == 0
+    assert finished(tmp_path, "shell", 0, "", "").xcoms == {"return_value": {"ok": True}}
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {"return.json": "not json"},
+            "XCom file 'return.json' of task 'shell' is not valid JSON: Expecting value",
+        ),
+        ({"bad key.json": "1"}, "XCom file 'bad key.json': XCom key 'bad key' of task 'shell' is invalid"),
+        (
+            {"return.json": "1", "return_value.json": "2"},
+            "XCom files 'return.json' and 'return_value.json' of task 'shell' both set 'return_value'",
+        ),
+    ],
+)
+def test_collect_refuses_bad_files_with_exit_3(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    out = tmp_path / "out" / "shell"
+    write_outputs(out, files)
+    (out / ".done").touch()
+    result = run_runner(tmp_path, "shell", command="collect")
+    assert result.returncode == 3
+    assert message in result.stderr
+    assert result.termination is not None and message in result.termination["error"]
+    assert result.data == {".types": "{}"}
+
+
+def test_termination_message_goes_only_where_kubernetes_made_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KDAG_TERMINATION_LOG", raising=False)
+    absent = tmp_path / "termination-log"
+    monkeypatch.setattr(runner_main, "DEFAULT_TERMINATION_LOG", str(absent))
+    runner_main.write_termination_message({"xcomKeys": [], "bytes": 9})
+    assert not absent.exists()
+    absent.write_text("", encoding="utf-8")
+    runner_main.write_termination_message({"xcomKeys": ["a"], "bytes": 9})
+    assert json.loads(absent.read_text(encoding="utf-8")) == {"xcomKeys": ["a"], "bytes": 9}
