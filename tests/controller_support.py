@@ -157,22 +157,41 @@ def apply_controller_prerequisites(kubeconfig: str) -> None:
     )
 
 
+_shared: ControllerProcess | None = None
+_users = 0
+
+
 @pytest.fixture(scope="session")
 def controller(kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
-    """The controller of this test session, running on the host against the test cluster."""
-    apply_controller_prerequisites(kubeconfig)
-    log_dir = tmp_path_factory.mktemp("controller")
-    process = ControllerProcess(kubeconfig=kubeconfig, log_path=log_dir / "controller.log")
-    process.start()
+    """The controller of this test session, running on the host against the test cluster.
+
+    Every conftest that imports this fixture gets its own session instance; they all share one process
+    (started by the first, stopped by the last), since two controllers would both act on every namespace.
+    """
+    global _shared, _users
+    if _shared is None:
+        apply_controller_prerequisites(kubeconfig)
+        log_dir = tmp_path_factory.mktemp("controller")
+        _shared = ControllerProcess(kubeconfig=kubeconfig, log_path=log_dir / "controller.log")
+        _shared.start()
+    process = _shared
+    _users += 1
     try:
         yield process
     finally:
-        process.stop()
-        # Leave no webhook behind that points at a port nobody serves: it would refuse every DAG.
-        url = kubectl(
-            kubeconfig, "get", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION,
-            "-o", "jsonpath={.webhooks[*].clientConfig.url}", check=False,
-        )
-        if f"127.0.0.1:{process.webhook_port}" in url:
-            kubectl(kubeconfig, "delete", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION,
-                    "--ignore-not-found", check=False)
+        _users -= 1
+        if _users == 0:
+            _shared = None
+            _stop_and_unregister(kubeconfig, process)
+
+
+def _stop_and_unregister(kubeconfig: str, process: ControllerProcess) -> None:
+    process.stop()
+    # Leave no webhook behind that points at a port nobody serves: it would refuse every DAG.
+    url = kubectl(
+        kubeconfig, "get", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION,
+        "-o", "jsonpath={.webhooks[*].clientConfig.url}", check=False,
+    )
+    if f"127.0.0.1:{process.webhook_port}" in url:
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            kubectl(kubeconfig, "delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found", check=False)

@@ -215,6 +215,9 @@ async def _settle_taskrun(
                         f"task {task.id!r} failed after {attempts} attempt(s): {result.message}",
                     )
             patch["phase"] = phase.value
+        elif result.message and result.message != status.get("message"):
+            # Stuck before running (an image that cannot be pulled, ...): say so where users look.
+            patch["message"] = result.message
     if patch:
         await api.patch_status(TASKRUNS, run.namespace, name, patch)
         metrics.TASKS.labels(phase=phase.value).inc()

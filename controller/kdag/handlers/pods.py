@@ -22,16 +22,17 @@ from kdag.render import parse_attempt_result
 async def task_pod_changed(
     body: kopf.Body, type: str | None, namespace: str | None, name: str | None, **_: Any
 ) -> None:
-    """An attempt's pod changed: once all its containers terminated, the run has something to decide.
+    """An attempt's pod changed: once all its containers terminated (or it is stuck), reconcile its run.
 
     kopf.on.event keeps no state on the pod, so watching pods costs no writes.
     """
     if type == "DELETED" or not namespace or not name:
         return
-    if not parse_attempt_result(body).finished:
+    result = parse_attempt_result(body)
+    if not result.finished and not result.message:
         return
-    taskrun = name.rsplit("-", 1)[0]
-    RUNTIME.finished_seen_at.setdefault((namespace, taskrun), time.time())
+    if result.finished:
+        RUNTIME.finished_seen_at.setdefault((namespace, name.rsplit("-", 1)[0]), time.time())
     owner = (body.get("metadata") or {}).get("labels", {}).get(names.DAGRUN_LABEL)
     # The label may be a hashed cut of a long run name; the TaskRun owner chain names the run exactly.
     dagrun = _dagrun_of(body) or owner
