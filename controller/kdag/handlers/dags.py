@@ -79,10 +79,11 @@ async def dag_changed(
         generation,
         now,
     )
-    if model.schedule is None:
+    if model.schedule is None and not status.get("lastRun"):
+        # Once per DAG object: a restarted controller must not bring back an initial run a user deleted.
         run_name = names.initial_run_name(meta["name"], meta["uid"])
-        if await _create_run(api, body, run_name, None) or not status.get("lastRun"):
-            patch.status["lastRun"] = run_name
+        await _create_run(api, body, run_name, None)
+        patch.status["lastRun"] = run_name
 
 
 def next_schedule_time(schedule: str, after: datetime) -> datetime:
