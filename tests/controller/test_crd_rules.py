@@ -1,0 +1,111 @@
+"""The CRDs' schemas and CEL rules as the real API server applies them (server-side dry runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kube_helpers import KubectlError, kubectl
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def crds(kubeconfig: str) -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"), kubeconfig=kubeconfig)
+    for plural in ("dags", "dagruns", "taskruns"):
+        kubectl("wait", "--for=condition=Established", f"crd/{plural}.kdag.dev", kubeconfig=kubeconfig)
+
+
+def dag(*tasks: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "DAG",
+        "metadata": {"name": "rules"},
+        "spec": {"tasks": list(tasks), **spec},
+    }
+
+
+def cmd(task_id: str, *upstream: str, **fields: Any) -> dict[str, Any]:
+    return {"id": task_id, "command": ["true"], "upstream": list(upstream), **fields}
+
+
+def refusal(kubeconfig: str, namespace: str, manifest: dict[str, Any]) -> str:
+    """The API server's refusal of a create (dry run), or empty when it would accept it."""
+    try:
+        kubectl(
+            "create",
+            "--dry-run=server",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            kubeconfig=kubeconfig,
+            input=yaml.safe_dump(manifest),
+        )
+    except KubectlError as error:
+        return error.stderr
+    return ""
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        (dag(cmd("a"), cmd("a")), "task ids must be unique"),
+        (dag(cmd("a", "nope")), "every upstream id must name a task of this DAG"),
+        (dag(cmd("a", "a")), "a task may not list itself in upstream"),
+        (dag({"id": "a"}), "a task needs exactly one of python or command"),
+        (
+            dag({"id": "a", "command": ["x"], "python": {"source": "s", "callable": "f"}}),
+            "a task needs exactly one of python or command",
+        ),
+        (dag({"id": "a", "python": {"source": "s"}}), "python needs either source and callable"),
+        (
+            dag({"id": "a", "python": {"fromDagFile": True}}),
+            "tasks with python.fromDagFile need spec.pythonFile",
+        ),
+        (dag(cmd("bad id")), "spec.tasks[0].id"),
+        (dag(cmd("x" * 64)), "spec.tasks[0].id: Too long"),
+        (
+            dag(cmd("a"), cmd("b", "a", xcomInputs=[{"env": "X", "task": "zz"}])),
+            "every xcomInputs[].task must name a task of this DAG",
+        ),
+        (
+            dag(cmd("a"), cmd("b", "a", xcomInputs=[{"env": "KDAG_X", "task": "a"}])),
+            "xcomInputs[].env may not start with KDAG_",
+        ),
+        (dag(cmd("a", triggerRule="sometimes")), "spec.tasks[0].triggerRule: Unsupported value"),
+        (dag(cmd("a", retries=-1)), "spec.tasks[0].retries"),
+        (dag(), "spec.tasks"),
+        (
+            {"apiVersion": "kdag.dev/v1alpha1", "kind": "DAGRun", "metadata": {"name": "r"}, "spec": {}},
+            "spec.dagRef: Required value",
+        ),
+    ],
+)
+def test_api_server_refuses_bad_manifests_naming_the_rule(
+    kubeconfig: str, namespace: str, crds: None, manifest: dict[str, Any], message: str
+) -> None:
+    assert message in refusal(kubeconfig, namespace, manifest)
+
+
+def test_api_server_keeps_any_json_in_conf(kubeconfig: str, namespace: str, crds: None) -> None:
+    run = {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "DAGRun",
+        "metadata": {"name": "r"},
+        "spec": {
+            "dagRef": {"name": "etl"},
+            "conf": {"any": ["json", 1, {"x": None}]},
+            "logicalDate": "2026-01-01T00:00:00Z",
+        },
+    }
+    assert refusal(kubeconfig, namespace, run) == ""
+    created = kubectl(
+        "create", "-n", namespace, "-f", "-", "-o", "yaml", kubeconfig=kubeconfig, input=yaml.safe_dump(run)
+    )
+    assert yaml.safe_load(created)["spec"]["conf"] == {"any": ["json", 1, {"x": None}]}
