@@ -178,7 +178,8 @@ def host_controllers_stopped(kube: Kube) -> Iterator[None]:
     stopped = live_host_controllers()
     for host_controller in stopped:
         host_controller.stop()
-    kube.kubectl("delete", "validatingwebhookconfiguration", HOST_WEBHOOK_CONFIGURATION, "--ignore-not-found")
+    if stopped:
+        kube.kubectl("delete", "validatingwebhookconfiguration", HOST_WEBHOOK_CONFIGURATION, "--ignore-not-found")
     try:
         yield
     finally:
