@@ -65,7 +65,7 @@ def airflow_copy(source: Path, folder: Path) -> Path:
 
 
 def airflow_value(stored: Any) -> Any:
-    """A value of Airflow 3's xcom.value JSON column: SQLite hands numbers back as numbers, the rest as text."""
+    """A value of Airflow 3's xcom.value JSON column: numbers come back as numbers, the rest as text."""
     return json.loads(stored) if isinstance(stored, str | bytes) else stored
 
 

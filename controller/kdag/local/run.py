@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -264,7 +265,8 @@ def _attempt_env(
     env.pop("HOME", None)
     env["HOME"] = os.environ.get("HOME", str(workdir))
     out_dir = workdir / "out" / task.id
-    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out_dir, ignore_errors=True)  # each attempt's pod gets a fresh emptyDir
+    out_dir.mkdir(parents=True)
     env["KDAG_XCOM_IN"] = str(workdir / "xcom")
     env["KDAG_XCOM_DIR"] = str(out_dir)
     env["KDAG_XCOM_SINK"] = f"dir:{workdir / 'xcom' / task.id}"
@@ -317,12 +319,20 @@ def _wait(proc: subprocess.Popen[bytes], task: TaskSpec) -> int:
 
 
 def _run_command_with_collector(task: TaskSpec, env: dict[str, str], log: Any) -> int:
-    """A non-Python task as in its pod: the collector starts first, gets SIGTERM once the command exits."""
+    """A non-Python task as in its pod: the collector runs beside the command and pushes once it exits.
+
+    In a pod the kubelet sends the sidecar SIGTERM; here the collector is told through `.done` in the
+    XCom directory, which cannot arrive before it is listening, however fast the command is.
+    """
     collector = subprocess.Popen([*RUNNER, "collect"], env=env, stdout=log, stderr=log)
     command = [*(task.command or []), *(task.args or [])]
     task_env = {**env, "KDAG_TERMINATION_LOG": env["KDAG_TERMINATION_LOG"] + ".task"}
-    task_exit = _wait(subprocess.Popen(command, env=task_env, stdout=log, stderr=log), task)
-    collector.send_signal(signal.SIGTERM)
+    try:
+        task_exit = _wait(subprocess.Popen(command, env=task_env, stdout=log, stderr=log), task)
+    except OSError as err:  # as a container whose command is missing: exit code 127
+        log.write(f"could not start {command[0]!r}: {err}\n")
+        task_exit = 127
+    (Path(env["KDAG_XCOM_DIR"]) / ".done").touch()
     try:
         collector_exit = collector.wait(timeout=COLLECTOR_STOP_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:

@@ -1,0 +1,232 @@
+"""Definition mistakes, failing tasks, retries and trigger rules in local runs."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from local_support import kdag, run_local_json
+
+HEADER = """\
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.python import PythonOperator
+dag = DAG(dag_id='mistakes', start_date=datetime(2024, 1, 1), schedule=None)
+"""
+
+
+def dag_file(tmp_path: Path, body: str, name: str = "dag.py") -> Path:
+    path = tmp_path / name
+    path.write_text(HEADER + textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+MISTAKES = {
+    "not_callable": (
+        "PythonOperator(task_id='sql_task', python_callable=dag, dag=dag)\n",
+        "task 'sql_task': python_callable must be callable",
+    ),
+    "duplicate": (
+        """\
+        PythonOperator(task_id='twice', python_callable=print, dag=dag)
+        PythonOperator(task_id='twice', python_callable=print, dag=dag)
+        """,
+        "task 'twice': duplicate task_id",
+    ),
+    "bad_characters": (
+        "PythonOperator(task_id='no spaces!', python_callable=print, dag=dag)\n",
+        "task 'no spaces!': may contain only letters, digits, dashes, dots and underscores",
+    ),
+    "cycle": (
+        """\
+        a = PythonOperator(task_id='a', python_callable=print, dag=dag)
+        b = PythonOperator(task_id='b', python_callable=print, dag=dag)
+        c = PythonOperator(task_id='c', python_callable=print, dag=dag)
+        a >> b >> c >> a
+        """,
+        "task 'a': dependency creates a cycle: c -> a -> b -> c",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", [["run", "--local"], ["compile"]])
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_definition_mistake_is_one_line_naming_the_task(
+    tmp_path: Path, mistake: str, command: list[str]
+) -> None:
+    body, expected = MISTAKES[mistake]
+    done = kdag(*command, str(dag_file(tmp_path, body)))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cycle_in_a_yaml_dag_is_refused_naming_the_tasks(tmp_path: Path) -> None:
+    path = tmp_path / "cycle.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            apiVersion: kdag.dev/v1alpha1
+            kind: DAG
+            metadata: {name: loop}
+            spec:
+              tasks:
+                - {id: a, upstream: [b], command: ["true"]}
+                - {id: b, upstream: [a], command: ["true"]}
+            """
+        )
+    )
+    done = kdag("run", "--local", str(path), "-o", "json")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: DAG 'loop': tasks form a cycle: a -> b -> a"
+
+
+def test_unknown_field_in_yaml_names_the_task(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text(
+        "apiVersion: kdag.dev/v1alpha1\nkind: DAG\nmetadata: {name: typo}\n"
+        "spec:\n  tasks:\n    - {id: first, command: ['true'], retires: 2}\n"
+    )
+    done = kdag("run", "--local", str(path))
+    assert done.returncode == 1
+    assert "task 'first' (retires)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_non_json_return_fails_the_task_and_its_downstream_is_upstream_failed(tmp_path: Path) -> None:
+    path = dag_file(
+        tmp_path,
+        """\
+        def make_set():
+            return {1, 2}
+        produce = PythonOperator(task_id='produce', python_callable=make_set, dag=dag)
+        consume = PythonOperator(task_id='consume', python_callable=print, dag=dag)
+        produce >> consume
+        """,
+    )
+    result = run_local_json(path, "--workdir", str(tmp_path / "work"))
+    assert result["state"] == "failed"
+    assert result["tasks"] == {"produce": "failed", "consume": "upstream_failed"}
+    assert result["xcoms"] == []
+    log = (tmp_path / "work" / "logs" / "produce.log").read_text()
+    assert "XCom 'return_value' of task 'produce' is not JSON-serialisable: set" in log
+
+
+def test_xcom_over_the_configmap_limit_fails_with_the_cluster_message(tmp_path: Path) -> None:
+    from kdag import compile as compiler
+    from kdag.local.run import LocalDag, run_local
+
+    path = dag_file(
+        tmp_path,
+        """\
+        big = PythonOperator(task_id='big', python_callable=lambda: 'x' * 1_100_000, dag=dag)
+        after = PythonOperator(task_id='after', python_callable=print, dag=dag)
+        big >> after
+        """,
+    )
+    loaded = compiler.load(path)
+    result = run_local(LocalDag(loaded.name, loaded.spec, loaded.python_file), tmp_path / "work")
+    assert result.as_json()["tasks"] == {"big": "failed", "after": "upstream_failed"}
+    assert result.tasks["big"].exit_code == 3
+    assert result.tasks["big"].message.startswith("XComs of task 'big' take ")
+    assert result.tasks["big"].message.endswith("a task's XComs must fit in 1032192 bytes (one ConfigMap)")
+
+
+def test_retries_run_the_task_again_and_a_later_success_counts(tmp_path: Path) -> None:
+    from kdag import compile as compiler
+    from kdag.local.run import LocalDag, run_local
+
+    marker = tmp_path / "first-attempt-done"
+    path = dag_file(
+        tmp_path,
+        f"""\
+        import os
+        from datetime import timedelta
+        def flaky(**context):
+            if not os.path.exists({str(marker)!r}):
+                open({str(marker)!r}, 'w').close()
+                raise RuntimeError('first attempt fails')
+            return context['ti'].try_number
+        PythonOperator(task_id='flaky', python_callable=flaky, retries=2,
+                       retry_delay=timedelta(seconds=0), dag=dag)
+        """,
+    )
+    loaded = compiler.load(path)
+    result = run_local(LocalDag(loaded.name, loaded.spec, loaded.python_file), tmp_path / "work")
+    assert result.state == "success"
+    assert result.tasks["flaky"].attempts == 2
+    assert [row.as_json() for row in result.xcoms] == [
+        {"task_id": "flaky", "key": "return_value", "value": 2}
+    ]
+
+
+def test_all_done_runs_after_a_failure_and_the_run_still_fails(tmp_path: Path) -> None:
+    path = dag_file(
+        tmp_path,
+        """\
+        def boom():
+            raise ValueError('boom')
+        fail = PythonOperator(task_id='fail', python_callable=boom, dag=dag)
+        cleanup = PythonOperator(task_id='cleanup', python_callable=lambda: 'cleaned',
+                                 trigger_rule='all_done', dag=dag)
+        skipped_by_failure = PythonOperator(task_id='needs_success', python_callable=print, dag=dag)
+        fail >> [cleanup, skipped_by_failure]
+        """,
+    )
+    result = run_local_json(path)
+    assert result["tasks"] == {"fail": "failed", "cleanup": "success", "needs_success": "upstream_failed"}
+    assert result["state"] == "failed"
+    assert result["xcoms"] == [{"task_id": "cleanup", "key": "return_value", "value": "cleaned"}]
+
+
+def test_failed_run_exits_1(tmp_path: Path) -> None:
+    path = dag_file(tmp_path, "PythonOperator(task_id='fail', python_callable=lambda: 1 / 0, dag=dag)\n")
+    done = kdag("run", "--local", str(path), "-o", "json")
+    assert done.returncode == 1
+    assert done.json()["tasks"] == {"fail": "failed"}
+
+
+def test_independent_tasks_run_at_the_same_time(tmp_path: Path) -> None:
+    from kdag import compile as compiler
+    from kdag.local.run import LocalDag, run_local
+
+    path = dag_file(
+        tmp_path,
+        """\
+        import time
+        for name in ('left', 'right'):
+            PythonOperator(task_id=name, python_callable=lambda: time.sleep(1.0), dag=dag)
+        """,
+    )
+    loaded = compiler.load(path)
+    result = run_local(LocalDag(loaded.name, loaded.spec, loaded.python_file), tmp_path / "work")
+    left, right = result.tasks["left"], result.tasks["right"]
+    assert left.started_at and right.started_at and left.finished_at and right.finished_at
+    assert right.started_at < left.finished_at and left.started_at < right.finished_at
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-p", "novalue"], "error: param 'novalue': expected KEY=VALUE"),
+        (["--conf", "[1]"], "error: --conf: must be a JSON object"),
+        (
+            ["--logical-date", "yesterday"],
+            "error: --logical-date: 'yesterday' is not an ISO 8601 date or time",
+        ),
+    ],
+)
+def test_bad_run_options_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    path = dag_file(tmp_path, "PythonOperator(task_id='t', python_callable=print, dag=dag)\n")
+    done = kdag("run", "--local", str(path), *args)
+    assert done.returncode == 1
+    assert done.stderr.strip() == message
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    done = kdag("run", "--local", str(tmp_path / "absent.py"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: DAG file '{tmp_path / 'absent.py'}': not found"

@@ -1,0 +1,116 @@
+"""YAML DAGs run locally: inline Python through the runner, commands with the XCom collector."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from local_support import REPO, run_local_json
+
+MIXED = """\
+apiVersion: kdag.dev/v1alpha1
+kind: DAG
+metadata: {name: mixed}
+spec:
+  dagId: mixed_dag
+  params: {greeting: hello}
+  tasks:
+    - id: shell
+      command: [sh, -c]
+      args:
+        - |
+          echo '"from sh"' > "$KDAG_XCOM_DIR/return.json"
+          echo '{"n": 42}' > "$KDAG_XCOM_DIR/answer.json"
+          echo "task $KDAG_TASK_ID of $KDAG_DAG_ID"
+    - id: python
+      upstream: [shell]
+      xcomInputs:
+        - {env: ANSWER, task: shell, key: answer}
+      env:
+        - {name: EXTRA, value: extra-value}
+      python:
+        callable: consume
+        source: |
+          import os
+          def consume(ti, params, **_):
+              return {'env': os.environ['ANSWER'], 'extra': os.environ['EXTRA'],
+                      'pulled': ti.xcom_pull(task_ids='shell', key='answer'),
+                      'greeting': params['greeting']}
+    - id: shell_reads_input
+      upstream: [python]
+      command: [sh, -c, 'cat "$KDAG_XCOM_IN/shell/answer" > "$KDAG_XCOM_DIR/copied.json"']
+"""
+
+
+def test_command_and_inline_python_tasks_exchange_xcoms(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.yaml"
+    path.write_text(MIXED)
+    result = run_local_json(path)
+    assert result["dag_id"] == "mixed_dag"
+    assert result["state"] == "success", result
+    assert result["xcoms"] == [
+        {"task_id": "shell", "key": "answer", "value": {"n": 42}},
+        {"task_id": "shell", "key": "return_value", "value": "from sh"},
+        {
+            "task_id": "python",
+            "key": "return_value",
+            "value": {"env": '{"n":42}', "extra": "extra-value", "pulled": {"n": 42}, "greeting": "hello"},
+        },
+        {"task_id": "shell_reads_input", "key": "copied", "value": {"n": 42}},
+    ]
+
+
+def test_failing_command_fails_and_bad_xcom_file_fails_with_the_collector_message(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            apiVersion: kdag.dev/v1alpha1
+            kind: DAG
+            metadata: {name: bad}
+            spec:
+              tasks:
+                - {id: exits, command: [sh, -c, 'exit 7']}
+                - {id: bad_json, command: [sh, -c, 'echo "not json" > "$KDAG_XCOM_DIR/return.json"']}
+                - {id: after, upstream: [bad_json], command: ['true']}
+            """
+        )
+    )
+    from kdag import compile as compiler
+    from kdag.local.run import LocalDag, run_local
+
+    loaded = compiler.load(path)
+    result = run_local(LocalDag(loaded.name, loaded.spec, loaded.python_file), tmp_path / "work")
+    assert result.as_json()["tasks"] == {"exits": "failed", "bad_json": "failed", "after": "upstream_failed"}
+    assert result.tasks["exits"].exit_code == 7
+    assert result.tasks["bad_json"].exit_code == 3
+    assert result.tasks["bad_json"].message.startswith(
+        "XCom file 'return.json' of task 'bad_json' is not valid JSON"
+    )
+
+
+def test_the_yaml_example_of_the_first_lesson_gives_the_lesson_rows() -> None:
+    result = run_local_json(REPO / "examples" / "xcom-lesson.yaml")
+    assert result["state"] == "success"
+    assert result["xcoms"] == [
+        {"task_id": "sql_task", "key": "return_value", "value": "hello world"},
+        {"task_id": "hello_task", "key": "execution_time", "value": "2026-11-21"},
+        {"task_id": "hello_task", "key": "return_value", "value": "hello world"},
+        {"task_id": "goodbye_task", "key": "return_value", "value": ["2026-11-21"]},
+    ]
+
+
+def test_a_command_that_does_not_exist_fails_with_exit_code_127(tmp_path: Path) -> None:
+    path = tmp_path / "missing.yaml"
+    path.write_text(
+        "apiVersion: kdag.dev/v1alpha1\nkind: DAG\nmetadata: {name: missing}\n"
+        "spec:\n  tasks:\n    - {id: nothing, command: [/no/such/program]}\n"
+    )
+    from kdag import compile as compiler
+    from kdag.local.run import LocalDag, run_local
+
+    loaded = compiler.load(path)
+    result = run_local(LocalDag(loaded.name, loaded.spec, loaded.python_file), tmp_path / "work")
+    assert result.tasks["nothing"].state == "failed"
+    assert result.tasks["nothing"].exit_code == 127
+    assert "could not start '/no/such/program'" in result.tasks["nothing"].message
