@@ -1,0 +1,178 @@
+"""`kdag compile`: the manifests that run a Python DAG on a cluster, and `kdag graph`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kdag.api.models import DAGSpec
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples" / "python"
+KDAG = str(Path(sys.executable).parent / "kdag")
+
+
+def kdag(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([KDAG, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def compiled(path: Path) -> list[dict[str, Any]]:
+    done = kdag("compile", str(path))
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def test_compile_gives_the_source_configmap_then_the_dag() -> None:
+    source, dag = compiled(EXAMPLES / "xcom_lesson.py")
+    assert source["kind"] == "ConfigMap"
+    assert source["metadata"]["name"] == "etl-dag-source"
+    assert source["data"] == {"xcom_lesson.py": (EXAMPLES / "xcom_lesson.py").read_text()}
+    assert dag["apiVersion"] == "kdag.dev/v1alpha1"
+    assert dag["kind"] == "DAG"
+    assert dag["metadata"]["name"] == "etl-dag"
+    spec = DAGSpec.model_validate(dag["spec"])
+    assert spec.dag_id == "etl_dag"
+    assert spec.python_file is not None
+    assert (spec.python_file.config_map, spec.python_file.key) == ("etl-dag-source", "xcom_lesson.py")
+    assert [(t.id, t.upstream_ids, t.python.from_dag_file if t.python else None) for t in spec.tasks] == [
+        ("sql_task", [], True),
+        ("hello_task", [], True),
+        ("goodbye_task", ["hello_task"], True),
+    ]
+
+
+def test_compile_keeps_params_retries_timeouts_and_trigger_rules(tmp_path: Path) -> None:
+    path = tmp_path / "options.py"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            from datetime import datetime, timedelta
+            from airflow import DAG
+            from airflow.providers.standard.operators.bash import BashOperator
+            with DAG('Options.DAG', schedule='@daily', params={'n': 1},
+                     default_args={'retries': 2, 'retry_delay': timedelta(seconds=30)}) as dag:
+                first = BashOperator(task_id='first', bash_command='echo 1', params={'m': 2},
+                                     execution_timeout=timedelta(minutes=5))
+                steady = BashOperator(task_id='steady', bash_command='echo 2', retries=0,
+                                      trigger_rule='all_done')
+                backoff = BashOperator(task_id='backoff', bash_command='echo 3',
+                                       retry_exponential_backoff=True,
+                                       max_retry_delay=timedelta(seconds=600))
+                first >> [steady, backoff]
+            """
+        )
+    )
+    _, dag = compiled(path)
+    assert dag["metadata"]["name"] == "options-dag"
+    spec = dag["spec"]
+    assert spec["schedule"] == "@daily"
+    assert spec["params"] == {"n": 1}
+    first, steady, backoff = spec["tasks"]
+    assert first == {
+        "id": "first",
+        "python": {"fromDagFile": True},
+        "retries": 2,
+        "retryDelaySeconds": 30,
+        "maxRetryDelaySeconds": 30,
+        "timeoutSeconds": 300,
+        "params": {"m": 2},
+    }
+    assert steady == {
+        "id": "steady",
+        "python": {"fromDagFile": True},
+        "upstream": ["first"],
+        "triggerRule": "all_done",
+    }
+    assert backoff["retryDelaySeconds"] == 30
+    assert backoff["maxRetryDelaySeconds"] == 600
+
+
+def test_compile_to_a_directory_writes_one_file_per_object(tmp_path: Path) -> None:
+    done = kdag("compile", str(EXAMPLES / "bash_templates.py"), "-o", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["configmap-bash-templates-source.yaml", "dag-bash-templates.yaml"]
+    dag = yaml.safe_load((tmp_path / "out" / "dag-bash-templates.yaml").read_text())
+    assert [t["id"] for t in dag["spec"]["tasks"]] == [
+        "make_name",
+        "greet",
+        "dated",
+        "last_line",
+        "which_run",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "BashOperator(task_id='t', bash_command='true', trigger_rule='none_skipped', dag=dag)",
+            "error: task 't': trigger_rule 'none_skipped' is not supported by kdag",
+        ),
+        (
+            "BashOperator(task_id='t' * 64, bash_command='true', dag=dag)",
+            "longer than 63 characters (a Kubernetes label value)",
+        ),
+        (
+            "dag.schedule = timedelta(days=1)\nBashOperator(task_id='t', bash_command='true', dag=dag)",
+            "schedule",
+        ),
+        ("", "error: DAG 'limits': defines no tasks"),
+        ("raise RuntimeError('the file itself fails')", "RuntimeError: the file itself fails"),
+    ],
+)
+def test_what_a_cluster_cannot_run_is_refused_in_one_line(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "limits.py"
+    path.write_text(
+        "from datetime import timedelta\nfrom airflow import DAG\n"
+        "from airflow.operators.bash import BashOperator\n"
+        f"dag = DAG('limits')\n{body}\n"
+    )
+    done = kdag("compile", str(path))
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_authoring_package_builds_the_dag_compile_uses() -> None:
+    from kdag.authoring import DAG, PythonOperator
+    from kdag.compile import python_dag_spec
+
+    with DAG("built_in_python", params={"a": 1}) as dag:
+        first = PythonOperator(task_id="first", python_callable=print, retries=1, retry_delay=timedelta(0))
+        second = PythonOperator(task_id="second", python_callable=print)
+        second.set_upstream(first)
+    spec = python_dag_spec(dag, "built-in-python-source", "dag.py")
+    assert [(t.id, t.upstream_ids, t.retries) for t in spec.tasks] == [
+        ("first", [], 1),
+        ("second", ["first"], None),
+    ]
+
+
+def test_graph_prints_layers_and_writes_svg(tmp_path: Path) -> None:
+    svg = tmp_path / "graph.svg"
+    done = kdag("graph", str(EXAMPLES / "xcom_semantics.py"), "--svg", str(svg))
+    assert done.returncode == 0, done.stderr
+    assert "layer 0" in done.stdout and "layer 1" in done.stdout
+    assert "consume" in done.stdout.split("layer 1")[1]
+    text = svg.read_text()
+    assert text.startswith("<svg")
+    for task_id in ("produce_mapping", "produce_text", "produce_number", "produce_nothing", "consume"):
+        assert f'id="task-{task_id}"' in text
+    assert text.count("<line ") == 4
+
+
+def test_every_command_has_help() -> None:
+    for command in ("run", "compile", "graph", "apply", "trigger", "status", "xcom", "logs"):
+        done = kdag(command, "--help")
+        assert done.returncode == 0, (command, done.stderr)
+        assert "Usage" in done.stdout
+    top = kdag("--help")
+    assert "Exit codes" in top.stdout
