@@ -242,7 +242,11 @@ def test_task_pod_token_gets_403_for_another_tasks_configmap(
         )
         return phase if phase in ("Succeeded", "Failed") else ""
 
-    phase = wait_for(finished, timeout=180, what=f"pod {name} to finish")
+    try:
+        phase = wait_for(finished, timeout=180, what=f"pod {name} to finish")
+    except TimeoutError:
+        described = kubectl("describe", "pod", name, "-n", namespace, kubeconfig=kubeconfig)
+        raise AssertionError(f"pod {name} did not finish:\n{described[-3000:]}") from None
     logs = kubectl("logs", name, "-n", namespace, kubeconfig=kubeconfig)
     assert phase == "Succeeded", logs
     result = json.loads(logs.strip().splitlines()[-1])
