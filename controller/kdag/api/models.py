@@ -29,7 +29,8 @@ MAX_XCOM_INPUTS = 28
 MAX_ENV = 64
 MAX_ARGS = 64
 MAX_ARG_LENGTH = 8192
-MAX_SOURCE_LENGTH = 262144
+# Delivered as one env var: Linux refuses a single env string over 128 KiB at exec.
+MAX_SOURCE_LENGTH = 65536
 NAME_MAX = 253
 
 Arg = Annotated[str, Field(max_length=MAX_ARG_LENGTH)]
