@@ -256,7 +256,7 @@ def render_task_pod(
                 "imagePullPolicy": settings.image_pull_policy,
                 "restartPolicy": "Always",
                 "command": [*RUNNER_COMMAND, "collect"],
-                "env": env,
+                "env": task_env(run, task, attempt),
                 "volumeMounts": [
                     {"name": "xcom-out", "mountPath": XCOM_OUT_DIR},
                     {"name": "tmp", "mountPath": "/tmp"},

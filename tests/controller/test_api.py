@@ -271,6 +271,15 @@ def test_cycle_is_named() -> None:
             " 'one_failed' or 'none_failed'",
         ),
         (spec_with(cmd("a"), schedule="every day"), "spec.schedule: 'every day' is not a cron expression"),
+        (
+            spec_with(cmd("..")),
+            "task '..' (spec.tasks[0].id): a task id may not be '.' or '..' (it names a directory)",
+        ),
+        (
+            spec_with(cmd("a", env=[{"name": "KDAG_TASK_ID", "value": "x"}])),
+            "task 'a' (spec.tasks[0].env[0].name):"
+            " 'KDAG_TASK_ID' may not start with KDAG_ (kdag's own variables)",
+        ),
         ({"tasks": []}, "spec.tasks: List should have at least 1 item after validation, not 0"),
     ],
 )

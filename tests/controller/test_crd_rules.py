@@ -80,6 +80,8 @@ def refusal(kubeconfig: str, namespace: str, manifest: dict[str, Any]) -> str:
         ),
         (dag(cmd("a", triggerRule="sometimes")), "spec.tasks[0].triggerRule: Unsupported value"),
         (dag(cmd("a", retries=-1)), "spec.tasks[0].retries"),
+        (dag(cmd("..")), "a task id may not be '.' or '..'"),
+        (dag(cmd("a", env=[{"name": "KDAG_TASK_ID", "value": "x"}])), "env names may not start with KDAG_"),
         (dag(), "spec.tasks"),
         (
             {"apiVersion": "kdag.dev/v1alpha1", "kind": "DAGRun", "metadata": {"name": "r"}, "spec": {}},

@@ -133,7 +133,14 @@ class Condition(StatusModel):
 class EnvVar(KubeModel):
     """A Kubernetes `EnvVar` of the task container."""
 
-    name: str = Field(max_length=NAME_MAX, description="Name of the environment variable.")
+    name: str = Field(
+        min_length=1,
+        max_length=NAME_MAX,
+        description="Name of the environment variable (not KDAG_*: those are kdag's).",
+        json_schema_extra=cel(
+            ("!self.startsWith('KDAG_')", "env names may not start with KDAG_ (kdag's own)")
+        ),
+    )
     value: str | None = Field(default=None, max_length=MAX_ARG_LENGTH, description="Literal value.")
     value_from: dict[str, Any] | None = Field(
         default=None,
@@ -240,6 +247,7 @@ class TaskSpec(KubeModel):
                 "xcomInputs[].task must name an upstream task, not the task itself",
             ),
             ("!has(self.args) || has(self.command)", "args need a command"),
+            ("self.id != '.' && self.id != '..'", "a task id may not be '.' or '..' (it names a directory)"),
         )
     )
 

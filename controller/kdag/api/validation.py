@@ -75,6 +75,11 @@ def _task_problems(task: TaskSpec, index: int, spec: DAGSpec) -> list[Problem]:
         add("", "a task needs exactly one of python or command")
     if task.args and task.command is None:
         add("args", "args need a command")
+    if task.id in (".", ".."):
+        add("id", "a task id may not be '.' or '..' (it names a directory)")
+    for i, env in enumerate(task.env or []):
+        if env.name.startswith("KDAG_"):
+            add(f"env[{i}].name", f"{env.name!r} may not start with KDAG_ (kdag's own variables)")
     if task.python is not None:
         from_file = bool(task.python.from_dag_file)
         if from_file and (task.python.source is not None or task.python.callable is not None):
