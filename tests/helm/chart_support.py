@@ -179,7 +179,9 @@ def host_controllers_stopped(kube: Kube) -> Iterator[None]:
     for host_controller in stopped:
         host_controller.stop()
     if stopped:
-        kube.kubectl("delete", "validatingwebhookconfiguration", HOST_WEBHOOK_CONFIGURATION, "--ignore-not-found")
+        kube.kubectl(
+            "delete", "validatingwebhookconfiguration", HOST_WEBHOOK_CONFIGURATION, "--ignore-not-found"
+        )
     try:
         yield
     finally:
