@@ -57,8 +57,10 @@ def test_chart_crds_are_the_generated_crds() -> None:
     assert generated, "crds/ holds no CRDs: run `python -m kdag.api.generate`"
     for source in generated:
         copy = CHART / "crds" / source.name
-        assert copy.exists(), f"{copy} is missing: cp crds/*.yaml charts/kdag/crds/"
-        assert copy.read_text() == source.read_text(), f"{copy} differs from {source}"
+        assert copy.exists(), f"{copy} is missing: run charts/kdag/sync-generated"
+        assert copy.read_text() == source.read_text(), (
+            f"{copy} differs from {source}: run charts/kdag/sync-generated"
+        )
     extra = {p.name for p in (CHART / "crds").glob("*.yaml")} - {p.name for p in generated}
     assert extra == {"kopf-peering.yaml"}
 
