@@ -79,8 +79,9 @@ def test_seed_lesson_runs_in_cluster_and_passes_its_xcoms(installed: Kube) -> No
         "hello_task": "Succeeded",
         "goodbye_task": "Succeeded",
     }
-    logical = datetime.datetime.fromisoformat(run["spec"].get("logicalDate") or run["status"]["startTime"])
-    ds = logical.astimezone(datetime.UTC).strftime("%Y-%m-%d")
+    # ds is the run's logical date: spec.logicalDate, which defaults to the run's creation.
+    logical = run["spec"].get("logicalDate") or run["metadata"]["creationTimestamp"]
+    ds = datetime.datetime.fromisoformat(logical).astimezone(datetime.UTC).strftime("%Y-%m-%d")
     assert xcoms(installed, name, "sql_task")["return_value"] == "hello world"
     hello = xcoms(installed, name, "hello_task")
     assert hello["return_value"] == "hello world"
