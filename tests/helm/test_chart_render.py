@@ -178,7 +178,7 @@ def test_two_replicas_without_peering_is_refused(helm: Path) -> None:
 
 
 def test_unknown_rbac_scope_is_refused_by_name(helm: Path) -> None:
-    assert "rbac.scope must be `cluster` or `namespace`" in render_error(helm, "rbac.scope=everything")
+    assert "at '/rbac/scope'" in render_error(helm, "rbac.scope=everything")
 
 
 def without_release_labels(obj: dict[str, Any]) -> dict[str, Any]:
@@ -217,3 +217,16 @@ def test_chart_guard_file_is_the_generated_guard() -> None:
     """files/xcom-guard.yaml is deploy/xcom-guard.yaml: cp deploy/xcom-guard.yaml charts/kdag/files/."""
     generated = (REPO / "deploy" / "xcom-guard.yaml").read_text()
     assert (CHART / "files" / "xcom-guard.yaml").read_text() == generated
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("webhook.failurePolicy=Sometimes", "/webhook/failurePolicy"),
+        ("replicas=0", "/replicas"),
+        ("watch.namespaces={Team_A}", "/watch/namespaces/0"),
+        ("image.pullPolicy=Maybe", "/image/pullPolicy"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_field(helm: Path, setting: str, named: str) -> None:
+    assert f"at '{named}'" in render_error(helm, setting)
