@@ -111,3 +111,27 @@ def test_api_server_keeps_any_json_in_conf(kubeconfig: str, namespace: str, crds
         "create", "-n", namespace, "-f", "-", "-o", "yaml", kubeconfig=kubeconfig, input=yaml.safe_dump(run)
     )
     assert yaml.safe_load(created)["spec"]["conf"] == {"any": ["json", 1, {"x": None}]}
+
+
+def test_run_specs_cannot_change(kubeconfig: str, namespace: str, crds: None) -> None:
+    run = {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "DAGRun",
+        "metadata": {"name": "fixed"},
+        "spec": {"dagRef": {"name": "etl"}, "params": {"n": 1}},
+    }
+    kubectl("create", "-n", namespace, "-f", "-", kubeconfig=kubeconfig, input=yaml.safe_dump(run))
+    with pytest.raises(KubectlError, match="a DAGRun's spec cannot change; create another run"):
+        kubectl(
+            "patch",
+            "dagrun",
+            "fixed",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec":{"params":{"n":2}}}',
+            kubeconfig=kubeconfig,
+        )
+    # Labels and annotations stay editable.
+    kubectl("label", "dagrun", "fixed", "-n", namespace, "team=a", kubeconfig=kubeconfig)

@@ -438,6 +438,10 @@ class DAGRef(KubeModel):
 class DAGRunSpec(KubeModel):
     """One execution of a DAG."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(("self == oldSelf", "a DAGRun's spec cannot change; create another run"))
+    )
+
     dag_ref: DAGRef = Field(description="The DAG to run.")
     params: dict[str, Any] | None = Field(default=None, description="Param overrides for this run.")
     conf: dict[str, Any] | None = Field(default=None, description="The run's conf (dag_run.conf).")
@@ -466,6 +470,8 @@ class DAGRunStatus(StatusModel):
 
 class TaskRunSpec(KubeModel):
     """One task of one DAGRun; created by the controller."""
+
+    model_config = ConfigDict(json_schema_extra=cel(("self == oldSelf", "a TaskRun's spec cannot change")))
 
     dag_run: str = Field(min_length=1, max_length=NAME_MAX, description="Name of the DAGRun.")
     task_id: str = Field(
