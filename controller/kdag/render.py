@@ -331,6 +331,7 @@ class AttemptResult:
 _STUCK_REASONS = frozenset(
     {
         "ErrImagePull",
+        "ErrImageNeverPull",
         "ImagePullBackOff",
         "InvalidImageName",
         "CreateContainerConfigError",
