@@ -230,3 +230,25 @@ def test_chart_guard_file_is_the_generated_guard() -> None:
 )
 def test_bad_values_are_refused_naming_the_field(helm: Path, setting: str, named: str) -> None:
     assert f"at '{named}'" in render_error(helm, setting)
+
+
+def test_controller_may_make_the_task_rbac_it_makes(helm: Path) -> None:
+    """The controller creates kdag.policy.task_rbac() before a namespace's first task pod."""
+    role = one(render(helm, "rbac.scope=namespace"), "Role", "kdag-controller")
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    for obj in policy.task_rbac("any"):
+        group = obj["apiVersion"].rpartition("/")[0]
+        resource = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings"}[
+            obj["kind"]
+        ]
+        assert (group, resource, "create") in granted, obj["kind"]
+    # A Role can only be granted by one who holds its permissions (RBAC escalation check).
+    for rule in policy.task_role("any")["rules"]:
+        for verb in rule["verbs"]:
+            assert ("", "configmaps", verb) in granted

@@ -104,6 +104,14 @@ app.kubernetes.io/part-of: kdag
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
   verbs: [get, list, watch, patch]
+# The task ServiceAccount, Role and RoleBinding: the controller makes them in a namespace before its first
+# task pod there (kdag.policy.task_rbac), so DAGs also run where taskRbac.namespaces did not reach.
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [create]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [create]
 {{- end }}
 
 {{/*
