@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -89,8 +90,8 @@ def measure(kubeconfig: str, process: ControllerProcess, namespace: str, manifes
     count = hist_after.get("kdag_handoff_seconds_count", 0) - hist_before.get("kdag_handoff_seconds_count", 0)
     total = hist_after.get("kdag_handoff_seconds_sum", 0) - hist_before.get("kdag_handoff_seconds_sum", 0)
     name = manifest["metadata"]["name"]  # type: ignore[index]
-    status = run["status"]  # type: ignore[index]
-    print(f"{name}: {tasks} tasks, phase {status['phase']}, wall {elapsed:.1f} s")  # type: ignore[index]
+    status: dict[str, Any] = run["status"]  # type: ignore[assignment]
+    print(f"{name}: {tasks} tasks, phase {status['phase']}, wall {elapsed:.1f} s")
     if count:
         print(f"  handoff: {count:.0f} observations, mean {total / count * 1000:.0f} ms")
     all_writes = sum(writes.values())

@@ -146,8 +146,9 @@ class ControllerProcess:
 
 
 def apply_controller_prerequisites(kubeconfig: str) -> None:
-    """CRDs and the cluster-wide XCom guard, as the chart would install them."""
-    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    """CRDs (crds/, or $KDAG_TEST_CRDS_DIR) and the cluster-wide XCom guard, as the chart installs them."""
+    crds = os.environ.get("KDAG_TEST_CRDS_DIR") or str(REPO / "crds")
+    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", crds)
     guard = REPO / "deploy" / "xcom-guard.yaml"
     if guard.exists():
         kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(guard))

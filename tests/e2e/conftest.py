@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -23,11 +23,14 @@ def e2e_namespace(kubeconfig: str, controller: ControllerProcess) -> Iterator[st
         kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test's report carries the tail of the controller log."""
+    report: pytest.TestReport = yield
     if report.failed and "controller" in getattr(item, "fixturenames", ()):
         process = item.funcargs.get("controller") if hasattr(item, "funcargs") else None
         if isinstance(process, ControllerProcess):
             report.sections.append(("controller log (tail)", process.log_tail()))
+    return report
