@@ -22,7 +22,7 @@ import kopf
 from kdag import metrics
 from kdag.handlers.runtime import RUNTIME
 from kdag.settings import ControllerSettings
-from kdag.webhook import self_signed_certificate
+from kdag.webhook import register_webhook, self_signed_certificate
 
 WEBHOOK_CONFIGURATION = "kdag.dev"
 """Name of the ValidatingWebhookConfiguration the controller manages when it runs on the host."""
@@ -115,6 +115,8 @@ async def operate(settings: ControllerSettings, options: ProcessOptions) -> None
     RUNTIME.settings = settings
     RUNTIME.kubeconfig = options.kubeconfig
     registry = kopf.get_default_registry()
+    if settings.webhook_port:
+        register_webhook(registry)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -125,7 +127,8 @@ async def operate(settings: ControllerSettings, options: ProcessOptions) -> None
         if RUNTIME.api is not None:
             await RUNTIME.api.close()
 
-    metrics.serve(settings.metrics_port)
+    # Metrics listen where the webhook does: loopback for a controller on the host, all addresses in a pod.
+    metrics.serve(settings.metrics_port, settings.webhook_host)
     await kopf.operator(
         registry=registry,
         clusterwide=not settings.namespaces,

@@ -1,6 +1,5 @@
-"""The kopf handlers of kdag; importing this package registers them (and the DAG webhook)."""
+"""The kopf handlers of kdag; importing this package registers them (the DAG webhook: kdag.webhook)."""
 
-from kdag import webhook
 from kdag.handlers import dagruns, dags, pods
 
-__all__ = ["dagruns", "dags", "pods", "webhook"]
+__all__ = ["dagruns", "dags", "pods"]
