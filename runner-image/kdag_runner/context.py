@@ -36,6 +36,8 @@ class TaskEnvironment:
     xcom_in: Path | None = None
     xcom_dir: Path | None = None
     xcom_configmap: str = ""
+    # The DAG object's name (the kdag.dev/dag label); it may differ from the dag_id.
+    dag_name: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TaskEnvironment:
@@ -65,6 +67,7 @@ class TaskEnvironment:
             xcom_in=Path(xcom_in) if xcom_in else None,
             xcom_dir=Path(xcom_dir) if xcom_dir else None,
             xcom_configmap=env.get("KDAG_XCOM_CONFIGMAP", ""),
+            dag_name=env.get("KDAG_DAG_NAME", ""),
         )
 
 

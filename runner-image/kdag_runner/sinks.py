@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -80,13 +81,24 @@ class ConfigMapSink:
             raise SinkError(f"cannot write XComs to ConfigMap {self.namespace}/{self.name}: {err}") from None
 
 
+LABEL_VALUE_MAX = 63
+
+
+def label_value(value: str) -> str:
+    """A label-value-safe form (design.md, "Names"): the value when it fits, else a cut plus a hash."""
+    if len(value) <= LABEL_VALUE_MAX:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:5]
+    return f"{value[: LABEL_VALUE_MAX - 6].rstrip('-_.')}-{digest}"
+
+
 def store_labels(env: TaskEnvironment) -> dict[str, str]:
-    """The labels of a task's XCom ConfigMap (docs/design.md, "Names")."""
+    """The labels of a task's XCom ConfigMap (docs/design.md, "Names"), as the controller labels its objects."""
     return {
         "app.kubernetes.io/managed-by": "kdag",
-        "kdag.dev/dag": env.dag_id,
-        "kdag.dev/dagrun": env.run_id,
-        "kdag.dev/task": env.task_id,
+        "kdag.dev/dag": label_value(env.dag_name or env.dag_id),
+        "kdag.dev/dagrun": label_value(env.run_id),
+        "kdag.dev/task": label_value(env.task_id),
     }
 
 

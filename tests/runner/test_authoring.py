@@ -132,11 +132,11 @@ def test_airflow_arguments_are_kept() -> None:
     ("make", "message"),
     [
         (
-            lambda: PythonOperator(task_id="sql_task", python_callable=DAG("etl_dag")),
+            lambda: PythonOperator(task_id="sql_task", python_callable=DAG("etl_dag")),  # type: ignore[arg-type]
             "task 'sql_task': python_callable must be callable, got DAG",
         ),
         (
-            lambda: PythonOperator(task_id="t", python_callable="f"),
+            lambda: PythonOperator(task_id="t", python_callable="f"),  # type: ignore[arg-type]
             "task 't': python_callable must be callable, got str",
         ),
         (

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kdag_runner import authoring, compat
+from kdag_runner import authoring, compat, context
 from kdag_runner.authoring import DagDefinitionError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "python"
@@ -51,7 +51,7 @@ def test_airflow_imports_resolve_to_kdag_classes() -> None:
     assert BashOperator is OldBash is Std is authoring.BashOperator
     assert EmptyOperator is authoring.EmptyOperator and BaseOperator is authoring.BaseOperator
     assert TriggerRule.ALL_DONE == "all_done" and AirflowException is authoring.AirflowException
-    assert get_current_context is compat.context.get_current_context
+    assert get_current_context is context.get_current_context
     start = days_ago(2)
     assert (start.hour, start.minute, start.second, start.tzinfo is not None) == (0, 0, 0, True)
 
@@ -69,7 +69,7 @@ def test_uninstall_removes_the_shim_modules() -> None:
     compat.uninstall()
     assert not [name for name in sys.modules if name == "airflow" or name.startswith("airflow.")]
     with pytest.raises(ModuleNotFoundError):
-        import airflow  # type: ignore[import-not-found]  # noqa: F401
+        import airflow  # noqa: F401
 
 
 def test_importing_the_runner_never_installs_the_shim() -> None:
