@@ -93,7 +93,7 @@ def label_value(value: str) -> str:
 
 
 def store_labels(env: TaskEnvironment) -> dict[str, str]:
-    """The labels of a task's XCom ConfigMap (docs/design.md, "Names"), as the controller labels its objects."""
+    """The labels of a task's XCom ConfigMap, as the controller labels its objects (design.md, "Names")."""
     return {
         "app.kubernetes.io/managed-by": "kdag",
         "kdag.dev/dag": label_value(env.dag_name or env.dag_id),
