@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,8 +19,9 @@ import typer
 
 from kdag import names
 from kdag.api.models import DAGSpec
-from kdag.cli.app import DagIdOption, Output, ParamOption, app, parse_conf, parse_params
+from kdag.cli.app import DagIdOption, Output, ParamOption, app, parse_conf, parse_date, parse_params
 from kdag.cli.errors import EXIT_FAILED, UserError, reported
+from kdag.render import format_time
 
 GROUP_PATH = "/apis/kdag.dev/v1alpha1"
 FIELD_MANAGER = "kdag-cli"
@@ -230,10 +232,16 @@ def apply_command(
 
 
 def dagrun_manifest(
-    dag: str, run_name: str, params: Mapping[str, Any], conf: Mapping[str, Any]
+    dag: str,
+    run_name: str,
+    params: Mapping[str, Any],
+    conf: Mapping[str, Any],
+    logical_date: datetime | None = None,
 ) -> dict[str, Any]:
     """The DAGRun `kdag trigger` creates."""
     spec: dict[str, Any] = {"dagRef": {"name": dag}}
+    if logical_date is not None:
+        spec["logicalDate"] = format_time(logical_date)
     if params:
         spec["params"] = dict(params)
     if conf:
@@ -251,6 +259,9 @@ def trigger_command(
     dag: Annotated[str, typer.Argument(help="metadata.name of the DAG.")],
     param: ParamOption = None,
     conf: Annotated[str | None, typer.Option("--conf", help="The run's conf, a JSON object.")] = None,
+    logical_date: Annotated[
+        str | None, typer.Option("--logical-date", help="Logical date (ISO 8601); default now.")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until the run finishes.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.")] = 600.0,
     namespace: NamespaceOption = None,
@@ -261,9 +272,10 @@ def trigger_command(
         cluster = _cluster(namespace, kubeconfig)
         cluster.require(DAGS, dag, "DAG")
         run_name = names.manual_run_name(dag)
-        created = cluster.create(
-            DAGRUNS, dagrun_manifest(dag, run_name, parse_params(param), parse_conf(conf))
+        manifest = dagrun_manifest(
+            dag, run_name, parse_params(param), parse_conf(conf), parse_date(logical_date)
         )
+        created = cluster.create(DAGRUNS, manifest)
         print(run_name)
         if not wait:
             return

@@ -1,0 +1,136 @@
+"""`kdag apply`, `trigger --wait`, `status`, `xcom -o json`, `logs` and `graph` against the real cluster.
+
+The example DAG files compiled and applied give, through `kdag xcom -o json`, the rows `kdag run --local`
+gives and Apache Airflow gave for the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from controller_support import ControllerProcess
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples" / "python"
+KDAG = str(Path(sys.executable).parent / "kdag")
+LOGICAL_DATE = "2026-11-21"
+
+
+def kdag(
+    kubeconfig: str, namespace: str, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KDAG, *args, "-n", namespace, "--kubeconfig", kubeconfig],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def local_rows(path: Path) -> dict[str, object]:
+    done = subprocess.run(
+        [KDAG, "run", "--local", str(path), "-o", "json", "--logical-date", LOGICAL_DATE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def comparable(result: dict[str, object]) -> list[str]:
+    run_id = str(result["run_id"])
+    rows = result["xcoms"]
+    assert isinstance(rows, list)
+    return sorted(json.dumps(row, sort_keys=True).replace(run_id, "<run_id>") for row in rows)
+
+
+def apply_and_trigger(kubeconfig: str, namespace: str, path: Path, dag_name: str) -> str:
+    applied = kdag(kubeconfig, namespace, "apply", str(path))
+    assert applied.returncode == 0, applied.stderr
+    assert f"dag/{dag_name} applied" in applied.stdout
+    triggered = kdag(kubeconfig, namespace, "trigger", dag_name, "--logical-date", LOGICAL_DATE, "--wait")
+    assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+    run = triggered.stdout.strip().splitlines()[0]
+    assert run.startswith(f"{dag_name}-manual-")
+    return run
+
+
+@pytest.mark.parametrize(
+    ("file_name", "dag_name"),
+    [
+        ("xcom_lesson.py", "etl-dag"),
+        ("xcom_three_ways.py", "xcom-three-ways"),
+        ("xcom_semantics.py", "xcom-semantics"),
+        ("bash_templates.py", "bash-templates"),
+    ],
+)
+def test_compiled_dag_on_the_cluster_gives_the_local_rows(
+    kubeconfig: str, controller: ControllerProcess, namespace: str, file_name: str, dag_name: str
+) -> None:
+    run = apply_and_trigger(kubeconfig, namespace, EXAMPLES / file_name, dag_name)
+    shown = kdag(kubeconfig, namespace, "xcom", run, "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    on_cluster = json.loads(shown.stdout)
+    local = local_rows(EXAMPLES / file_name)
+    assert on_cluster["state"] == local["state"] == "success"
+    assert on_cluster["tasks"] == local["tasks"]
+    assert on_cluster["dag_id"] == local["dag_id"]
+    assert comparable(on_cluster) == comparable(local)
+
+
+def test_status_logs_and_graph_of_a_run(
+    kubeconfig: str, controller: ControllerProcess, namespace: str
+) -> None:
+    run = apply_and_trigger(kubeconfig, namespace, EXAMPLES / "xcom_three_ways.py", "xcom-three-ways")
+    status = kdag(kubeconfig, namespace, "status", run, "-o", "json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["phase"] == "Succeeded"
+    assert json.loads(status.stdout)["progress"] == "5/5"
+    for task_id in ("pull_task", "get_context_task", "use_value_task"):
+        logs = kdag(kubeconfig, namespace, "logs", run, task_id)
+        assert logs.returncode == 0, logs.stderr
+        assert "Value: some value" in logs.stdout
+    drawn = kdag(kubeconfig, namespace, "graph", "xcom-three-ways")
+    assert drawn.returncode == 0, drawn.stderr
+    assert "get_context_task  <- set_context_task" in drawn.stdout
+
+
+def test_a_failing_task_fails_the_run_and_trigger_wait_exits_1(
+    kubeconfig: str, controller: ControllerProcess, namespace: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "fails.py"
+    path.write_text(
+        "from airflow import DAG\nfrom airflow.operators.python import PythonOperator\n"
+        "dag = DAG('fails_on_cluster')\n"
+        "produce = PythonOperator(task_id='produce', python_callable=lambda: {1, 2}, dag=dag)\n"
+        "after = PythonOperator(task_id='after', python_callable=print, dag=dag)\n"
+        "produce >> after\n"
+    )
+    assert kdag(kubeconfig, namespace, "apply", str(path)).returncode == 0
+    triggered = kdag(kubeconfig, namespace, "trigger", "fails-on-cluster", "--wait")
+    assert triggered.returncode == 1
+    run = triggered.stdout.strip().splitlines()[0]
+    shown = json.loads(kdag(kubeconfig, namespace, "xcom", run, "-o", "json").stdout)
+    assert shown["state"] == "failed"
+    assert shown["tasks"] == {"produce": "failed", "after": "upstream_failed"}
+    assert shown["xcoms"] == []
+
+
+def test_unknown_objects_are_one_line_errors(kubeconfig: str, namespace: str) -> None:
+    for args, message in [
+        (("trigger", "no-such-dag"), f"error: DAG 'no-such-dag' not found in namespace '{namespace}'"),
+        (("status", "no-such-run"), f"error: DAGRun 'no-such-run' not found in namespace '{namespace}'"),
+        (("xcom", "no-such-run"), f"error: DAGRun 'no-such-run' not found in namespace '{namespace}'"),
+    ]:
+        done = kdag(kubeconfig, namespace, *args)
+        assert done.returncode == 1
+        assert done.stderr.strip() == message
