@@ -72,6 +72,11 @@ def load(path: Path, *, dag_id: str | None = None, name: str | None = None) -> L
 
 def load_python(path: Path, *, dag_id: str | None = None, name: str | None = None) -> LoadedDag:
     """Execute a Python DAG file with kdag's `airflow` layer and compile the DAG it defines."""
+    if not compat.install():
+        raise DefinitionError(
+            f"DAG file '{path}': Apache Airflow is importable here, so its `airflow` imports would load "
+            "Airflow, not kdag; run kdag from an environment without Airflow"
+        )
     try:
         dag = compat.load_dag_file(path, dag_id)
     except authoring.DagDefinitionError as err:
@@ -80,11 +85,6 @@ def load_python(path: Path, *, dag_id: str | None = None, name: str | None = Non
         raise DefinitionError(f"DAG file '{path}', line {err.lineno}: {err.msg}") from None
     except Exception as err:  # the author's own code failed while the file was loading
         raise DefinitionError(f"DAG file '{path}': {type(err).__name__}: {err}") from None
-    if getattr(dag, "__module__", "").startswith("airflow"):
-        raise DefinitionError(
-            f"DAG file '{path}': Apache Airflow is installed here, so the file built an Airflow DAG; "
-            "run kdag in an environment without Airflow"
-        )
     object_name = name or dag_name(dag.dag_id)
     key = path.name if _CONFIGMAP_KEY.fullmatch(path.name) else "dag.py"
     spec = python_dag_spec(dag, names.source_configmap_name(object_name), key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -176,3 +177,21 @@ def test_every_command_has_help() -> None:
         assert "Usage" in done.stdout
     top = kdag("--help")
     assert "Exit codes" in top.stdout
+
+
+def test_kdag_does_not_shadow_an_installed_airflow(tmp_path: Path) -> None:
+    """With a real `airflow` importable, kdag refuses to load the file rather than hide that Airflow."""
+    fake = tmp_path / "site" / "airflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("REAL_AIRFLOW = True\n")
+    done = subprocess.run(
+        [KDAG, "compile", str(EXAMPLES / "xcom_lesson.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+    )
+    assert done.returncode == 1
+    assert "Apache Airflow is importable here" in done.stderr
+    assert done.stderr.count("\n") == 1
