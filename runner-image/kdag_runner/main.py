@@ -246,9 +246,14 @@ def _wait_for_task(done_file: Any) -> None:
     import signal
 
     signals = {signal.SIGTERM, signal.SIGINT}
+    received: list[int] = []
+    # As PID 1 of a container the collector only receives signals it handles. The handler catches one
+    # that arrives before the signals are blocked; after that, sigtimedwait takes them.
+    for number in signals:
+        signal.signal(number, lambda signum, _frame: received.append(signum))
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
-        while not done_file.exists():
+        while not received and not done_file.exists():
             if signal.sigtimedwait(signals, 0.2) is not None:
                 return
     finally:

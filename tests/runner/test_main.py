@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -298,7 +299,7 @@ def test_collect_pushes_on_sigterm(tmp_path: Path) -> None:
     env = task_env(tmp_path, "shell")
     collector = subprocess.Popen([sys.executable, "-m", "kdag_runner", "collect"], env=env)
     write_outputs(tmp_path / "out" / "shell", {"return.json": '{"ok": true}'})
-    time.sleep(0.5)
+    wait_until_caught(collector.pid, signal.SIGTERM)
     collector.send_signal(signal.SIGTERM)
     assert collector.wait(timeout=30) == 0
     assert finished(tmp_path, "shell", 0, "", "").xcoms == {"return_value": {"ok": True}}
@@ -340,3 +341,39 @@ def test_termination_message_goes_only_where_kubernetes_made_the_file(
     absent.write_text("", encoding="utf-8")
     runner_main.write_termination_message({"xcomKeys": ["a"], "bytes": 9})
     assert json.loads(absent.read_text(encoding="utf-8")) == {"xcomKeys": ["a"], "bytes": 9}
+
+
+def test_collect_as_pid_1_gets_sigterm(tmp_path: Path) -> None:
+    """In a container the collector is PID 1, which the kernel sends only signals it handles."""
+    write_outputs(tmp_path / "out" / "shell", {"return.json": '"from pid 1"'})
+    unshare = ["unshare", "--pid", "--fork", "--mount-proc"]
+    wrapper = subprocess.Popen(
+        [*unshare, sys.executable, "-m", "kdag_runner", "collect"], env=task_env(tmp_path, "shell")
+    )
+    children = Path(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children")
+    deadline = time.monotonic() + 30
+    while not children.read_text().split() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    collector = int(children.read_text().split()[0])
+    namespace_pids = next(
+        line.split()[1:]
+        for line in Path(f"/proc/{collector}/status").read_text().splitlines()
+        if line.startswith("NSpid")
+    )
+    assert namespace_pids[-1] == "1"
+    wait_until_caught(collector, signal.SIGTERM)
+    os.kill(collector, signal.SIGTERM)
+    assert wrapper.wait(timeout=30) == 0
+    assert finished(tmp_path, "shell", 0, "", "").xcoms == {"return_value": "from pid 1"}
+
+
+def wait_until_caught(pid: int, signum: int, timeout: float = 30) -> None:
+    """Wait until the process handles ``signum`` (SigCgt in /proc), so a signal now is not lost."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt")), 16)
+        if caught & (1 << (signum - 1)):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"process {pid} never handled signal {signum}")
