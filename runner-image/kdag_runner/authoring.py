@@ -564,7 +564,7 @@ class PythonOperator(BaseOperator):
         kwargs = callable_kwargs(self.python_callable, op_args, merged)
         result = self.python_callable(*op_args, **kwargs)
         if self.show_return_value_in_logs:
-            print(f"Done. Returned value was: {result!r}", flush=True)
+            print(f"Done. Returned value was: {result}", flush=True)
         return result
 
 
