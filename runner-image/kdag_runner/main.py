@@ -56,6 +56,7 @@ def run_task() -> int:
     try:
         task, dag = _load_task(env)
         ti.task = task
+        ti.max_tries = task.retries
         ti.params = {**(dag.params if dag is not None else {}), **task.params, **env.params}
         context = build_context(env, ti, task, dag)
         set_current_context(context)

@@ -15,7 +15,9 @@ Semantics follow Airflow 3's task SDK (``RuntimeTaskInstance.xcom_pull`` in
 
 kdag differences: only ancestors and the task itself are visible (a pull from another task returns
 ``None`` with a warning on stderr); ``dag_id``/``run_id`` other than the current ones and
-``include_prior_dates`` are accepted but only the current run's XComs exist.
+``include_prior_dates`` are accepted but only the current run's XComs exist. Values are JSON (design.md):
+a tuple comes back as a list, and a datetime or set fails the push, where Airflow 3's serde keeps them.
+``key=None`` (Airflow 2's "any key") pulls the key pushed last.
 """
 
 from __future__ import annotations

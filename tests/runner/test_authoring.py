@@ -315,3 +315,11 @@ def test_a_template_error_names_task_and_field(tmp_path: Path) -> None:
         AirflowException, match=r"task 't': rendering bash_command failed: 'no_such_name' is undefined"
     ):
         task.execute(context_for(tmp_path, task))
+
+
+def test_templates_have_airflow_macros(tmp_path: Path) -> None:
+    task = BashOperator(
+        task_id="t",
+        bash_command="echo {{ macros.ds_add(ds, 1) }} {{ macros.ds_format(ds, '%Y-%m-%d', '%d/%m') }}",
+    )
+    assert task.execute(context_for(tmp_path, task)) == "2024-03-06 05/03"

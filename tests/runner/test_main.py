@@ -377,3 +377,27 @@ def wait_until_caught(pid: int, signum: int, timeout: float = 30) -> None:
             return
         time.sleep(0.02)
     raise TimeoutError(f"process {pid} never handled signal {signum}")
+
+
+def test_get_current_context_and_retries_inside_a_running_task(tmp_path: Path) -> None:
+    dag_file = tmp_path / "dag.py"
+    dag_file.write_text(
+        textwrap.dedent(
+            """
+            from airflow import DAG
+            from airflow.operators.python import PythonOperator, get_current_context
+
+            def report():
+                context = get_current_context()
+                ti, task, dag = context["ti"], context["task"], context["dag"]
+                return [context["ds"], ti.max_tries, task.task_id, dag.dag_id]
+
+            with DAG("ctx"):
+                PythonOperator(task_id="report", python_callable=report, retries=2)
+            """
+        ),
+        encoding="utf-8",
+    )
+    result = run_dag_file(tmp_path, dag_file, [("report", [])], dag_id="ctx")["report"]
+    assert result.returncode == 0, result.stderr
+    assert result.xcoms == {"return_value": ["2024-03-05", 2, "report", "ctx"]}
