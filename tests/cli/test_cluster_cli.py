@@ -123,6 +123,20 @@ def test_a_failing_task_fails_the_run_and_trigger_wait_exits_1(
     assert shown["state"] == "failed"
     assert shown["tasks"] == {"produce": "failed", "after": "upstream_failed"}
     assert shown["xcoms"] == []
+    status = json.loads(kdag(kubeconfig, namespace, "status", run, "-o", "json").stdout)
+    assert (
+        status["messages"]["produce"] == "XCom 'return_value' of task 'produce' is not JSON-serialisable: set"
+    )
+    local = subprocess.run(
+        [KDAG, "run", "--local", str(path), "--workdir", str(tmp_path / "local"), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert json.loads(local.stdout)["tasks"] == shown["tasks"]
+    local_log = (tmp_path / "local" / "logs" / "produce.log").read_text()
+    assert status["messages"]["produce"] in local_log
 
 
 def test_unknown_objects_are_one_line_errors(kubeconfig: str, namespace: str) -> None:

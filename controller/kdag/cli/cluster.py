@@ -355,6 +355,11 @@ def status_command(
                         "phase": status.get("phase"),
                         "progress": status.get("progress"),
                         "tasks": {tid: tasks.get(tid) for tid in order},
+                        "messages": {
+                            tid: message
+                            for tid in order
+                            if (message := ((taskruns.get(tid) or {}).get("status") or {}).get("message"))
+                        },
                     }
                 )
             )
