@@ -7,6 +7,7 @@ Standard library only, so a DAG file runs unchanged inside a task pod. Definitio
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import itertools
 import os
@@ -15,7 +16,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, overload
 
 # Airflow's KEY_REGEX and ID_LEN: the characters and length Airflow allows in dag and task ids.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -445,6 +446,8 @@ def _as_tasks(subject: BaseOperator, other: object) -> list[BaseOperator]:
     items: list[object] = list(other) if isinstance(other, list | tuple | set) else [other]
     tasks: list[BaseOperator] = []
     for item in items:
+        if isinstance(item, XComArg):
+            item = item.operator
         if not isinstance(item, BaseOperator):
             raise DagDefinitionError(
                 f"task '{subject.task_id}': can depend only on tasks, got {type(item).__name__}"
@@ -551,12 +554,16 @@ class PythonOperator(BaseOperator):
         self.python_callable = python_callable
         self.op_args: list[Any] = list(op_args or [])
         self.op_kwargs: dict[str, Any] = dict(op_kwargs or {})
+        # An XComArg among the arguments makes its task upstream, as in Airflow.
+        for arg in _xcom_args([self.op_args, self.op_kwargs]):
+            self.set_upstream(arg.operator)
         self.templates_dict: dict[str, Any] | None = dict(templates_dict) if templates_dict else None
         self.show_return_value_in_logs = show_return_value_in_logs
 
     def execute(self, context: dict[str, Any]) -> Any:
-        op_args = self.render_template("op_args", self.op_args, context)
-        op_kwargs = self.render_template("op_kwargs", self.op_kwargs, context)
+        ti = context["ti"]
+        op_args = self.render_template("op_args", _resolve(self.op_args, ti), context)
+        op_kwargs = self.render_template("op_kwargs", _resolve(self.op_kwargs, ti), context)
         merged = dict(context)
         merged.update(op_kwargs)
         if self.templates_dict is not None:
@@ -728,3 +735,152 @@ def _macros() -> Any:
         ds_add=ds_add,
         ds_format=ds_format,
     )
+
+
+class XComArg:
+    """What calling a ``@task`` function gives: an XCom of that task, pulled when a downstream task runs."""
+
+    def __init__(self, operator: BaseOperator, key: str = "return_value") -> None:
+        self.operator = operator
+        self.key = key
+
+    def __getitem__(self, key: str) -> XComArg:
+        return XComArg(self.operator, key)
+
+    def __repr__(self) -> str:
+        return f"XComArg({self.operator.task_id!r}, {self.key!r})"
+
+    def resolve(self, ti: Any) -> Any:
+        return ti.xcom_pull(task_ids=self.operator.task_id, key=self.key)
+
+    def __rshift__(self, other: TaskOrTasks | XComArg) -> Any:
+        return self.operator >> _operator_of(other)
+
+    def __lshift__(self, other: TaskOrTasks | XComArg) -> Any:
+        return self.operator << _operator_of(other)
+
+    def __rrshift__(self, other: TaskOrTasks) -> XComArg:
+        self.operator.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: TaskOrTasks) -> XComArg:
+        self.operator.set_downstream(other)
+        return self
+
+
+def _operator_of(value: Any) -> Any:
+    if isinstance(value, XComArg):
+        return value.operator
+    if isinstance(value, list | tuple):
+        return [_operator_of(v) for v in value]
+    return value
+
+
+def _xcom_args(value: Any) -> list[XComArg]:
+    if isinstance(value, XComArg):
+        return [value]
+    if isinstance(value, list | tuple | set):
+        return [arg for item in value for arg in _xcom_args(item)]
+    if isinstance(value, dict):
+        return [arg for item in value.values() for arg in _xcom_args(item)]
+    return []
+
+
+def _resolve(value: Any, ti: Any) -> Any:
+    """Replace XComArgs (inside lists and dicts too) by the values their tasks pushed."""
+    if isinstance(value, XComArg):
+        return value.resolve(ti)
+    if isinstance(value, list | tuple):
+        return type(value)(_resolve(v, ti) for v in value)
+    if isinstance(value, dict):
+        return {k: _resolve(v, ti) for k, v in value.items()}
+    return value
+
+
+class _TaskFunction:
+    """A function decorated with ``@task``: each call adds a PythonOperator and returns its XComArg."""
+
+    def __init__(self, function: Callable[..., Any], options: dict[str, Any]) -> None:
+        if not callable(function):
+            raise DagDefinitionError(f"@task: needs a function, got {type(function).__name__}")
+        self.function = function
+        self.options = options
+        functools.update_wrapper(self, function)
+
+    def override(self, **options: Any) -> _TaskFunction:
+        return _TaskFunction(self.function, {**self.options, **options})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
+        options = dict(self.options)
+        task_id = options.pop("task_id", None) or self.function.__name__
+        dag = options.get("dag") or get_active_dag()
+        if dag is not None and task_id in dag.task_dict:
+            # Airflow numbers the repeated calls of one task function: name, name__1, name__2, ...
+            base, number = task_id, 1
+            while f"{base}__{number}" in dag.task_dict:
+                number += 1
+            task_id = f"{base}__{number}"
+        if options.get("multiple_outputs") is None:
+            options["multiple_outputs"] = _returns_dict(self.function)
+        operator = PythonOperator(
+            task_id=task_id, python_callable=self.function, op_args=args, op_kwargs=kwargs, **options
+        )
+        return XComArg(operator)
+
+
+def _returns_dict(function: Callable[..., Any]) -> bool:
+    """Airflow infers ``multiple_outputs`` from a ``dict`` return annotation."""
+    try:
+        annotation = inspect.signature(function).return_annotation
+    except (TypeError, ValueError):
+        return False
+    if isinstance(annotation, str):
+        return annotation.replace(" ", "").split("[")[0] in {"dict", "Dict", "typing.Dict"}
+    return annotation is dict or getattr(annotation, "__origin__", None) is dict
+
+
+@overload
+def task(python_callable: Callable[..., Any], **options: Any) -> _TaskFunction: ...
+
+
+@overload
+def task(python_callable: None = None, **options: Any) -> Callable[[Callable[..., Any]], _TaskFunction]: ...
+
+
+def task(
+    python_callable: Callable[..., Any] | None = None, **options: Any
+) -> _TaskFunction | Callable[[Callable[..., Any]], _TaskFunction]:
+    """Airflow's ``@task`` / ``@task(...)``: the function becomes a PythonOperator factory."""
+    if python_callable is not None:
+        return _TaskFunction(python_callable, options)
+    return lambda function: _TaskFunction(function, options)
+
+
+@overload
+def dag(dag_id: Callable[..., Any], **dag_options: Any) -> Callable[..., DAG]: ...
+
+
+@overload
+def dag(
+    dag_id: str | None = None, **dag_options: Any
+) -> Callable[[Callable[..., Any]], Callable[..., DAG]]: ...
+
+
+def dag(
+    dag_id: str | Callable[..., Any] | None = None, **dag_options: Any
+) -> Callable[..., DAG] | Callable[[Callable[..., Any]], Callable[..., DAG]]:
+    """Airflow's ``@dag`` / ``@dag(...)``: calling the function builds the DAG named after it."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., DAG]:
+        @functools.wraps(function)
+        def build(*args: Any, **kwargs: Any) -> DAG:
+            name = dag_id if isinstance(dag_id, str) else function.__name__
+            with DAG(name, **dag_options) as built:
+                function(*args, **kwargs)
+            return built
+
+        return build
+
+    if callable(dag_id):
+        return decorate(dag_id)
+    return decorate

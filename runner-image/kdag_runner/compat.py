@@ -61,8 +61,14 @@ def _models_module() -> dict[str, Any]:
     }
 
 
+def _decorators_module() -> dict[str, Any]:
+    return {"task": authoring.task, "dag": authoring.dag}
+
+
 def _sdk_module() -> dict[str, Any]:
     return {
+        **_decorators_module(),
+        "XComArg": authoring.XComArg,
         "DAG": DAG,
         "BaseOperator": authoring.BaseOperator,
         "Param": authoring.Param,
@@ -92,6 +98,7 @@ SHIM_MODULES: dict[str, Callable[[], dict[str, Any]]] = {
     "airflow.providers.standard.operators.bash": _bash_module,
     "airflow.providers.standard.operators.empty": _empty_module,
     "airflow.sdk": _sdk_module,
+    "airflow.decorators": _decorators_module,
     "airflow.exceptions": _exceptions_module,
     "airflow.utils.dates": lambda: {"days_ago": days_ago},
     "airflow.utils.trigger_rule": lambda: {"TriggerRule": authoring.TriggerRule},

@@ -323,3 +323,45 @@ def test_templates_have_airflow_macros(tmp_path: Path) -> None:
         bash_command="echo {{ macros.ds_add(ds, 1) }} {{ macros.ds_format(ds, '%Y-%m-%d', '%d/%m') }}",
     )
     assert task.execute(context_for(tmp_path, task)) == "2024-03-06 05/03"
+
+
+def test_task_decorator_builds_operators_and_dependencies_from_xcom_args() -> None:
+    from kdag_runner.authoring import XComArg, dag, task
+
+    @task
+    def extract() -> dict[str, int]:
+        return {"a": 1}
+
+    @task(retries=2)
+    def load(value: int) -> None:
+        return None
+
+    @dag(schedule=None)
+    def pipeline() -> None:
+        data = extract()
+        first = load(data["a"])
+        second = load.override(task_id="load_again")(data)
+        third = load(1)
+        first >> third
+        assert isinstance(second, XComArg) and second.key == "return_value"
+
+    built = pipeline()
+    assert built.dag_id == "pipeline"
+    assert built.task_ids == ["extract", "load", "load_again", "load__1"]
+    tasks = built.task_dict
+    assert isinstance(tasks["extract"], PythonOperator) and tasks["extract"].multiple_outputs
+    assert tasks["load"].upstream_task_ids == {"extract"} and tasks["load"].retries == 2
+    assert tasks["load_again"].upstream_task_ids == {"extract"}
+    assert tasks["load__1"].upstream_task_ids == {"load"}
+    assert not tasks["load"].multiple_outputs
+
+
+def test_dag_decorator_takes_an_id_and_dag_arguments() -> None:
+    from kdag_runner.authoring import dag
+
+    @dag("named", params={"p": 1})
+    def builder() -> None:
+        EmptyOperator(task_id="only")
+
+    built = builder()
+    assert (built.dag_id, built.params, built.task_ids) == ("named", {"p": 1}, ["only"])

@@ -401,3 +401,46 @@ def test_get_current_context_and_retries_inside_a_running_task(tmp_path: Path) -
     result = run_dag_file(tmp_path, dag_file, [("report", [])], dag_id="ctx")["report"]
     assert result.returncode == 0, result.stderr
     assert result.xcoms == {"return_value": ["2024-03-05", 2, "report", "ctx"]}
+
+
+def test_a_taskflow_dag_passes_values_through_xcom_args(tmp_path: Path) -> None:
+    dag_file = tmp_path / "taskflow.py"
+    dag_file.write_text(
+        textwrap.dedent(
+            """
+            from __future__ import annotations
+            from datetime import datetime
+            from airflow.decorators import dag, task
+
+            @dag(start_date=datetime(2024, 1, 1), schedule=None)
+            def taskflow_etl():
+                @task
+                def extract() -> dict[str, int]:
+                    return {"a": 1, "b": 2}
+
+                @task
+                def total(a: int, b: int) -> int:
+                    return a + b
+
+                @task
+                def report(value, ds=None):
+                    return f"{value} on {ds}"
+
+                data = extract()
+                report(total(data["a"], data["b"]))
+
+            taskflow_etl()
+            """
+        ),
+        encoding="utf-8",
+    )
+    results = run_dag_file(
+        tmp_path,
+        dag_file,
+        [("extract", []), ("total", ["extract"]), ("report", ["extract", "total"])],
+        dag_id="taskflow_etl",
+    )
+    assert {t: r.returncode for t, r in results.items()} == {"extract": 0, "total": 0, "report": 0}
+    assert results["extract"].xcoms == {"a": 1, "b": 2, "return_value": {"a": 1, "b": 2}}
+    assert results["total"].xcoms == {"return_value": 3}
+    assert results["report"].xcoms == {"return_value": "3 on 2024-03-05"}
