@@ -230,3 +230,24 @@ def test_missing_file_is_one_line(tmp_path: Path) -> None:
     done = kdag("run", "--local", str(tmp_path / "absent.py"))
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: DAG file '{tmp_path / 'absent.py'}': not found"
+
+
+def test_a_task_past_its_timeout_is_killed_with_the_cluster_message(tmp_path: Path) -> None:
+    from kdag import compile as compiler
+    from kdag.local.run import LocalDag, run_local
+
+    path = dag_file(
+        tmp_path,
+        """\
+        import time
+        from datetime import timedelta
+        slow = PythonOperator(task_id='slow', python_callable=lambda: time.sleep(30),
+                              execution_timeout=timedelta(seconds=1), dag=dag)
+        after = PythonOperator(task_id='after', python_callable=print, dag=dag)
+        slow >> after
+        """,
+    )
+    loaded = compiler.load(path)
+    result = run_local(LocalDag(loaded.name, loaded.spec, loaded.python_file), tmp_path / "work")
+    assert result.as_json()["tasks"] == {"slow": "failed", "after": "upstream_failed"}
+    assert result.tasks["slow"].message == "timed out after 1 s"

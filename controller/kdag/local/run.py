@@ -303,9 +303,15 @@ def _run_attempt(
             else:
                 exit_code = _run_command_with_collector(task, env, log)
         message = _attempt_message(exit_code, termination, log_path)
+    except _TimedOut:
+        exit_code, message = -int(signal.SIGKILL), f"timed out after {task.timeout_seconds} s"
     except OSError as err:
         exit_code, message = 127, f"could not start task {task.id!r}: {err}"
     done.put(_AttemptDone(task.id, attempt, exit_code, message, datetime.now(UTC)))
+
+
+class _TimedOut(Exception):
+    """The attempt ran past the task's timeoutSeconds and was killed."""
 
 
 def _wait(proc: subprocess.Popen[bytes], task: TaskSpec) -> int:
@@ -315,7 +321,7 @@ def _wait(proc: subprocess.Popen[bytes], task: TaskSpec) -> int:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        return -int(signal.SIGKILL)
+        raise _TimedOut from None
 
 
 def _run_command_with_collector(task: TaskSpec, env: dict[str, str], log: Any) -> int:
@@ -332,7 +338,8 @@ def _run_command_with_collector(task: TaskSpec, env: dict[str, str], log: Any) -
     except OSError as err:  # as a container whose command is missing: exit code 127
         log.write(f"could not start {command[0]!r}: {err}\n")
         task_exit = 127
-    (Path(env["KDAG_XCOM_DIR"]) / ".done").touch()
+    finally:
+        (Path(env["KDAG_XCOM_DIR"]) / ".done").touch()
     try:
         collector_exit = collector.wait(timeout=COLLECTOR_STOP_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
