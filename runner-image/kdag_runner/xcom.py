@@ -7,7 +7,8 @@ Semantics follow Airflow 3's task SDK (``RuntimeTaskInstance.xcom_pull`` in
 - ``task_ids`` a ``str`` or ``None`` (the current task) gives one value, ``None`` when missing; an
   iterable gives a list in the order asked, ``None`` where missing.
 - ``map_indexes`` given explicitly: one lookup per (task, index) pair, ``default`` where missing; kdag has
-  no mapped tasks, so only index ``-1``/``None`` (an unmapped task's) finds a value.
+  no mapped tasks, so only index ``-1``/``None`` (an unmapped task's) finds a value. Without
+  ``map_indexes`` Airflow 3.3 ignores ``default`` and gives ``None`` (checked against 3.3.2).
 - ``xcom_push(key, None)``: Airflow 3 stores a null that later pulls read as ``None``; kdag never stores
   ``None`` (design.md), so the push removes the key, which pulls see the same way.
 - A task's ``return None`` pushes nothing (``_push_xcom_if_needed`` skips ``None``).
