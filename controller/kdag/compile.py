@@ -42,6 +42,8 @@ class LoadedDag:
     spec: DAGSpec
     python_file: Path | None
     manifests: list[dict[str, Any]]
+    python_source: str | None = None
+    """The DAG's Python file as text, when a manifest's `{dag}-source` ConfigMap holds it (not a file)."""
 
     @property
     def dag_id(self) -> str:
@@ -211,16 +213,33 @@ def load_manifest(path: Path) -> LoadedDag:
     if not object_name:
         raise DefinitionError(f"DAG file '{path}': metadata.name is missing")
     spec = _validated_spec(f"DAG '{object_name}'", manifest.get("spec") or {})
-    python_file = None
-    if spec.python_file is not None:
-        python_file = _python_file_beside(path, spec.python_file.key)
-    return LoadedDag(object_name, spec, python_file, [d for d in documents if isinstance(d, dict)])
+    manifests = [d for d in documents if isinstance(d, dict)]
+    if spec.python_file is None:
+        return LoadedDag(object_name, spec, None, manifests)
+    ref = spec.python_file
+    beside = path.parent / ref.key
+    if beside.is_file():
+        return LoadedDag(object_name, spec, beside.resolve(), manifests)
+    return LoadedDag(
+        object_name, spec, None, manifests, _source_from_configmap(path, documents, ref.config_map, ref.key)
+    )
 
 
-def _python_file_beside(path: Path, key: str) -> Path | None:
-    """The DAG's Python file for a local run: the file named like the ConfigMap key, next to the manifest."""
-    beside = path.parent / key
-    return beside.resolve() if beside.is_file() else None
+def _source_from_configmap(path: Path, documents: list[Any], configmap: str, key: str) -> str | None:
+    """The DAG file from its ConfigMap: in the same YAML, or `configmap-{name}.yaml` beside it."""
+    candidates = list(documents)
+    sibling = path.parent / f"configmap-{configmap}.yaml"
+    if sibling.is_file():
+        try:
+            candidates.extend(yaml.safe_load_all(sibling.read_text(encoding="utf-8")))
+        except yaml.YAMLError as err:
+            raise DefinitionError(f"'{sibling}': not valid YAML: {str(err).splitlines()[0]}") from None
+    for doc in candidates:
+        if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
+            data = doc.get("data") or {}
+            if (doc.get("metadata") or {}).get("name") == configmap and isinstance(data.get(key), str):
+                return str(data[key])
+    return None
 
 
 def source_configmap(name: str, key: str, source: str) -> dict[str, Any]:

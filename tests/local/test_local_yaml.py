@@ -114,3 +114,17 @@ def test_a_command_that_does_not_exist_fails_with_exit_code_127(tmp_path: Path) 
     assert result.tasks["nothing"].state == "failed"
     assert result.tasks["nothing"].exit_code == 127
     assert "could not start '/no/such/program'" in result.tasks["nothing"].message
+
+
+def test_compiled_manifests_run_locally_from_a_directory_and_from_one_file(tmp_path: Path) -> None:
+    from local_support import AIRFLOW_3_3_2_ROWS, EXAMPLES, kdag, user_rows
+
+    lesson = EXAMPLES / "xcom_lesson.py"
+    assert kdag("compile", str(lesson), "-o", str(tmp_path / "gitops")).returncode == 0
+    one_file = tmp_path / "all.yaml"
+    one_file.write_text(kdag("compile", str(lesson)).stdout)
+    for manifest in (tmp_path / "gitops" / "dag-etl-dag.yaml", one_file):
+        result = run_local_json(manifest)
+        assert result["state"] == "success", manifest
+        expected = user_rows(AIRFLOW_3_3_2_ROWS["xcom_lesson.py"], "<run_id>")
+        assert user_rows(result["xcoms"], result["run_id"]) == expected

@@ -125,7 +125,12 @@ def run_command(
         run_conf = parse_conf(conf)
         date = parse_date(logical_date)
         directory = workdir if workdir is not None else Path(tempfile.mkdtemp(prefix="kdag-local-"))
-        dag = LocalDag(loaded.name, loaded.spec, loaded.python_file)
+        python_file = loaded.python_file
+        if python_file is None and loaded.python_source is not None and loaded.spec.python_file is not None:
+            python_file = directory / "dag" / loaded.spec.python_file.key
+            python_file.parent.mkdir(parents=True, exist_ok=True)
+            python_file.write_text(loaded.python_source, encoding="utf-8")
+        dag = LocalDag(loaded.name, loaded.spec, python_file)
         try:
             if output == Output.json:
                 result = run_local(dag, directory, params=run_params, conf=run_conf, logical_date=date)
