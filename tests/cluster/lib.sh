@@ -1,0 +1,91 @@
+# Shared settings of the test cluster scripts (sourced, not run).
+# shellcheck shell=bash
+cluster_scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo_root="$(cd "$cluster_scripts/../.." && pwd)"
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/kdag"
+state_dir="${KDAG_CLUSTER_DIR:-$cache_root/cluster}"
+pki_dir="$state_dir/pki"
+log_dir="$state_dir/logs"
+pid_dir="$state_dir/pids"
+containerd_dir="$state_dir/containerd"
+containerd_socket="$containerd_dir/containerd.sock"
+kubelet_dir="$state_dir/kubelet"
+etcd_dir="$state_dir/etcd"
+cni_dir="$state_dir/cni"
+image_dir="$cache_root/images"
+admin_kubeconfig="$state_dir/admin.kubeconfig"
+
+node_name="kdag-node"
+bridge="kdag0"
+pod_cidr="10.244.0.0/24"
+bridge_ip="10.244.0.1"          # the node's address and the API server's advertised address
+service_cidr="10.96.0.0/16"
+kubernetes_service_ip="10.96.0.1"
+apiserver_port="${KDAG_APISERVER_PORT:-6443}"
+etcd_client_port=2379
+etcd_peer_port=2380
+guard_table="kdag_guard"        # nftables table that keeps pod traffic on this machine
+
+pause_image="localhost/kdag-pause:3.10"
+base_image="localhost/kdag-base:bookworm"
+runner_image="localhost/kdag-runner:dev"
+controller_image="localhost/kdag-controller:dev"
+
+export STORAGE_DRIVER=vfs       # buildah: overlay on overlay is not available everywhere; vfs always is
+export BUILDAH_ISOLATION=chroot
+
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+die() { echo "error: $*" >&2; exit 1; }
+
+ctr_k8s() { ctr --address "$containerd_socket" --namespace k8s.io "$@"; }
+
+# Installs the Debian packages the cluster needs, once: the test suite must run on a fresh machine.
+ensure_packages() {
+  local wanted=(containerd runc buildah containernetworking-plugins debootstrap etcd-server iptables nftables
+                conntrack iproute2 util-linux kmod openssl ca-certificates curl)
+  local missing=() package
+  for package in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    (export DEBIAN_FRONTEND=noninteractive
+     apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}") >>"$cache_root/apt.log" 2>&1 \
+      || die "apt-get install ${missing[*]} failed; see $cache_root/apt.log"
+  fi
+}
+
+# containerd with its own root, state and socket under the state directory, beside any other containerd.
+write_containerd_config() {
+  mkdir -p "$containerd_dir"
+cat >"$containerd_dir/config.toml" <<TOML
+  version = 2
+  root = "$containerd_dir/root"
+  state = "$containerd_dir/state"
+  [grpc]
+    address = "$containerd_socket"
+  [ttrpc]
+    address = "$containerd_socket.ttrpc"
+  [debug]
+    address = ""
+  [metrics]
+    address = ""
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "$pause_image"
+    enable_cdi = false
+    # This machine withholds CAP_SYS_RESOURCE even from root, so no process may lower its oom_score_adj; the
+    # kubelet asks -998 for every pod sandbox and runc init then dies ("can't get final child's PID from
+    # pipe: EOF"). Clamp requested scores to containerd's own, as for rootless containerd.
+    restrict_oom_score_adj = true
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      snapshotter = "overlayfs"
+      default_runtime_name = "runc"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+          SystemdCgroup = false
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "$cni_dir/net.d"
+TOML
+}

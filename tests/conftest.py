@@ -1,0 +1,145 @@
+"""Session fixtures for tests that need a real Kubernetes cluster.
+
+`kubeconfig` finds or makes one: `$KUBECONFIG` when the caller gives one; else a kind cluster through
+pytest-kind when kind and a working Docker engine exist; else the local cluster of `tests/cluster/up`.
+Tests marked `cluster` get it even without asking for the fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kube_helpers import KubectlError, kubectl, wait_for
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_SCRIPTS = REPO_ROOT / "tests" / "cluster"
+CLUSTER_STATE_DIR = Path(
+    os.environ.get("KDAG_CLUSTER_DIR")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kdag" / "cluster"
+)
+
+RUNNER_IMAGE = "localhost/kdag-runner:dev"
+"""The runner image (runner-image/Dockerfile), present on the cluster's node; pods use imagePullPolicy Never."""
+CONTROLLER_IMAGE = "localhost/kdag-controller:dev"
+"""The controller image (Dockerfile), present on the cluster's node."""
+IMAGE_PULL_POLICY = "Never"
+"""No registry exists: the images above are only on the node."""
+
+
+def _docker_engine_works() -> bool:
+    if shutil.which("kind") is None or shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=30).returncode == 0
+
+
+def _process_alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _live_sessions(sessions_dir: Path) -> list[Path]:
+    return [path for path in sessions_dir.glob("*") if _process_alive(path)]
+
+
+def _local_cluster() -> Iterator[str]:
+    """tests/cluster/up, shared by concurrent sessions; the last session out stops what a session started."""
+    started_marker = CLUSTER_STATE_DIR / "started-by-test-session"
+    sessions_dir = CLUSTER_STATE_DIR / "sessions"
+    was_running = _process_alive(CLUSTER_STATE_DIR / "pids" / "kube-apiserver.pid")
+    completed = subprocess.run(
+        [str(CLUSTER_SCRIPTS / "up")], capture_output=True, text=True, check=False, timeout=3600
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"tests/cluster/up failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
+    path = completed.stdout.strip().splitlines()[-1]
+    sessions_dir.mkdir(parents=True, exist_ok=True)
+    session_file = sessions_dir / str(os.getpid())
+    session_file.write_text(f"{os.getpid()}\n")
+    if not was_running:
+        started_marker.touch()
+    try:
+        yield path
+    finally:
+        session_file.unlink(missing_ok=True)
+        keep = os.environ.get("KDAG_KEEP_CLUSTER") == "1"
+        if started_marker.exists() and not keep and not _live_sessions(sessions_dir):
+            started_marker.unlink(missing_ok=True)
+            subprocess.run([str(CLUSTER_SCRIPTS / "down")], capture_output=True, check=False, timeout=300)
+
+
+def _kind_cluster() -> Iterator[str]:
+    """A kind cluster with the project's images built by Docker and loaded the usual way."""
+    from pytest_kind import KindCluster
+
+    subprocess.run(
+        ["docker", "build", "-t", RUNNER_IMAGE, "-f", "runner-image/Dockerfile", "runner-image"],
+        cwd=REPO_ROOT,
+        check=True,
+    )
+    subprocess.run(["docker", "build", "-t", CONTROLLER_IMAGE, "-f", "Dockerfile", "."], cwd=REPO_ROOT, check=True)
+    cluster = KindCluster("kdag-test")
+    cluster.create()
+    cluster.load_docker_image(RUNNER_IMAGE)
+    cluster.load_docker_image(CONTROLLER_IMAGE)
+    try:
+        yield str(cluster.kubeconfig_path)
+    finally:
+        if os.environ.get("KDAG_KEEP_CLUSTER") != "1":
+            cluster.delete()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Iterator[str]:
+    """Path of an admin kubeconfig of a running cluster (see the module docstring for which one)."""
+    given = os.environ.get("KUBECONFIG")
+    if given:
+        yield given.split(os.pathsep)[0]
+    elif _docker_engine_works():
+        yield from _kind_cluster()
+    else:
+        yield from _local_cluster()
+
+
+@pytest.fixture(autouse=True)
+def _cluster_for_marked_tests(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("cluster") is not None:
+        request.getfixturevalue("kubeconfig")
+
+
+def create_namespace(kubeconfig: str, prefix: str = "kdag-test") -> str:
+    """A new namespace whose `default` ServiceAccount exists, so pods can be created in it at once."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name, kubeconfig=kubeconfig)
+    wait_for(
+        lambda: kubectl("get", "serviceaccount", "default", "-n", name, "-o", "name", kubeconfig=kubeconfig),
+        timeout=60,
+        what=f"ServiceAccount default in namespace {name}",
+    )
+    return name
+
+
+def delete_namespace(kubeconfig: str, name: str) -> None:
+    """Delete without waiting: the cluster finishes it in the background."""
+    try:
+        kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", kubeconfig=kubeconfig)
+    except KubectlError:
+        pass
+
+
+@pytest.fixture
+def namespace(kubeconfig: str) -> Iterator[str]:
+    """A fresh namespace for one test, deleted after it."""
+    name = create_namespace(kubeconfig)
+    try:
+        yield name
+    finally:
+        delete_namespace(kubeconfig, name)
