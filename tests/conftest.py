@@ -7,6 +7,7 @@ Tests marked `cluster` get it even without asking for the fixture.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ CLUSTER_STATE_DIR = Path(
 )
 
 RUNNER_IMAGE = "localhost/kdag-runner:dev"
-"""The runner image (runner-image/Dockerfile), present on the cluster's node; pods use imagePullPolicy Never."""
+"""The runner image (runner-image/Dockerfile), only on the cluster's node: pods use imagePullPolicy Never."""
 CONTROLLER_IMAGE = "localhost/kdag-controller:dev"
 """The controller image (Dockerfile), present on the cluster's node."""
 IMAGE_PULL_POLICY = "Never"
@@ -85,7 +86,9 @@ def _kind_cluster() -> Iterator[str]:
         cwd=REPO_ROOT,
         check=True,
     )
-    subprocess.run(["docker", "build", "-t", CONTROLLER_IMAGE, "-f", "Dockerfile", "."], cwd=REPO_ROOT, check=True)
+    subprocess.run(
+        ["docker", "build", "-t", CONTROLLER_IMAGE, "-f", "Dockerfile", "."], cwd=REPO_ROOT, check=True
+    )
     cluster = KindCluster("kdag-test")
     cluster.create()
     cluster.load_docker_image(RUNNER_IMAGE)
@@ -109,6 +112,17 @@ def kubeconfig() -> Iterator[str]:
         yield from _local_cluster()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster_lifecycle: stops and restarts the shared cluster; runs after every other test"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart the cluster go last, so no other test loses its cluster or session fixtures."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster_lifecycle") is not None)
+
+
 @pytest.fixture(autouse=True)
 def _cluster_for_marked_tests(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("cluster") is not None:
@@ -129,10 +143,8 @@ def create_namespace(kubeconfig: str, prefix: str = "kdag-test") -> str:
 
 def delete_namespace(kubeconfig: str, name: str) -> None:
     """Delete without waiting: the cluster finishes it in the background."""
-    try:
+    with contextlib.suppress(KubectlError):
         kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", kubeconfig=kubeconfig)
-    except KubectlError:
-        pass
 
 
 @pytest.fixture

@@ -23,7 +23,9 @@ class KubectlError(RuntimeError):
 def kubectl(*args: str, kubeconfig: str, input: str | None = None, timeout: float = 120) -> str:
     """Run kubectl against `kubeconfig` and return its stdout; raise KubectlError with stderr on failure."""
     command = ["kubectl", f"--kubeconfig={kubeconfig}", *args]
-    completed = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+    completed = subprocess.run(
+        command, input=input, capture_output=True, text=True, timeout=timeout, check=False
+    )
     if completed.returncode != 0:
         raise KubectlError(list(args), completed.returncode, completed.stderr)
     return completed.stdout
