@@ -42,10 +42,10 @@ ctr_k8s() { ctr --address "$containerd_socket" --namespace k8s.io "$@"; }
 # Installs the Debian packages the cluster needs, once: the test suite must run on a fresh machine.
 ensure_packages() {
   local wanted=(containerd runc buildah containernetworking-plugins debootstrap etcd-server iptables nftables
-                conntrack iproute2 util-linux kmod openssl ca-certificates curl)
+                conntrack ipset iproute2 util-linux kmod openssl ca-certificates curl)
   local missing=() package
   for package in "${wanted[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$package")
   done
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
