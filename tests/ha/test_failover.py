@@ -111,7 +111,7 @@ def test_standby_finishes_the_run_when_the_active_replica_dies(two_replicas: Kub
     peers = wait_for("two live replicas", lambda: two_live_peers(two_replicas), 90)
     active = max(peers, key=lambda pod: peers[pod])
     standby = min(peers, key=lambda pod: peers[pod])
-    two_replicas.kubectl("apply", "--server-side", "-n", NAMESPACE, "-f", "-", stdin=SLOW_DAG)
+    two_replicas.apply(NAMESPACE, SLOW_DAG)
     run = wait_for("the slow task to run", lambda: running_run(two_replicas, "slow-handoff", "slow"), 120)
 
     # No replacement pod may outrank the standby: scale to one replica, choosing the active pod to go

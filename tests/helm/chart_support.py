@@ -71,6 +71,23 @@ class Kube:
             args += ["-n", namespace]
         return bool(self.kubectl(*args).strip())
 
+    def apply(self, namespace: str, manifest: str) -> str:
+        """Server-side apply of manifest text, retried while the new webhook's Service is not routed yet.
+
+        kube-proxy programs a new Service within a second or so of it getting endpoints; until then the API
+        server cannot reach the webhook.
+        """
+
+        def applied() -> str | None:
+            try:
+                return self.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", stdin=manifest)
+            except AssertionError as error:
+                if "failed calling webhook" in str(error):
+                    return None
+                raise
+
+        return wait_for("the DAG webhook to answer", applied, 60, interval=2)
+
     def helm(self, *args: str, timeout: float = 300) -> str:
         result = subprocess.run(
             [str(self.helm_binary), "--kubeconfig", str(self.kubeconfig), *args],

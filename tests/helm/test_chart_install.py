@@ -70,7 +70,7 @@ def test_controller_runs_as_the_chart_says(installed: Kube) -> None:
 
 
 def test_seed_lesson_runs_in_cluster_and_passes_its_xcoms(installed: Kube) -> None:
-    installed.kubectl("apply", "--server-side", "-n", NAMESPACE, "-f", str(EXAMPLES / "xcom-lesson.yaml"))
+    installed.apply(NAMESPACE, (EXAMPLES / "xcom-lesson.yaml").read_text())
     run = finished_run(installed, SEED_DAG)
     name = run["metadata"]["name"]
     assert run["status"]["phase"] == "Succeeded", run["status"]
