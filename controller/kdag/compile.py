@@ -7,6 +7,7 @@ A YAML file is read as the DAG manifest it already is.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -164,8 +165,6 @@ def _schedule(dag: authoring.DAG) -> str | None:
 
 
 def _json_params(where: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    import json
-
     try:
         result: dict[str, Any] = json.loads(json.dumps(dict(params)))
     except (TypeError, ValueError) as err:

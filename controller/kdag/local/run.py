@@ -22,9 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kdag_runner import store
+
 from kdag import graph, render
 from kdag.api.models import DAGSpec, RunPhase, TaskPhase, TaskSpec, resolve_task
-from kdag_runner import store
 
 LOCAL_NAMESPACE = "local"
 RUNNER = (sys.executable, "-m", "kdag_runner")
