@@ -116,7 +116,6 @@ def run_command(
         )
         raise typer.Exit(EXIT_USAGE)
     from kdag import compile as compiler
-    from kdag.cli import local_view
     from kdag.local.run import LocalDag, run_local
 
     with reported():
@@ -136,6 +135,8 @@ def run_command(
                 result = run_local(dag, directory, params=run_params, conf=run_conf, logical_date=date)
                 print(json.dumps(result.as_json()))
             else:
+                from kdag.cli import local_view
+
                 result = local_view.run_with_live_view(
                     dag, directory, params=run_params, conf=run_conf, logical_date=date
                 )
