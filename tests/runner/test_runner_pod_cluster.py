@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from controller_support import RUNNER_IMAGE, apply_controller_prerequisites
 from kdag_runner import store
-from kube_helpers import kubectl, kubectl_json, wait_for
+from kube_helpers import KubectlError, kubectl, kubectl_json, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -46,6 +46,14 @@ SOURCE = textwrap.dedent(
         return {"total": sum(rows), "ds": ds, "who": params["who"], "inherited": ti.context.get("stage")}
     """
 )
+
+
+def pod_logs(kubeconfig: str, namespace: str, pod: str, container: str) -> str:
+    """A container's log for a failure message (the API server may not reach the kubelet)."""
+    try:
+        return kubectl("logs", pod, "-c", container, "-n", namespace, kubeconfig=kubeconfig)
+    except KubectlError as err:
+        return f"(no log: {err})"
 
 
 def task_pod(namespace: str, run: dict[str, Any]) -> dict[str, Any]:
@@ -138,8 +146,8 @@ def test_a_python_task_pod_pulls_ancestors_and_applies_its_configmap(kubeconfig:
 
     pod = wait_for(finished, timeout=180, what="the runner pod to finish")
     assert pod is not None
-    logs = kubectl("logs", "run-1-transform-1", "-n", namespace, kubeconfig=kubeconfig)
-    assert pod["status"]["phase"] == "Succeeded", logs
+    if pod["status"]["phase"] != "Succeeded":
+        pytest.fail(f"the runner pod failed: {pod_logs(kubeconfig, namespace, 'run-1-transform-1', 'task')}")
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     stored = kubectl_json("get", "configmap", "run-1-transform", "-n", namespace, kubeconfig=kubeconfig)
     assert store.decode(stored["data"]) == {
@@ -158,4 +166,60 @@ def test_a_python_task_pod_pulls_ancestors_and_applies_its_configmap(kubeconfig:
         "kdag.dev/dag": "etl_dag",
         "kdag.dev/dagrun": "run-1",
         "kdag.dev/task": "transform",
+    }
+
+
+def test_the_collector_sidecar_pushes_a_command_tasks_files_on_sigterm(
+    kubeconfig: str, namespace: str
+) -> None:
+    apply_controller_prerequisites(kubeconfig)
+    kubectl("apply", "-n", namespace, "-f", "-", input=ROLE, kubeconfig=kubeconfig)
+    run_manifest = {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "DAGRun",
+        "metadata": {"name": "run-2", "namespace": namespace},
+        "spec": {"dagRef": {"name": "absent"}},
+    }
+    kubectl("create", "-f", "-", input=json.dumps(run_manifest), kubeconfig=kubeconfig)
+    run = kubectl_json("get", "dagrun", "run-2", "-n", namespace, kubeconfig=kubeconfig)
+    pod = task_pod(namespace, run)
+    pod["metadata"]["name"] = "run-2-shell-1"
+    spec = pod["spec"]
+    [runner] = spec["containers"]
+    env = [e for e in runner["env"] if not e["name"].startswith("KDAG_PYTHON_")]
+    for var in env:
+        if var["name"] == "KDAG_TASK_ID":
+            var["value"] = "shell"
+        if var["name"] == "KDAG_XCOM_CONFIGMAP":
+            var["value"] = "run-2-shell"
+    sidecar = {**runner, "name": "xcom", "env": env, "restartPolicy": "Always"}
+    sidecar["command"] = ["python3", "-m", "kdag_runner", "collect"]
+    command = {**runner, "name": "task", "env": env}
+    command["command"] = [
+        "sh",
+        "-c",
+        "sleep 2; echo 42 > /kdag/xcom/out/return.json; echo '[\"a\", 1]' > /kdag/xcom/out/pair.json",
+    ]
+    spec["initContainers"] = [sidecar]
+    spec["containers"] = [command]
+    kubectl("create", "-f", "-", input=json.dumps(pod), kubeconfig=kubeconfig)
+
+    def finished() -> dict[str, Any] | None:
+        found: dict[str, Any] = kubectl_json(
+            "get", "pod", "run-2-shell-1", "-n", namespace, kubeconfig=kubeconfig
+        )
+        statuses = found.get("status", {}).get("initContainerStatuses") or []
+        done = statuses and "terminated" in statuses[0].get("state", {})
+        return found if done else None
+
+    found = wait_for(finished, timeout=180, what="the collector sidecar to terminate")
+    assert found is not None
+    terminated = found["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    if terminated["exitCode"] != 0:
+        pytest.fail(f"the collector failed: {pod_logs(kubeconfig, namespace, 'run-2-shell-1', 'xcom')}")
+    stored = kubectl_json("get", "configmap", "run-2-shell", "-n", namespace, kubeconfig=kubeconfig)
+    assert store.decode(stored["data"]) == {"pair": ["a", 1], "return_value": 42}
+    assert json.loads(terminated["message"]) == {
+        "xcomKeys": ["pair", "return_value"],
+        "bytes": store.data_size(stored["data"]),
     }
