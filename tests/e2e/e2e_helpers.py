@@ -83,7 +83,13 @@ def pods_per_task(kubeconfig: str, namespace: str, run: str) -> Counter[str]:
     return Counter(p["metadata"]["labels"]["kdag.dev/task"] for p in pods(kubeconfig, namespace, run))
 
 
-def task_log(kubeconfig: str, namespace: str, pod: str) -> str:
+def task_log(kubeconfig: str, namespace: str, pod: str, tries: int = 5) -> str:
+    """The `task` container's log; retried, since the API server reaches the kubelet for it."""
+    for _ in range(tries - 1):
+        try:
+            return kubectl(kubeconfig, "logs", "-n", namespace, pod, "-c", "task")
+        except AssertionError:
+            time.sleep(2)
     return kubectl(kubeconfig, "logs", "-n", namespace, pod, "-c", "task")
 
 
