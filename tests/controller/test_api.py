@@ -188,7 +188,9 @@ def test_crd_names_columns_and_rules() -> None:
     assert columns("TaskRun") == ["Task", "Phase", "Attempts", "Pod", "Age"]
     spec = by_kind["DAG"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     messages = [rule["message"] for rule in spec["x-kubernetes-validations"]]
-    assert "task ids must be unique" in messages
+    # Unique task ids: the API server enforces the keys of a map-type list (and names the duplicate).
+    assert spec["properties"]["tasks"]["x-kubernetes-list-type"] == "map"
+    assert spec["properties"]["tasks"]["x-kubernetes-list-map-keys"] == ["id"]
     assert "every upstream id must name a task of this DAG" in messages
     task = spec["properties"]["tasks"]["items"]
     assert task["properties"]["id"]["maxLength"] == 63
@@ -269,6 +271,14 @@ def test_cycle_is_named() -> None:
             spec_with(cmd("a", triggerRule="sometimes")),
             "task 'a' (spec.tasks[0].triggerRule): Input should be 'all_success', 'all_done', 'one_success',"
             " 'one_failed' or 'none_failed'",
+        ),
+        (
+            spec_with(cmd("a"), cmd("b", "a", "a")),
+            "task 'b' (spec.tasks[1].upstream[1]): 'a' is listed more than once",
+        ),
+        (
+            spec_with(cmd("a", env=[{"name": "X", "value": "1"}, {"name": "X"}])),
+            "task 'a' (spec.tasks[0].env[1].name): 'X' is set more than once",
         ),
         (spec_with(cmd("a"), schedule="every day"), "spec.schedule: 'every day' is not a cron expression"),
         (

@@ -55,7 +55,12 @@ def refusal(kubeconfig: str, namespace: str, manifest: dict[str, Any]) -> str:
 @pytest.mark.parametrize(
     ("manifest", "message"),
     [
-        (dag(cmd("a"), cmd("a")), "task ids must be unique"),
+        (dag(cmd("a"), cmd("a")), 'spec.tasks[1]: Duplicate value: map[string]interface {}{"id":"a"}'),
+        (dag(cmd("a"), cmd("b", "a", "a")), 'spec.tasks[1].upstream[1]: Duplicate value: "a"'),
+        (
+            dag(cmd("a", env=[{"name": "X", "value": "1"}, {"name": "X", "value": "2"}])),
+            "spec.tasks[0].env[1]: Duplicate value",
+        ),
         (dag(cmd("a", "nope")), "every upstream id must name a task of this DAG"),
         (dag(cmd("a", "a")), "a task may not list itself in upstream"),
         (dag({"id": "a"}), "a task needs exactly one of python or command"),

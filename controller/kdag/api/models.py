@@ -228,7 +228,10 @@ class TaskDefaults(KubeModel):
     trigger_rule: TriggerRule | None = Field(default=None, description="Default trigger rule of the tasks.")
     resources: ResourceRequirements | None = Field(default=None, description="Default container resources.")
     env: list[EnvVar] | None = Field(
-        default=None, max_length=MAX_ENV, description="Environment variables every task container gets."
+        default=None,
+        max_length=MAX_ENV,
+        description="Environment variables every task container gets.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
 
 
@@ -276,13 +279,17 @@ class TaskSpec(KubeModel):
         description="Arguments of the command.",
     )
     env: list[EnvVar] | None = Field(
-        default=None, max_length=MAX_ENV, description="Extra environment variables of the task container."
+        default=None,
+        max_length=MAX_ENV,
+        description="Extra environment variables of the task container.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     resources: ResourceRequirements | None = Field(default=None, description="Container resources.")
     upstream: list[TaskIdRef] | None = Field(
         default=None,
         max_length=MAX_UPSTREAM,
         description="Ids of the tasks that must finish first.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     retries: int | None = Field(
         default=None, ge=0, le=100, description="Retries after a failed attempt (default 0)."
@@ -309,6 +316,7 @@ class TaskSpec(KubeModel):
         default=None,
         max_length=MAX_XCOM_INPUTS,
         description="XComs of ancestor tasks delivered as environment variables.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["env"]},
     )
 
     @property
@@ -334,10 +342,6 @@ class DAGSpec(KubeModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel(
-            (
-                "self.tasks.all(t, self.tasks.exists_one(o, o.id == t.id))",
-                "task ids must be unique",
-            ),
             (
                 "self.tasks.all(t, !has(t.upstream) || t.upstream.all(u, self.tasks.exists(o, o.id == u)))",
                 "every upstream id must name a task of this DAG",
@@ -371,7 +375,10 @@ class DAGSpec(KubeModel):
         default=None, description="ConfigMap holding the DAG's Python file (for python.fromDagFile tasks)."
     )
     tasks: list[TaskSpec] = Field(
-        min_length=1, max_length=MAX_TASKS, description="The tasks; dependencies go in their upstream lists."
+        min_length=1,
+        max_length=MAX_TASKS,
+        description="The tasks; dependencies go in their upstream lists.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
     )
 
     def task(self, task_id: str) -> TaskSpec:
@@ -420,7 +427,10 @@ class DAGStatus(StatusModel):
 
     observed_generation: int | None = Field(default=None, description="The generation last reconciled.")
     conditions: list[Condition] | None = Field(
-        default=None, max_length=8, description="Ready: the DAG is valid and runs can start."
+        default=None,
+        max_length=8,
+        description="Ready: the DAG is valid and runs can start.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     task_count: int | None = Field(default=None, description="Number of tasks (a printer column).")
     last_run: str | None = Field(default=None, max_length=NAME_MAX, description="Name of the newest DAGRun.")
@@ -458,7 +468,10 @@ class DAGRunStatus(StatusModel):
     start_time: datetime | None = Field(default=None, description="When the first task was started.")
     finish_time: datetime | None = Field(default=None, description="When the run finished.")
     conditions: list[Condition] | None = Field(
-        default=None, max_length=8, description="Ready, Reconciling, Stalled."
+        default=None,
+        max_length=8,
+        description="Ready, Reconciling, Stalled.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     tasks: dict[str, TaskPhase] | None = Field(default=None, description="Phase of each task, by task id.")
     dag: DAGSpec | None = Field(
@@ -492,6 +505,7 @@ class TaskRunStatus(StatusModel):
         default=None,
         max_length=1024,
         description="XCom keys the task pushed.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     start_time: datetime | None = Field(default=None, description="When the first attempt started.")
     finish_time: datetime | None = Field(default=None, description="When the task finished.")

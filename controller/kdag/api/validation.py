@@ -77,9 +77,16 @@ def _task_problems(task: TaskSpec, index: int, spec: DAGSpec) -> list[Problem]:
         add("args", "args need a command")
     if task.id in (".", ".."):
         add("id", "a task id may not be '.' or '..' (it names a directory)")
+    env_names: set[str] = set()
     for i, env in enumerate(task.env or []):
         if env.name.startswith("KDAG_"):
             add(f"env[{i}].name", f"{env.name!r} may not start with KDAG_ (kdag's own variables)")
+        if env.name in env_names:
+            add(f"env[{i}].name", f"{env.name!r} is set more than once")
+        env_names.add(env.name)
+    for i, up in enumerate(task.upstream_ids):
+        if up in task.upstream_ids[:i]:
+            add(f"upstream[{i}]", f"{up!r} is listed more than once")
     if task.python is not None:
         from_file = bool(task.python.from_dag_file)
         if from_file and (task.python.source is not None or task.python.callable is not None):
