@@ -49,6 +49,12 @@ def validate_key(key: object, task_id: str, *, internal: bool = False) -> str:
 def encode_value(key: str, value: object, task_id: str) -> tuple[str, str]:
     """Return (text form, type) of one value; a value JSON refuses raises naming its type."""
     if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise XComError(
+                f"XCom '{key}' of task '{task_id}' is not valid UTF-8 text: {err.reason} at {err.start}"
+            ) from None
         return value, TEXT_TYPE
     refused: list[str] = []
 
@@ -58,14 +64,14 @@ def encode_value(key: str, value: object, task_id: str) -> tuple[str, str]:
 
     try:
         text = json.dumps(value, separators=(",", ":"), sort_keys=False, default=refuse)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RecursionError) as err:
         type_name = refused[0] if refused else _refused_type_name(value, err)
         raise XComError(f"XCom '{key}' of task '{task_id}' is not JSON-serialisable: {type_name}") from None
     return text, JSON_TYPE
 
 
-def _refused_type_name(value: object, err: Exception) -> str:
-    """Name what json refused when ``default`` was not consulted (dict keys, circular references)."""
+def _refused_type_name(value: object, err: BaseException) -> str:
+    """Name what json refused when ``default`` was not consulted (dict keys, cycles, deep nesting)."""
     message = str(err)
     if "keys must be" in message:
         return f"{type(value).__name__} with a key json cannot write ({message})"

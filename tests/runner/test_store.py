@@ -143,3 +143,23 @@ def test_malformed_types_is_an_error() -> None:
         store.decode({"k": "v", ".types": "[]"})
     with pytest.raises(XComError, match="'k' is marked json but does not parse"):
         store.decode({"k": "{", ".types": '{"k":"json"}'})
+
+
+def test_text_that_is_not_utf8_is_refused() -> None:
+    with pytest.raises(
+        XComError, match=r"^XCom 'name' of task 't' is not valid UTF-8 text: surrogates not allowed at 1$"
+    ):
+        store.encode({"name": "a\udc80"}, "t")
+
+
+def test_cycles_and_unwritable_keys_are_refused_naming_the_container() -> None:
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(
+        XComError, match=r"^XCom 'loop' of task 't' is not JSON-serialisable: list \(Circular"
+    ):
+        store.encode({"loop": loop}, "t")
+    with pytest.raises(
+        XComError, match=r"^XCom 'keys' of task 't' is not JSON-serialisable: dict with a key"
+    ):
+        store.encode({"keys": {(1, 2): "x"}}, "t")
