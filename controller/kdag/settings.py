@@ -37,12 +37,6 @@ class ControllerSettings:
     metrics_port: int = 8080
     """Port of the Prometheus metrics endpoint (env KDAG_METRICS_PORT); 0 disables it."""
 
-    default_retry_delay_seconds: int = 1
-    """Delay before the first retry of a task that sets none (env KDAG_DEFAULT_RETRY_DELAY_SECONDS)."""
-
-    max_retry_delay_seconds: int = 300
-    """Cap of the exponential retry delay of a task that sets none (env KDAG_MAX_RETRY_DELAY_SECONDS)."""
-
     task_tmp_size_limit: str = "64Mi"
     """sizeLimit of the emptyDir mounted at /tmp in task pods (env KDAG_TASK_TMP_SIZE_LIMIT)."""
 
