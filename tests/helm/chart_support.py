@@ -103,12 +103,17 @@ class Kube:
         """helm install with the local images, waiting for the controller to be ready."""
         args = ["install", release, str(CHART), "--namespace", namespace, "--wait", "--timeout", "240s"]
         guard_installed = self.exists("validatingadmissionpolicy", "kdag-xcom-guard")
+        # The test cluster runs no cluster DNS: kopf finds the API server as kubernetes.default.svc.
+        api_ip = self.kubectl(
+            "get", "service", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP}"
+        )
+        local_cluster = (
+            f"hostAliases[0].ip={api_ip}",
+            "hostAliases[0].hostnames[0]=kubernetes.default.svc",
+        )
         # One guard per cluster: when another install (or the host test controller) applied it, reuse it.
-        for setting in (
-            *LOCAL_IMAGE_VALUES,
-            f"xcomGuard.create={str(not guard_installed).lower()}",
-            *settings,
-        ):
+        guard = f"xcomGuard.create={str(not guard_installed).lower()}"
+        for setting in (*LOCAL_IMAGE_VALUES, *local_cluster, guard, *settings):
             args += ["--set", setting]
         self.helm(*args)
 
