@@ -95,10 +95,14 @@ def test_default_install_is_cluster_wide(helm: Path) -> None:
     assert task_sa["metadata"]["namespace"] == NAMESPACE
 
 
-def test_namespace_scope_makes_nothing_cluster_wide_but_admission(helm: Path) -> None:
+def test_namespace_scope_grants_nothing_cluster_wide_but_reading_namespaces_and_crds(helm: Path) -> None:
     objects = render(helm, "rbac.scope=namespace", "watch.namespaces={team-a,team-b}")
-    cluster_kinds = {"ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"}
-    assert not cluster_kinds & kinds(objects)
+    assert "ClusterKopfPeering" not in kinds(objects)
+    cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
+    assert len(cluster_roles) == 1
+    for rule in cluster_roles[0]["rules"]:
+        assert set(rule["verbs"]) == {"get", "list", "watch"}
+        assert set(rule["resources"]) <= {"namespaces", "customresourcedefinitions"}
     roles = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "kdag-controller"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     peerings = [o for o in objects if o["kind"] == "KopfPeering"]
