@@ -7,7 +7,7 @@ TaskRun) and the settings: no API calls. The contracts (env vars, mounts, names)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -117,7 +117,6 @@ def task_env(run: RunInfo, task: TaskSpec, attempt: int) -> list[dict[str, Any]]
         {"name": "KDAG_XCOM_IN", "value": XCOM_IN_DIR},
         {"name": "KDAG_XCOM_DIR", "value": XCOM_OUT_DIR},
         {"name": "KDAG_XCOM_CONFIGMAP", "value": names.xcom_configmap_name(run.name, task.id)},
-        {"name": "HOME", "value": "/tmp"},
     ]
     if task.python is not None:
         if task.python.from_dag_file:
@@ -198,7 +197,9 @@ def render_task_pod(
     """The Pod of attempt `attempt` (1-based) of the resolved `task`, owned by its TaskRun."""
     image = task.image or settings.runner_image
     ancestor_ids = graph.ancestors(run.dag.tasks, task.id)
-    env = [*task_env(run, task, attempt), *xcom_input_env(run, task)]
+    # HOME on the /tmp emptyDir: the root filesystem of runner containers is read-only.
+    kdag_env = [*task_env(run, task, attempt), {"name": "HOME", "value": "/tmp"}]
+    env = [*kdag_env, *xcom_input_env(run, task)]
     user_env = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in task.env or []]
 
     xcom_in_mounts = [
@@ -256,7 +257,7 @@ def render_task_pod(
                 "imagePullPolicy": settings.image_pull_policy,
                 "restartPolicy": "Always",
                 "command": [*RUNNER_COMMAND, "collect"],
-                "env": task_env(run, task, attempt),
+                "env": kdag_env,
                 "volumeMounts": [
                     {"name": "xcom-out", "mountPath": XCOM_OUT_DIR},
                     {"name": "tmp", "mountPath": "/tmp"},
@@ -458,8 +459,3 @@ def parse_attempt_result(pod: Mapping[str, Any]) -> AttemptResult:
         started_at=started_at,
         finished_at=finished_at,
     )
-
-
-def ancestor_ids(dag: DAGSpec, task_id: str) -> Sequence[str]:
-    """Ancestors of a task in topological order (the order of KDAG_ANCESTORS)."""
-    return graph.ancestors(dag.tasks, task_id)

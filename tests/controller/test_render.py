@@ -130,6 +130,7 @@ def test_python_task_pod() -> None:
     assert env["KDAG_XCOM_IN"] == "/kdag/xcom/in"
     assert env["KDAG_XCOM_DIR"] == "/kdag/xcom/out"
     assert env["KDAG_XCOM_CONFIGMAP"] == names.xcom_configmap_name(RUN.name, "hello_task")
+    assert env["HOME"] == "/tmp"
     assert env["KDAG_PYTHON_CALLABLE"] == "hello"
     assert env["KDAG_PYTHON_SOURCE"].startswith("def hello")
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
