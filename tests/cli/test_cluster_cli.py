@@ -157,3 +157,18 @@ def test_unknown_objects_are_one_line_errors(kubeconfig: str, namespace: str) ->
         done = kdag(kubeconfig, namespace, *args)
         assert done.returncode == 1
         assert done.stderr.strip() == message
+
+
+def test_trigger_params_override_like_local_params(
+    kubeconfig: str, controller: ControllerProcess, namespace: str
+) -> None:
+    path = EXAMPLES / "xcom_semantics.py"
+    assert kdag(kubeconfig, namespace, "apply", str(path)).returncode == 0
+    triggered = kdag(
+        kubeconfig, namespace, "trigger", "xcom-semantics", "-p", "who=cli", "-p", "greeting=hi", "--wait"
+    )
+    assert triggered.returncode == 0, triggered.stderr
+    run = triggered.stdout.strip().splitlines()[0]
+    on_cluster = json.loads(kdag(kubeconfig, namespace, "xcom", run, "-o", "json").stdout)
+    consume = next(r for r in on_cluster["xcoms"] if r["task_id"] == "consume" and r["key"] == "return_value")
+    assert (consume["value"]["who"], consume["value"]["greeting"]) == ("cli", "hi")
