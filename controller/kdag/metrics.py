@@ -8,13 +8,12 @@ RUNS = Gauge("kdag_dagruns", "DAGRuns seen by this controller, by phase", ["phas
 TASKS = Counter("kdag_task_transitions_total", "TaskRun phase transitions written", ["phase"])
 HANDOFF_SECONDS = Histogram(
     "kdag_handoff_seconds",
-    "Time from the last upstream pod finishing to the downstream pod being created",
+    "Time from the controller seeing the last upstream pod finish (watch event) to the downstream pod"
+    " being created",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 API_ERRORS = Counter("kdag_api_errors_total", "Failed API requests (409 excluded)", ["verb", "code"])
-API_WRITES = Counter(
-    "kdag_api_writes_total", "Write requests made to the API server", ["verb", "resource"]
-)
+API_WRITES = Counter("kdag_api_writes_total", "Write requests made to the API server", ["verb", "resource"])
 XCOM_BYTES = Counter("kdag_xcom_bytes_total", "XCom bytes pushed by finished task attempts")
 
 _run_phases: dict[str, str] = {}

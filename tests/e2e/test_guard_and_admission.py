@@ -81,7 +81,11 @@ def _cmd(task_id: str, **fields: object) -> dict[str, object]:
             [_cmd("a", upstream=["c"]), _cmd("b", upstream=["a"]), _cmd("c", upstream=["b"])], {},
             "tasks form a cycle: a -> b -> c -> a", id="cycle-webhook",
         ),
-        pytest.param([_cmd("a"), _cmd("a")], {}, "task ids must be unique", id="duplicate-id-cel"),
+        # tasks is a list-map keyed by id: the API server names the duplicate entry.
+        pytest.param(
+            [_cmd("a"), _cmd("a")], {}, 'spec.tasks[1]: Duplicate value: map[string]interface {}{"id":"a"}',
+            id="duplicate-id-schema",
+        ),
         pytest.param(
             [_cmd("a", upstream=["missing"])], {},
             "every upstream id must name a task of this DAG", id="unknown-upstream-cel",

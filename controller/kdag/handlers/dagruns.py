@@ -6,9 +6,10 @@ interrupted at any point (a killed controller) is finished by the next one witho
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -203,7 +204,11 @@ async def _settle_taskrun(
                     phase = TaskPhase.RETRYING
                     patch["nextAttemptAt"] = format_time(next_at)
                     events.post(
-                        api, "TaskRun", taskrun, "Warning", "AttemptFailed",
+                        api,
+                        "TaskRun",
+                        taskrun,
+                        "Warning",
+                        "AttemptFailed",
                         f"attempt {attempts} of task {task.id!r} failed: {result.message}; "
                         f"retrying at {format_time(next_at)}",
                     )
@@ -211,7 +216,11 @@ async def _settle_taskrun(
                     phase = TaskPhase.FAILED
                     patch["finishTime"] = format_time(now)
                     events.post(
-                        api, "TaskRun", taskrun, "Warning", "TaskFailed",
+                        api,
+                        "TaskRun",
+                        taskrun,
+                        "Warning",
+                        "TaskFailed",
                         f"task {task.id!r} failed after {attempts} attempt(s): {result.message}",
                     )
             patch["phase"] = phase.value
@@ -258,6 +267,14 @@ async def _stall(api: KubeApi, dagrun: JSONObject, reason: str, message: str) ->
         events.post(api, "DAGRun", dagrun, "Warning", reason, message)
 
 
+async def _all(*steps: Coroutine[Any, Any, None]) -> None:
+    """Run the steps concurrently; every step runs to its end, then the first failure is raised."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
 def _failure_message(phases: Mapping[str, TaskPhase]) -> str:
     failed = sorted(tid for tid, phase in phases.items() if phase == TaskPhase.FAILED)
     upstream_failed = sorted(tid for tid, phase in phases.items() if phase == TaskPhase.UPSTREAM_FAILED)
@@ -301,10 +318,7 @@ async def _reconcile(api: KubeApi, key: RunKey) -> None:
 
     decision = graph.decide(dag.tasks, states, now)
     runner_image = RUNTIME.settings.runner_image
-    for task_id, phase in [
-        *((t, TaskPhase.UPSTREAM_FAILED) for t in decision.upstream_failed),
-        *((t, TaskPhase.SKIPPED) for t in decision.skipped),
-    ]:
+    async def mark(task_id: str, phase: TaskPhase) -> None:
         taskrun = await _ensure_taskrun(api, run, run_uid, dag.resolved_task(task_id, runner_image))
         upstream = ", ".join(dag.task(task_id).upstream_ids)
         await api.patch_status(
@@ -319,14 +333,26 @@ async def _reconcile(api: KubeApi, key: RunKey) -> None:
             },
         )
         metrics.TASKS.labels(phase=phase.value).inc()
-    for task_id in decision.start:
+
+    async def start(task_id: str) -> None:
         task = dag.resolved_task(task_id, runner_image)
         taskrun = taskruns.get(task_id) or await _ensure_taskrun(api, run, run_uid, task)
         await _start_attempt(api, run, taskrun, task, 1, now)
-    for task_id in decision.retry:
+
+    async def retry(task_id: str) -> None:
         taskrun = taskruns[task_id]
         task = TaskSpec.model_validate(taskrun["spec"]["task"])
         await _start_attempt(api, run, taskrun, task, states[task_id].attempts + 1, now)
+
+    if decision.start or decision.retry:
+        await _ensure_task_rbac(api, namespace)
+    # Independent tasks are written concurrently: a fan-out of N starts in about the time of one.
+    await _all(
+        *(mark(t, TaskPhase.UPSTREAM_FAILED) for t in decision.upstream_failed),
+        *(mark(t, TaskPhase.SKIPPED) for t in decision.skipped),
+        *(start(t) for t in decision.start),
+        *(retry(t) for t in decision.retry),
+    )
     if decision.wake_at is not None:
         wake_later(key, (decision.wake_at - _now()).total_seconds() + 0.05, reconcile_run)
 

@@ -115,7 +115,9 @@ async def run_schedule(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -
         try:
             await _create_run(api, body, run_name, tick)
             await api.patch_status(
-                DAGS, body["metadata"]["namespace"], body["metadata"]["name"],
+                DAGS,
+                body["metadata"]["namespace"],
+                body["metadata"]["name"],
                 {"lastRun": run_name, "lastScheduleTime": format_time(tick)},
             )
         except Exception:
