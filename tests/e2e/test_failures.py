@@ -92,3 +92,33 @@ def test_timeout_fails_the_attempt(
     started = time_of(tasks["slow"]["status"]["startTime"])
     finished = time_of(tasks["slow"]["status"]["finishTime"])
     assert (finished - started).total_seconds() < 100, "the attempt ran to the end of its sleep"
+
+
+def test_bad_xcoms_fail_the_task_and_nothing_downstream_runs(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
+) -> None:
+    manifest = dag_manifest(
+        "bad-xcoms",
+        [
+            python_task("not_json", "def f(**_):\n    return object()\n", "f"),
+            python_task("too_big", "def f(**_):\n    return 'x' * 1100000\n", "f"),
+            python_task("after_not_json", NOOP, "noop", upstream=["not_json"]),
+            python_task("after_too_big", NOOP, "noop", upstream=["too_big"]),
+        ],
+    )
+    apply(kubeconfig, e2e_namespace, manifest)
+    run = wait_for_run(kubeconfig, e2e_namespace, "bad-xcoms")
+    name = run["metadata"]["name"]
+    tasks = taskruns(kubeconfig, e2e_namespace, name)
+    assert run["status"]["phase"] == "Failed"
+    assert tasks["not_json"]["status"]["phase"] == "Failed"
+    assert "XCom 'return_value' of task 'not_json' is not JSON-serialisable: object" in (
+        tasks["not_json"]["status"]["message"]
+    )
+    assert tasks["too_big"]["status"]["phase"] == "Failed"
+    assert "a task's XComs must fit in 1032192 bytes (one ConfigMap)" in tasks["too_big"]["status"]["message"]
+    assert tasks["after_not_json"]["status"]["phase"] == "UpstreamFailed"
+    assert tasks["after_too_big"]["status"]["phase"] == "UpstreamFailed"
+    assert {p["metadata"]["labels"]["kdag.dev/task"] for p in pods(kubeconfig, e2e_namespace, name)} == {
+        "not_json", "too_big",
+    }
