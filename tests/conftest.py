@@ -51,6 +51,12 @@ def _live_sessions(sessions_dir: Path) -> list[Path]:
     return [path for path in sessions_dir.glob("*") if _process_alive(path)]
 
 
+def other_cluster_sessions() -> list[Path]:
+    """Test sessions other than this one that registered as users of the local cluster and still run."""
+    own = str(os.getpid())
+    return [path for path in _live_sessions(CLUSTER_STATE_DIR / "sessions") if path.name != own]
+
+
 def _local_cluster() -> Iterator[str]:
     """tests/cluster/up, shared by concurrent sessions; the last session out stops what a session started."""
     started_marker = CLUSTER_STATE_DIR / "started-by-test-session"

@@ -31,7 +31,9 @@ base_image="localhost/kdag-base:bookworm"
 runner_image="localhost/kdag-runner:dev"
 controller_image="localhost/kdag-controller:dev"
 
-export STORAGE_DRIVER=vfs       # buildah: overlay on overlay is not available everywhere; vfs always is
+# buildah keeps its own store, apart from any other user of containers/storage on the machine.
+buildah_dir="$cache_root/buildah"
+export CONTAINERS_STORAGE_CONF="$buildah_dir/storage.conf"
 export BUILDAH_ISOLATION=chroot
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLUSTER_SCRIPTS, CLUSTER_STATE_DIR, IMAGE_PULL_POLICY, RUNNER_IMAGE
+from conftest import (
+    CLUSTER_SCRIPTS,
+    CLUSTER_STATE_DIR,
+    IMAGE_PULL_POLICY,
+    RUNNER_IMAGE,
+    other_cluster_sessions,
+)
 from kube_helpers import KubectlError, kubectl, kubectl_json, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -204,6 +210,97 @@ def test_deleting_an_owner_deletes_the_pods_it_owns(kubeconfig: str, namespace: 
     wait_for(pod_gone, timeout=90, what="the garbage collector to delete the owned pod")
 
 
+def test_native_sidecar_runs_beside_the_main_container(kubeconfig: str, namespace: str) -> None:
+    """An init container with restartPolicy Always starts first, keeps running, and does not hold the pod."""
+    sidecar = {
+        "name": "sidecar",
+        "image": RUNNER_IMAGE,
+        "imagePullPolicy": IMAGE_PULL_POLICY,
+        "restartPolicy": "Always",
+        "command": [
+            "python3",
+            "-c",
+            "import pathlib, time; pathlib.Path('/shared/ready').write_text('yes'); time.sleep(3600)",
+        ],
+        "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+    }
+    pod = python_pod(
+        "with-sidecar",
+        "import pathlib; print('sidecar wrote', pathlib.Path('/shared/ready').read_text())",
+        container={"volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
+        initContainers=[sidecar],
+        volumes=[{"name": "shared", "emptyDir": {}}],
+    )
+    apply(kubeconfig, namespace, pod)
+    logs = finished_pod_logs(kubeconfig, namespace, "with-sidecar")
+    assert "sidecar wrote yes" in logs
+
+
+def test_validating_admission_policy_refuses(kubeconfig: str, namespace: str) -> None:
+    policy_name = f"{namespace}-no-forbidden"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": policy_name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["configmaps"],
+                    }
+                ]
+            },
+            "validations": [
+                {"expression": "object.metadata.name != 'forbidden'", "message": "name is forbidden"}
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": policy_name},
+        "spec": {
+            "policyName": policy_name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            },
+        },
+    }
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        kubeconfig=kubeconfig,
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}),
+    )
+    try:
+
+        def refused() -> bool:
+            try:
+                kubectl("create", "configmap", "forbidden", "-n", namespace, kubeconfig=kubeconfig)
+            except KubectlError as error:
+                return "name is forbidden" in error.stderr
+            kubectl("delete", "configmap", "forbidden", "-n", namespace, kubeconfig=kubeconfig)
+            return False
+
+        # The policy takes effect once the API server's informer has seen it and its binding.
+        wait_for(refused, timeout=60, what="the ValidatingAdmissionPolicy to refuse a ConfigMap")
+        kubectl("create", "configmap", "allowed", "-n", namespace, kubeconfig=kubeconfig)
+    finally:
+        kubectl(
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            policy_name,
+            "--ignore-not-found",
+            kubeconfig=kubeconfig,
+        )
+
+
 def test_up_is_idempotent_and_prints_kubeconfig_last(kubeconfig: str) -> None:
     if Path(kubeconfig).resolve() != (CLUSTER_STATE_DIR / "admin.kubeconfig").resolve():
         pytest.skip("the session's cluster is not the one tests/cluster/up makes")
@@ -253,10 +350,13 @@ def _listening_ports() -> set[int]:
 
 
 @pytest.mark.cluster_lifecycle
+@pytest.mark.timeout(2400)
 def test_down_stops_everything_then_up_starts_again(kubeconfig: str) -> None:
     """Runs last in the session (see conftest): it stops the shared cluster and starts it again."""
     if Path(kubeconfig).resolve() != (CLUSTER_STATE_DIR / "admin.kubeconfig").resolve():
         pytest.skip("the session's cluster is not the one tests/cluster/up makes")
+    # down wipes the cluster: wait until no other test session is using it.
+    wait_for(lambda: not other_cluster_sessions(), timeout=1800, interval=5, what="other sessions to end")
     pids = _cluster_pids()
     assert {"etcd", "kube-apiserver", "kubelet", "containerd", "kube-proxy"} <= set(pids)
     assert 6443 in _listening_ports()
