@@ -3,11 +3,16 @@ ServiceAccount tokens checked by RBAC and bound to the pod, owner cascades; `dow
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
+import ssl
 import subprocess
 import textwrap
+import threading
+from base64 import b64encode
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +304,119 @@ def test_validating_admission_policy_refuses(kubeconfig: str, namespace: str) ->
             "--ignore-not-found",
             kubeconfig=kubeconfig,
         )
+
+
+class _RefusingWebhook(http.server.BaseHTTPRequestHandler):
+    """Answers every AdmissionReview with a refusal that names this webhook."""
+
+    def do_POST(self) -> None:
+        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        answer = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {
+                "uid": review["request"]["uid"],
+                "allowed": False,
+                "status": {"code": 403, "message": "refused by the webhook on 127.0.0.1"},
+            },
+        }
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook_on_loopback(tmp_path: Path) -> Iterator[tuple[int, bytes]]:
+    """An HTTPS admission webhook served by this process on 127.0.0.1; yields its port and CA bundle."""
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(tmp_path / "tls.key"),
+            "-out",
+            str(tmp_path / "tls.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusingWebhook)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], (tmp_path / "tls.crt").read_bytes()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_api_server_calls_a_webhook_on_the_host_loopback(
+    kubeconfig: str, namespace: str, webhook_on_loopback: tuple[int, bytes]
+) -> None:
+    port, ca_bundle = webhook_on_loopback
+    name = f"{namespace}-loopback"
+    webhook_configuration = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "loopback.kdag.dev",
+                "clientConfig": {
+                    "url": f"https://127.0.0.1:{port}/validate",
+                    "caBundle": b64encode(ca_bundle).decode(),
+                },
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["configmaps"],
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 5,
+            }
+        ],
+    }
+    kubectl("apply", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(webhook_configuration))
+    try:
+
+        def refused() -> bool:
+            try:
+                kubectl("create", "configmap", "refused", "-n", namespace, kubeconfig=kubeconfig)
+            except KubectlError as error:
+                return "refused by the webhook on 127.0.0.1" in error.stderr
+            kubectl("delete", "configmap", "refused", "-n", namespace, kubeconfig=kubeconfig)
+            return False
+
+        wait_for(refused, timeout=60, what="the API server to call the webhook on 127.0.0.1")
+    finally:
+        kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found", kubeconfig=kubeconfig)
 
 
 def test_up_is_idempotent_and_prints_kubeconfig_last(kubeconfig: str) -> None:
