@@ -129,6 +129,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("cluster_lifecycle") is not None)
 
 
+def _needs_cluster(item: pytest.Item) -> bool:
+    return item.get_closest_marker("cluster") is not None or "kubeconfig" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the Kubernetes binaries before the first test, outside its time limit: that takes minutes."""
+    if session.config.option.collectonly or os.environ.get("KUBECONFIG"):
+        return
+    if not any(_needs_cluster(item) for item in session.items) or _docker_engine_works():
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            "test cluster: making sure the Kubernetes binaries are built (minutes the first time)"
+        )
+    completed = subprocess.run(
+        [str(CLUSTER_SCRIPTS / "build-k8s")], capture_output=True, text=True, check=False, timeout=3600
+    )
+    if completed.returncode != 0:
+        raise pytest.UsageError(f"tests/cluster/build-k8s failed:\n{completed.stderr[-4000:]}")
+
+
 @pytest.fixture(autouse=True)
 def _cluster_for_marked_tests(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("cluster") is not None:
