@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from controller_support import ControllerProcess
-from e2e_helpers import apply, dag_manifest, pods, python_task, taskruns, time_of, wait_for_run
+from controller_support import ControllerProcess, kubectl
+from e2e_helpers import (
+    apply,
+    dag_manifest,
+    pods,
+    python_task,
+    runs_of,
+    taskruns,
+    time_of,
+    wait_for_run,
+    wait_until,
+    xcoms,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -122,3 +133,35 @@ def test_bad_xcoms_fail_the_task_and_nothing_downstream_runs(
     assert {p["metadata"]["labels"]["kdag.dev/task"] for p in pods(kubeconfig, e2e_namespace, name)} == {
         "not_json", "too_big",
     }
+
+
+def test_a_deleted_pod_is_a_failed_attempt(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
+) -> None:
+    source = (
+        "import os, time\n"
+        "def slow_first(**_):\n"
+        "    if os.environ['KDAG_ATTEMPT'] == '1':\n"
+        "        time.sleep(120)\n"
+        "    return 'attempt ' + os.environ['KDAG_ATTEMPT']\n"
+    )
+    apply(kubeconfig, e2e_namespace, dag_manifest(
+        "deleted-pod", [python_task("victim", source, "slow_first", retries=1, retryDelaySeconds=1)]
+    ))
+    run_name = wait_until(lambda: _running_pod(kubeconfig, e2e_namespace, "deleted-pod"), "a running pod")
+    pod_name = f"{run_name}-victim-1"
+    kubectl(kubeconfig, "delete", "pod", "-n", e2e_namespace, pod_name, "--wait=false")
+    run = wait_for_run(kubeconfig, e2e_namespace, "deleted-pod")
+    victim = taskruns(kubeconfig, e2e_namespace, run["metadata"]["name"])["victim"]
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert victim["status"]["attempts"] == 2
+    assert xcoms(kubeconfig, e2e_namespace, run_name, "victim")["return_value"] == "attempt 2"
+
+
+def _running_pod(kubeconfig: str, namespace: str, dag: str) -> str | None:
+    """The run name once its first pod runs."""
+    for run in runs_of(kubeconfig, namespace, dag):
+        name: str = run["metadata"]["name"]
+        if any((p.get("status") or {}).get("phase") == "Running" for p in pods(kubeconfig, namespace, name)):
+            return name
+    return None

@@ -22,7 +22,14 @@ from kdag.graph import TaskState
 from kdag.handlers import conditions, events
 from kdag.handlers.runtime import RUNTIME, RunKey, coalesced, wake_later
 from kdag.handlers.validation import parse_dag_spec
-from kdag.render import RunInfo, format_time, parse_attempt_result, parse_time, render_task_pod
+from kdag.render import (
+    AttemptResult,
+    RunInfo,
+    format_time,
+    parse_attempt_result,
+    parse_time,
+    render_task_pod,
+)
 
 logger = logging.getLogger("kdag.dagruns")
 
@@ -176,6 +183,7 @@ async def _settle_taskrun(
     next_at = parse_time(status["nextAttemptAt"]) if status.get("nextAttemptAt") else None
     latest = max(pods) if pods else 0
     patch: JSONObject = {}
+    gone: AttemptResult | None = None
 
     if phase in ACTIVE_PHASES and latest > attempts:
         # A pod made by a pass that stopped before recording it: adopt it, never make another.
@@ -187,9 +195,12 @@ async def _settle_taskrun(
             startTime=status.get("startTime") or format_time(now),
             nextAttemptAt=None,
         )
-    if phase == TaskPhase.RUNNING and latest == attempts and latest > 0:
-        pod = pods[latest]
-        result = parse_attempt_result(pod)
+    if phase == TaskPhase.RUNNING and attempts > 0 and attempts not in pods:
+        # The pod of the current attempt is gone (deleted, evicted) before it finished: a failed attempt.
+        pod_name = names.pod_name(run.name, task.id, attempts)
+        gone = AttemptResult(finished=True, message=f"pod {pod_name} was deleted before it finished")
+    if phase == TaskPhase.RUNNING and attempts > 0 and (attempts in pods or gone is not None):
+        result = gone or parse_attempt_result(pods[attempts])
         if result.finished:
             RUNTIME.finished_seen_at.setdefault((run.namespace, name), time.time())
             if result.xcom_bytes:

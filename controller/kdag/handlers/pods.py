@@ -26,10 +26,13 @@ async def task_pod_changed(
 
     kopf.on.event keeps no state on the pod, so watching pods costs no writes.
     """
-    if type == "DELETED" or not namespace or not name:
+    if not namespace or not name:
         return
     result = parse_attempt_result(body)
-    if not result.finished and not result.message:
+    # A pod deleted before it finished is a failed attempt; one that finished was already handled.
+    if type == "DELETED" and result.finished:
+        return
+    if type != "DELETED" and not result.finished and not result.message:
         return
     if result.finished:
         RUNTIME.finished_seen_at.setdefault((namespace, name.rsplit("-", 1)[0]), time.time())
