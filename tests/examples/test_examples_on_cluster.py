@@ -86,7 +86,7 @@ def test_example_applies_server_side_runs_and_reapplies_without_conflict(
             assert run["status"]["phase"] == "Succeeded", run["status"]
         # The controller wrote status; the spec is still kubectl's alone, so re-applying cannot conflict.
         apply(kubeconfig, examples_namespace, text)
-        obj = kubectl_json(kubeconfig, "get", "dag", name, "-n", examples_namespace)
+        obj = kubectl_json(kubeconfig, "get", "dag", name, "-n", examples_namespace, "--show-managed-fields")
         assert spec_owners(obj) == {"kubectl"}, obj["metadata"]["managedFields"]
 
 
