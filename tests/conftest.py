@@ -57,28 +57,35 @@ def other_cluster_sessions() -> list[Path]:
     return [path for path in _live_sessions(CLUSTER_STATE_DIR / "sessions") if path.name != own]
 
 
-def _local_cluster() -> Iterator[str]:
-    """tests/cluster/up, shared by concurrent sessions; the last session out stops what a session started."""
-    started_marker = CLUSTER_STATE_DIR / "started-by-test-session"
+def _register_session() -> Path:
+    """Mark this session as a user of the local cluster, so no other session's end stops it meanwhile."""
     sessions_dir = CLUSTER_STATE_DIR / "sessions"
-    was_running = _process_alive(CLUSTER_STATE_DIR / "pids" / "kube-apiserver.pid")
-    completed = subprocess.run(
-        [str(CLUSTER_SCRIPTS / "up")], capture_output=True, text=True, check=False, timeout=3600
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"tests/cluster/up failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
-    path = completed.stdout.strip().splitlines()[-1]
     sessions_dir.mkdir(parents=True, exist_ok=True)
     session_file = sessions_dir / str(os.getpid())
     session_file.write_text(f"{os.getpid()}\n")
-    if not was_running:
-        started_marker.touch()
+    return session_file
+
+
+def _local_cluster() -> Iterator[str]:
+    """tests/cluster/up, shared by concurrent sessions; the last session out stops what a session started."""
+    started_marker = CLUSTER_STATE_DIR / "started-by-test-session"
+    session_file = _register_session()
     try:
-        yield path
+        was_running = _process_alive(CLUSTER_STATE_DIR / "pids" / "kube-apiserver.pid")
+        completed = subprocess.run(
+            [str(CLUSTER_SCRIPTS / "up")], capture_output=True, text=True, check=False, timeout=3600
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(
+                f"tests/cluster/up failed ({completed.returncode}):\n{completed.stderr[-4000:]}"
+            )
+        if not was_running:
+            started_marker.touch()
+        yield completed.stdout.strip().splitlines()[-1]
     finally:
         session_file.unlink(missing_ok=True)
         keep = os.environ.get("KDAG_KEEP_CLUSTER") == "1"
-        if started_marker.exists() and not keep and not _live_sessions(sessions_dir):
+        if started_marker.exists() and not keep and not _live_sessions(session_file.parent):
             started_marker.unlink(missing_ok=True)
             subprocess.run([str(CLUSTER_SCRIPTS / "down")], capture_output=True, check=False, timeout=300)
 
@@ -111,7 +118,15 @@ def kubeconfig() -> Iterator[str]:
     """Path of an admin kubeconfig of a running cluster (see the module docstring for which one)."""
     given = os.environ.get("KUBECONFIG")
     if given:
-        yield given.split(os.pathsep)[0]
+        path = given.split(os.pathsep)[0]
+        if Path(path).resolve() == (CLUSTER_STATE_DIR / "admin.kubeconfig").resolve():
+            session_file = _register_session()  # the local cluster, given by path: still keep it up
+            try:
+                yield path
+            finally:
+                session_file.unlink(missing_ok=True)
+        else:
+            yield path
     elif _docker_engine_works():
         yield from _kind_cluster()
     else:
