@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -238,3 +239,48 @@ def test_decide_ignores_states_of_unknown_tasks() -> None:
     decision = graph.decide([task("a")], states(a=P.SUCCEEDED, gone=P.FAILED), NOW)
     assert decision.phase == RunPhase.SUCCEEDED
     assert decision.phases == {"a": P.SUCCEEDED}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_dags_run_to_completion_in_dependency_order(seed: int) -> None:
+    """Replaying decide on random DAGs: every task ends once, never before its upstream tasks finished."""
+    rng = random.Random(seed)
+    count = rng.randint(1, 25)
+    tasks = [
+        task(
+            f"t{i}",
+            *sorted({f"t{j}" for j in rng.sample(range(i), k=min(i, rng.randint(0, 3)))}),
+            triggerRule=rng.choice(list(TriggerRule)).value,
+        )
+        for i in range(count)
+    ]
+    fails = {t.id: rng.random() < 0.25 for t in tasks}
+    states: dict[str, TaskState] = {}
+    for _ in range(count + 1):
+        decision = graph.decide(tasks, states, NOW)
+        for tid in (*decision.start, *decision.upstream_failed, *decision.skipped):
+            assert tid not in states, f"{tid} decided twice"
+        for tid in decision.start:
+            spec = tasks[int(tid[1:])]
+            # Marks of this same decision count: decide cascades them in topological order.
+            ups = [decision.phases.get(up) for up in spec.upstream_ids]
+            if not ups:
+                continue  # a task without upstream tasks always runs
+            if spec.effective_trigger_rule == TriggerRule.ONE_SUCCESS:
+                assert P.SUCCEEDED in ups, tid
+            elif spec.effective_trigger_rule == TriggerRule.ONE_FAILED:
+                assert P.FAILED in ups or P.UPSTREAM_FAILED in ups, tid
+            else:
+                assert all(up is not None and up.finished for up in ups), tid
+        for tid in decision.upstream_failed:
+            states[tid] = TaskState(P.UPSTREAM_FAILED)
+        for tid in decision.skipped:
+            states[tid] = TaskState(P.SKIPPED)
+        for tid in decision.start:
+            states[tid] = TaskState(P.FAILED if fails[tid] else P.SUCCEEDED, attempts=1)
+        if decision.phase != RunPhase.RUNNING:
+            break
+    assert set(states) == {t.id for t in tasks}
+    assert decision.progress == f"{count}/{count}"
+    leaves_failed = any(states[tid].phase in (P.FAILED, P.UPSTREAM_FAILED) for tid in graph.leaves(tasks))
+    assert decision.phase == (RunPhase.FAILED if leaves_failed else RunPhase.SUCCEEDED)
