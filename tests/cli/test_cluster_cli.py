@@ -99,6 +99,13 @@ def test_status_logs_and_graph_of_a_run(
         logs = kdag(kubeconfig, namespace, "logs", run, task_id)
         assert logs.returncode == 0, logs.stderr
         assert "Value: some value" in logs.stdout
+    text = kdag(kubeconfig, namespace, "status", run)
+    assert text.returncode == 0, text.stderr
+    assert f"{run}: Succeeded (5/5)" in text.stdout
+    assert "set_context_task" in text.stdout
+    table = kdag(kubeconfig, namespace, "xcom", run)
+    assert table.returncode == 0, table.stderr
+    assert '"some value"' in table.stdout and "__context" in table.stdout
     drawn = kdag(kubeconfig, namespace, "graph", "xcom-three-ways")
     assert drawn.returncode == 0, drawn.stderr
     assert "get_context_task  <- set_context_task" in drawn.stdout

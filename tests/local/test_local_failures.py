@@ -251,3 +251,25 @@ def test_a_task_past_its_timeout_is_killed_with_the_cluster_message(tmp_path: Pa
     result = run_local(LocalDag(loaded.name, loaded.spec, loaded.python_file), tmp_path / "work")
     assert result.as_json()["tasks"] == {"slow": "failed", "after": "upstream_failed"}
     assert result.tasks["slow"].message == "timed out after 1 s"
+
+
+def test_kdag_variables_of_the_calling_shell_do_not_reach_tasks(tmp_path: Path) -> None:
+    import json as json_module
+    import os
+    import subprocess
+
+    from local_support import KDAG, LOGICAL_DATE
+
+    path = dag_file(tmp_path, "PythonOperator(task_id='t', python_callable=lambda: 'ran', dag=dag)\n")
+    env = {**os.environ, "KDAG_DAG_FILE": "/nonexistent/other.py", "KDAG_PARAMS": '{"x": 1}'}
+    done = subprocess.run(
+        [KDAG, "run", "--local", str(path), "-o", "json", "--logical-date", LOGICAL_DATE],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert json_module.loads(done.stdout)["xcoms"] == [
+        {"task_id": "t", "key": "return_value", "value": "ran"}
+    ]

@@ -260,11 +260,11 @@ def _attempt_env(
     run: render.RunInfo, dag: LocalDag, task: TaskSpec, attempt: int, workdir: Path
 ) -> dict[str, str]:
     """The pod's environment, with the local directories in place of the pod's mounts."""
-    env = dict(os.environ)
+    # The host's environment (PATH, locale) minus any KDAG_* of its own, which would steer the runner.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("KDAG_")}
     for var in render.task_env(run, task, attempt):
-        env[var["name"]] = var["value"]
-    env.pop("HOME", None)
-    env["HOME"] = os.environ.get("HOME", str(workdir))
+        if var["name"] != "HOME":  # the pod's HOME is its /tmp; locally the user's own stays
+            env[var["name"]] = var["value"]
     out_dir = workdir / "out" / task.id
     shutil.rmtree(out_dir, ignore_errors=True)  # each attempt's pod gets a fresh emptyDir
     out_dir.mkdir(parents=True)
