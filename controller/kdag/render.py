@@ -257,7 +257,7 @@ def render_task_pod(
                 "imagePullPolicy": settings.image_pull_policy,
                 "restartPolicy": "Always",
                 "command": [*RUNNER_COMMAND, "collect"],
-                "env": kdag_env,
+                "env": [dict(var) for var in kdag_env],  # copies: no object shared between containers
                 "volumeMounts": [
                     {"name": "xcom-out", "mountPath": XCOM_OUT_DIR},
                     {"name": "tmp", "mountPath": "/tmp"},

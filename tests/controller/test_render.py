@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 from kdag import names
 from kdag.api.models import DAGSpec
 from kdag.render import AttemptResult, RunInfo, parse_attempt_result, render_task_pod
@@ -185,6 +186,7 @@ def test_any_image_task_gets_the_xcom_sidecar_and_no_token() -> None:
     assert sidecar["command"] == ["python3", "-m", "kdag_runner", "collect"]
     assert env_of(sidecar)["KDAG_XCOM_CONFIGMAP"] == names.xcom_configmap_name(RUN.name, "shell")
     assert "MODE" not in env_of(sidecar)
+    assert "&id" not in yaml.safe_dump(pod)  # no object shared between containers
     sidecar_mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
     assert sidecar_mounts["/kdag/xcom/out"] == "xcom-out"
     assert sidecar_mounts["/var/run/secrets/kubernetes.io/serviceaccount"] == "kdag-token"
