@@ -260,8 +260,13 @@ def test_kdag_variables_of_the_calling_shell_do_not_reach_tasks(tmp_path: Path) 
 
     from local_support import KDAG, LOGICAL_DATE
 
-    path = dag_file(tmp_path, "PythonOperator(task_id='t', python_callable=lambda: 'ran', dag=dag)\n")
-    env = {**os.environ, "KDAG_DAG_FILE": "/nonexistent/other.py", "KDAG_PARAMS": '{"x": 1}'}
+    # An inline task: a KDAG_DAG_FILE leaking from the shell would make the runner load that file instead.
+    path = tmp_path / "inline.yaml"
+    path.write_text(
+        "apiVersion: kdag.dev/v1alpha1\nkind: DAG\nmetadata: {name: inline}\nspec:\n  tasks:\n"
+        "    - id: t\n      python: {callable: f, source: \"def f():\\n    return 'ran'\\n\"}\n"
+    )
+    env = {**os.environ, "KDAG_DAG_FILE": "/nonexistent/other.py"}
     done = subprocess.run(
         [KDAG, "run", "--local", str(path), "-o", "json", "--logical-date", LOGICAL_DATE],
         capture_output=True,
