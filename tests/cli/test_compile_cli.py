@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -195,3 +196,31 @@ def test_kdag_does_not_shadow_an_installed_airflow(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Apache Airflow is importable here" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.skipif(
+    shutil.which("rsvg-convert") is None, reason="rsvg-convert (librsvg2-bin) is not installed"
+)
+def test_graph_writes_png(tmp_path: Path) -> None:
+    png = tmp_path / "graph.png"
+    done = kdag("graph", str(EXAMPLES / "xcom_lesson.py"), "--png", str(png))
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_graph_png_without_rsvg_convert_is_one_line(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    done = subprocess.run(
+        [KDAG, "graph", str(EXAMPLES / "xcom_lesson.py"), "--png", str(tmp_path / "g.png")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PATH": str(bin_dir)},
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "error: PNG output needs rsvg-convert (Debian: apt-get install librsvg2-bin); --svg needs nothing\n"
+    )
+    assert not (tmp_path / "g.png").exists()

@@ -176,11 +176,14 @@ def graph_command(
         str, typer.Argument(help="A DAG file (.py or .yaml), or the name of a DAG on the cluster.")
     ],
     svg: Annotated[Path | None, typer.Option("--svg", help="Also draw the graph to this SVG file.")] = None,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Also draw it to this PNG file (needs rsvg-convert).")
+    ] = None,
     dag_id: DagIdOption = None,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
     kubeconfig: Annotated[str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG")] = None,
 ) -> None:
-    """Draw a DAG's tasks and dependencies in the terminal, and to an SVG file with --svg."""
+    """Draw a DAG's tasks and dependencies in the terminal, and to SVG (--svg) or PNG (--png) files."""
     from kdag.cli import graph_view
 
     with reported():
@@ -198,6 +201,9 @@ def graph_command(
         if svg is not None:
             svg.write_text(graph_view.svg(title, spec), encoding="utf-8")
             print(f"wrote {svg}")
+        if png is not None:
+            graph_view.write_png(graph_view.svg(title, spec), png)
+            print(f"wrote {png}")
 
 
 @app.command(

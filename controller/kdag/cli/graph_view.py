@@ -6,13 +6,17 @@ columns and draws an arrow per dependency. Both need nothing but the spec.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from html import escape
+from pathlib import Path
 
 from rich.console import Console
 from rich.tree import Tree
 
 from kdag import graph
 from kdag.api.models import DAGSpec
+from kdag.cli.errors import UserError
 
 BOX_WIDTH = 170
 BOX_HEIGHT = 34
@@ -89,3 +93,20 @@ def svg(title: str, spec: DAGSpec) -> str:
         )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def write_png(svg_text: str, target: Path) -> None:
+    """Rasterise the SVG with librsvg's `rsvg-convert`: a PNG needs a font renderer kdag does not carry."""
+    tool = shutil.which("rsvg-convert")
+    if tool is None:
+        raise UserError(
+            "PNG output needs rsvg-convert (Debian: apt-get install librsvg2-bin); --svg needs nothing"
+        )
+    done = subprocess.run(
+        [tool, "--format", "png", "--output", str(target)],
+        input=svg_text.encode(),
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise UserError(f"rsvg-convert failed: {done.stderr.decode(errors='replace').strip()}")
