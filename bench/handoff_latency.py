@@ -144,6 +144,19 @@ def controller_writes(namespace: str) -> dict[str, float]:
     return samples
 
 
+def apply_when_webhook_answers(namespace: str, manifest: str, timeout: float = 60) -> None:
+    """Server-side apply, retried while the new webhook Service is not routed yet (a second or two)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        command = ["kubectl", "apply", "--server-side", "-n", namespace, "-f", "-"]
+        result = subprocess.run(command, input=manifest, capture_output=True, text=True, timeout=60)
+        if result.returncode == 0:
+            return
+        if "failed calling webhook" not in result.stderr or time.monotonic() > deadline:
+            raise SystemExit(f"kubectl apply: {result.stderr.strip()}")
+        time.sleep(2)
+
+
 def wait_finished(namespace: str, run: str, timeout: float = 600) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -185,15 +198,16 @@ def main() -> None:
         "runnerImage.repository=localhost/kdag-runner", "runnerImage.tag=dev", "runnerImage.pullPolicy=Never",
         "rbac.scope=namespace", f"xcomGuard.create={str(not guard).lower()}",
     ]  # fmt: skip
+    # Without cluster DNS (the test cluster) kopf's in-cluster login needs kubernetes.default.svc in /etc/hosts.
+    api_ip = kubectl("get", "service", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP}")
+    values += [f"hostAliases[0].ip={api_ip}", "hostAliases[0].hostnames[0]=kubernetes.default.svc"]
     install = [helm, "install", RELEASE, str(CHART), "-n", namespace, "--wait", "--timeout", "240s"]
     for value in values:
         install += ["--set", value]
     subprocess.run(install, check=True, capture_output=True, text=True)
     watch = PodWatch(namespace)
     try:
-        kubectl(
-            "apply", "--server-side", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(chain_dag(args.tasks))
-        )
+        apply_when_webhook_answers(namespace, yaml.safe_dump(chain_dag(args.tasks)))
         watch.start()
         before = controller_writes(namespace)
         to_created: list[float] = []
