@@ -198,7 +198,7 @@ def main() -> None:
         "runnerImage.repository=localhost/kdag-runner", "runnerImage.tag=dev", "runnerImage.pullPolicy=Never",
         "rbac.scope=namespace", f"xcomGuard.create={str(not guard).lower()}",
     ]  # fmt: skip
-    # Without cluster DNS (the test cluster) kopf's in-cluster login needs kubernetes.default.svc in /etc/hosts.
+    # Without cluster DNS (the test cluster) kopf logs in through kubernetes.default.svc: map it by hand.
     api_ip = kubectl("get", "service", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP}")
     values += [f"hostAliases[0].ip={api_ip}", "hostAliases[0].hostnames[0]=kubernetes.default.svc"]
     install = [helm, "install", RELEASE, str(CHART), "-n", namespace, "--wait", "--timeout", "240s"]
