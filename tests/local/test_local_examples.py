@@ -75,3 +75,27 @@ def test_run_without_local_is_a_usage_error() -> None:
     done = kdag("run", str(EXAMPLES / "xcom_lesson.py"))
     assert done.returncode == 2
     assert "--local" in done.stderr
+
+
+def test_taskflow_dag_passes_return_values_through_arguments(tmp_path: Path) -> None:
+    path = tmp_path / "taskflow.py"
+    path.write_text(
+        "from datetime import datetime\n"
+        "from airflow.decorators import dag, task\n"
+        "@dag(dag_id='taskflow_demo', start_date=datetime(2024, 1, 1), schedule=None)\n"
+        "def taskflow_demo():\n"
+        "    @task\n"
+        "    def extract():\n"
+        "        return {'a': 1, 'b': 2}\n"
+        "    @task\n"
+        "    def total(values):\n"
+        "        return sum(values.values())\n"
+        "    total(extract())\n"
+        "taskflow_demo()\n"
+    )
+    result = run_local_json(path)
+    assert result["tasks"] == {"extract": "success", "total": "success"}
+    assert result["xcoms"] == [
+        {"task_id": "extract", "key": "return_value", "value": {"a": 1, "b": 2}},
+        {"task_id": "total", "key": "return_value", "value": 3},
+    ]

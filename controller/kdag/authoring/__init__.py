@@ -19,7 +19,10 @@ from kdag_runner.authoring import (
     Param,
     PythonOperator,
     TriggerRule,
+    XComArg,
     chain,
+    dag,
+    task,
 )
 from kdag_runner.compat import load_dag_file, load_dags
 from kdag_runner.context import get_current_context
@@ -37,8 +40,11 @@ __all__ = [
     "Param",
     "PythonOperator",
     "TriggerRule",
+    "XComArg",
     "chain",
+    "dag",
     "get_current_context",
     "load_dag_file",
     "load_dags",
+    "task",
 ]
