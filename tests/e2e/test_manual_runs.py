@@ -1,0 +1,65 @@
+"""Runs made by users: a DAGRun with its own params, conf and logical date; one naming a missing DAG."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from controller_support import ControllerProcess, kubectl
+from e2e_helpers import apply, dag_manifest, get, python_task, runs_of, wait_for_run, wait_until, xcoms
+
+pytestmark = pytest.mark.cluster
+
+
+def _dagrun(name: str, dag: str, **spec: object) -> dict[str, object]:
+    return {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "DAGRun",
+        "metadata": {"name": name, "labels": {"kdag.dev/dag": dag}},
+        "spec": {"dagRef": {"name": dag}, **spec},
+    }
+
+
+def test_a_created_dagrun_runs_with_its_params_conf_and_logical_date(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
+) -> None:
+    source = (
+        "def report(params, ds, dag_run, **_):\n"
+        "    return {'who': params['who'], 'where': params['where'], 'ds': ds, 'conf': dag_run.conf}\n"
+    )
+    apply(kubeconfig, e2e_namespace, dag_manifest(
+        "manual", [python_task("report", source, "report", params={"where": "task"})],
+        params={"who": "dag", "where": "dag"},
+    ))
+    wait_for_run(kubeconfig, e2e_namespace, "manual")  # the initial run of the unscheduled DAG
+    apply(kubeconfig, e2e_namespace, _dagrun(
+        "manual-by-hand", "manual", params={"who": "run"}, conf={"source": "test"},
+        logicalDate="2024-01-02T03:04:05Z",
+    ))
+    run = wait_until(
+        lambda: next((r for r in runs_of(kubeconfig, e2e_namespace, "manual")
+                      if r["metadata"]["name"] == "manual-by-hand"
+                      and r.get("status", {}).get("phase") in ("Succeeded", "Failed")), None),
+        "the created run to finish",
+    )
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    value = json.loads(xcoms(kubeconfig, e2e_namespace, "manual-by-hand", "report")["return_value"])
+    assert value == {"who": "run", "where": "task", "ds": "2024-01-02", "conf": {"source": "test"}}
+
+
+def test_a_dagrun_of_a_missing_dag_is_stalled_with_the_field_named(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
+) -> None:
+    apply(kubeconfig, e2e_namespace, _dagrun("orphan", "no-such-dag"))
+
+    def stalled() -> dict[str, object] | None:
+        run = get(kubeconfig, e2e_namespace, "dagrun", "orphan")
+        conditions = {c["type"]: c for c in run.get("status", {}).get("conditions", [])}
+        return conditions["Stalled"] if conditions.get("Stalled", {}).get("status") == "True" else None
+
+    condition = wait_until(stalled, "the run to be Stalled")
+    assert condition["reason"] == "InvalidDAG"
+    assert "spec.dagRef.name: DAG 'no-such-dag' does not exist" in condition["message"]
+    events = json.loads(kubectl(kubeconfig, "get", "events", "-n", e2e_namespace,
+                                "--field-selector", "involvedObject.name=orphan", "-o", "json"))["items"]
+    assert any(e["reason"] == "InvalidDAG" and "no-such-dag" in e["message"] for e in events), events
