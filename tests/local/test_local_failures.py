@@ -17,6 +17,7 @@ dag = DAG(dag_id='mistakes', start_date=datetime(2024, 1, 1), schedule=None)
 
 
 def dag_file(tmp_path: Path, body: str, name: str = "dag.py") -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / name
     path.write_text(HEADER + textwrap.dedent(body), encoding="utf-8")
     return path
@@ -278,3 +279,14 @@ def test_kdag_variables_of_the_calling_shell_do_not_reach_tasks(tmp_path: Path) 
     assert json_module.loads(done.stdout)["xcoms"] == [
         {"task_id": "t", "key": "return_value", "value": "ran"}
     ]
+
+
+def test_a_workdir_with_files_in_it_is_refused(tmp_path: Path) -> None:
+    path = dag_file(tmp_path / "dag", "PythonOperator(task_id='t', python_callable=print, dag=dag)\n")
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "left-over").write_text("")
+    done = kdag("run", "--local", str(path), "--workdir", str(tmp_path / "used"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: --workdir '{tmp_path / 'used'}' is not empty; give a new or empty directory"
+    )

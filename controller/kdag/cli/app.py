@@ -123,6 +123,9 @@ def run_command(
         run_params = parse_params(param)
         run_conf = parse_conf(conf)
         date = parse_date(logical_date)
+        if workdir is not None and workdir.exists() and any(workdir.iterdir()):
+            # XComs left by another run would show up as this run's rows.
+            raise UserError(f"--workdir '{workdir}' is not empty; give a new or empty directory")
         directory = workdir if workdir is not None else Path(tempfile.mkdtemp(prefix="kdag-local-"))
         python_file = loaded.python_file
         if python_file is None and loaded.python_source is not None and loaded.spec.python_file is not None:
