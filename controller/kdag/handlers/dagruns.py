@@ -45,10 +45,13 @@ async def dagrun_created(namespace: str | None, name: str | None, status: kopf.S
         await request_reconcile((namespace, name))
 
 
-@kopf.on.delete(GROUP, VERSION, "dagruns", optional=True)
-async def dagrun_deleted(namespace: str | None, name: str | None, **_: Any) -> None:
-    """Forget the run's in-process state; its TaskRuns, pods and ConfigMaps go with it (owner references)."""
-    if namespace and name:
+@kopf.on.event(GROUP, VERSION, "dagruns")
+async def dagrun_deleted(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
+    """Forget a deleted run's in-process state; its TaskRuns, pods and ConfigMaps go by owner references.
+
+    A watch event, not kopf.on.delete: that would need a finalizer on every run.
+    """
+    if type == "DELETED" and namespace and name:
         state = RUNTIME.runs.pop((namespace, name), None)
         if state is not None and state.wake is not None:
             state.wake.cancel()
