@@ -63,3 +63,16 @@ def test_a_dagrun_of_a_missing_dag_is_stalled_with_the_field_named(
     events = json.loads(kubectl(kubeconfig, "get", "events", "-n", e2e_namespace,
                                 "--field-selector", "involvedObject.name=orphan", "-o", "json"))["items"]
     assert any(e["reason"] == "InvalidDAG" and "no-such-dag" in e["message"] for e in events), events
+
+    # The DAG arrives: the waiting run starts (besides the DAG's own initial run).
+    apply(kubeconfig, e2e_namespace, dag_manifest(
+        "no-such-dag", [python_task("late", "def late(**_):\n    return 'late'\n", "late")]
+    ))
+    run = wait_until(
+        lambda: (lambda r: r if r.get("status", {}).get("phase") in ("Succeeded", "Failed") else None)(
+            get(kubeconfig, e2e_namespace, "dagrun", "orphan")
+        ),
+        "the orphan run to finish once its DAG exists",
+    )
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert xcoms(kubeconfig, e2e_namespace, "orphan", "late")["return_value"] == "late"

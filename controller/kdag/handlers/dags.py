@@ -11,8 +11,9 @@ from croniter import croniter
 
 from kdag import names
 from kdag.api.models import API_VERSION, GROUP, VERSION
-from kdag.client import DAGS, JSONObject, KubeApi
+from kdag.client import DAGRUNS, DAGS, JSONObject, KubeApi
 from kdag.handlers import conditions, events
+from kdag.handlers.dagruns import request_reconcile
 from kdag.handlers.runtime import RUNTIME
 from kdag.handlers.validation import parse_dag_spec
 from kdag.render import format_time
@@ -84,6 +85,15 @@ async def dag_changed(
         run_name = names.initial_run_name(meta["name"], meta["uid"])
         await _create_run(api, body, run_name, None)
         patch.status["lastRun"] = run_name
+    await _resume_waiting_runs(api, meta["namespace"], meta["name"])
+
+
+async def _resume_waiting_runs(api: KubeApi, namespace: str, dag_name: str) -> None:
+    """Runs created before their DAG existed (or was valid) have no snapshot yet: start them now."""
+    for run in await api.list(DAGRUNS, namespace, {}):
+        waiting = not (run.get("status") or {}).get("dag")
+        if waiting and (run.get("spec") or {}).get("dagRef", {}).get("name") == dag_name:
+            await request_reconcile((namespace, run["metadata"]["name"]))
 
 
 def next_schedule_time(schedule: str, after: datetime) -> datetime:
