@@ -179,3 +179,14 @@ def test_trigger_params_override_like_local_params(
     on_cluster = json.loads(kdag(kubeconfig, namespace, "xcom", run, "-o", "json").stdout)
     consume = next(r for r in on_cluster["xcoms"] if r["task_id"] == "consume" and r["key"] == "return_value")
     assert (consume["value"]["who"], consume["value"]["greeting"]) == ("cli", "hi")
+
+
+def test_a_yaml_manifest_applies_and_runs_like_locally(
+    kubeconfig: str, controller: ControllerProcess, namespace: str
+) -> None:
+    path = REPO / "examples" / "xcom-lesson.yaml"
+    run = apply_and_trigger(kubeconfig, namespace, path, "etl-dag")
+    on_cluster = json.loads(kdag(kubeconfig, namespace, "xcom", run, "-o", "json").stdout)
+    local = local_rows(path)
+    assert on_cluster["tasks"] == local["tasks"]
+    assert comparable(on_cluster) == comparable(local)
