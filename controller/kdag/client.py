@@ -151,6 +151,18 @@ class KubeApi:
                 return None
             raise
 
+    async def delete(self, kind: Kind, namespace: str, name: str) -> bool:
+        """Delete in the background (dependents go by garbage collection); False if it was already gone."""
+        try:
+            await self._request(
+                "DELETE", kind.path(namespace, name), body={"propagationPolicy": "Background"}
+            )
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
     async def patch_status(self, kind: Kind, namespace: str, name: str, status: JSONObject) -> JSONObject:
         """One merge patch of the status subresource."""
         return await self._request(

@@ -76,3 +76,23 @@ def test_a_dagrun_of_a_missing_dag_is_stalled_with_the_field_named(
     )
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert xcoms(kubeconfig, e2e_namespace, "orphan", "late")["return_value"] == "late"
+
+
+def test_finished_runs_beyond_the_history_limit_are_deleted(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
+) -> None:
+    apply(kubeconfig, e2e_namespace, dag_manifest(
+        "history", [python_task("quick", "def quick(**_):\n    return 1\n", "quick")]
+    ))
+    wait_for_run(kubeconfig, e2e_namespace, "history")
+    extra = {"apiVersion": "v1", "kind": "List",
+             "items": [_dagrun(f"history-{i}", "history") for i in range(10)]}
+    kubectl(kubeconfig, "apply", "-n", e2e_namespace, "-f", "-", stdin=json.dumps(extra))
+
+    def settled() -> list[dict[str, object]] | None:
+        runs = runs_of(kubeconfig, e2e_namespace, "history")
+        done = all(r.get("status", {}).get("phase") == "Succeeded" for r in runs)
+        return runs if done and len(runs) == 10 else None
+
+    runs = wait_until(settled, "ten finished runs of eleven (the default run history limit)", timeout=300)
+    assert len(runs) == 10

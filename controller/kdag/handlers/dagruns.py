@@ -19,7 +19,7 @@ from kdag import graph, metrics, names, policy
 from kdag.api.models import API_VERSION, GROUP, VERSION, DAGSpec, RunPhase, TaskPhase, TaskSpec
 from kdag.client import DAGRUNS, DAGS, PODS, TASKRUNS, JSONObject, KubeApi
 from kdag.graph import TaskState
-from kdag.handlers import conditions, events
+from kdag.handlers import conditions, events, history
 from kdag.handlers.runtime import RUNTIME, RunKey, coalesced, wake_later
 from kdag.handlers.validation import parse_dag_spec
 from kdag.render import (
@@ -39,9 +39,12 @@ RETRY_AFTER_ERROR_SECONDS = 5.0
 
 @kopf.on.resume(GROUP, VERSION, "dagruns")
 @kopf.on.create(GROUP, VERSION, "dagruns")
-async def dagrun_created(namespace: str | None, name: str | None, status: kopf.Status, **_: Any) -> None:
-    """A new run, or one found at controller start: reconcile it unless it has finished."""
-    if namespace and name and status.get("phase") not in (RunPhase.SUCCEEDED, RunPhase.FAILED):
+async def dagrun_created(
+    namespace: str | None, name: str | None, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> None:
+    """A new run, or one found at controller start: reconcile it unless it has finished (and has no TTL)."""
+    finished = status.get("phase") in (RunPhase.SUCCEEDED, RunPhase.FAILED)
+    if namespace and name and (not finished or spec.get("ttlSecondsAfterFinished") is not None):
         await request_reconcile((namespace, name))
 
 
@@ -289,6 +292,34 @@ async def _all(*steps: Coroutine[Any, Any, None]) -> None:
             raise result
 
 
+async def _expire(api: KubeApi, key: RunKey, dagrun: JSONObject) -> None:
+    """Delete a finished run past spec.ttlSecondsAfterFinished, or look again when it will be."""
+    expiry = history.ttl_expiry(dagrun)
+    if expiry is None:
+        return
+    wait = (expiry - _now()).total_seconds()
+    if wait > 0:
+        wake_later(key, wait + 0.5, reconcile_run)
+    elif await api.delete(DAGRUNS, key[0], key[1]):
+        logger.info("deleted DAGRun %s/%s: its ttlSecondsAfterFinished has passed", *key)
+
+
+async def _prune_history(api: KubeApi, namespace: str, dag_name: str) -> None:
+    """Delete the DAG's oldest finished runs beyond its spec.runHistoryLimit."""
+    dag = await api.get(DAGS, namespace, dag_name)
+    if dag is None:
+        return
+    limit = history.run_history_limit(dag.get("spec") or {})
+    runs = [
+        r for r in await api.list(DAGRUNS, namespace, {})
+        if ((r.get("spec") or {}).get("dagRef") or {}).get("name") == dag_name
+    ]
+    for old in history.runs_beyond_history(runs, limit):
+        if await api.delete(DAGRUNS, namespace, old):
+            logger.info("deleted DAGRun %s/%s: beyond the run history limit %d of DAG %s",
+                        namespace, old, limit, dag_name)
+
+
 def _failure_message(phases: Mapping[str, TaskPhase]) -> str:
     failed = sorted(tid for tid, phase in phases.items() if phase == TaskPhase.FAILED)
     upstream_failed = sorted(tid for tid, phase in phases.items() if phase == TaskPhase.UPSTREAM_FAILED)
@@ -307,6 +338,7 @@ async def _reconcile(api: KubeApi, key: RunKey) -> None:
         return
     status = dagrun.get("status") or {}
     if status.get("phase") in (RunPhase.SUCCEEDED, RunPhase.FAILED):
+        await _expire(api, key, dagrun)
         return
     dag, problem = await _load_dag(api, dagrun)
     if dag is None:
@@ -398,6 +430,10 @@ async def _reconcile(api: KubeApi, key: RunKey) -> None:
     if changed:
         await api.patch_status(DAGRUNS, namespace, name, changed)
     metrics.observe_run_phase(f"{namespace}/{name}", run_phase.value)
+    if status.get("phase") != run_phase.value and run_phase in (RunPhase.SUCCEEDED, RunPhase.FAILED):
+        await _prune_history(api, namespace, run.dag_name)
+        if (dagrun.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
+            await _expire(api, key, {**dagrun, "status": {**status, **new_status}})
     if status.get("phase") != run_phase.value:
         if run_phase == RunPhase.FAILED:
             events.post(api, "DAGRun", dagrun, "Warning", "RunFailed", f"DAGRun {name} failed: {message}")
