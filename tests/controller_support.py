@@ -99,19 +99,31 @@ class ControllerProcess:
         )
         self.pids.append(self.process.pid)
         deadline = time.monotonic() + timeout
-        url_part = f"127.0.0.1:{self.webhook_port}"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 code = self.process.returncode
                 raise AssertionError(f"the controller exited with {code}:\n{self.log_tail()}")
-            config = kubectl(
-                self.kubeconfig, "get", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION,
-                "-o", "jsonpath={.webhooks[*].clientConfig.url}", check=False,
-            )
-            if url_part in config and self.metrics_ready():
+            if self.webhook_registered() and self.metrics_ready():
                 return
             time.sleep(0.3)
         raise AssertionError(f"the controller did not become ready in {timeout} s:\n{self.log_tail()}")
+
+    def webhook_registered(self) -> bool:
+        url = kubectl(
+            self.kubeconfig, "get", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION,
+            "-o", "jsonpath={.webhooks[*].clientConfig.url}", check=False,
+        )
+        return f"127.0.0.1:{self.webhook_port}" in url
+
+    def ensure_webhook(self) -> None:
+        """Register our webhook again when something else removed or replaced the shared configuration.
+
+        Test sessions on one cluster share the configuration name; a session's teardown (or a chart test
+        that makes room for an in-cluster controller) deletes it. A restarted controller registers anew.
+        """
+        if not self.webhook_registered():
+            self.stop()
+            self.start()
 
     def metrics_ready(self) -> bool:
         try:

@@ -105,6 +105,7 @@ def test_bad_manifests_are_refused_at_apply(
     extra: dict[str, object],
     expected: str,
 ) -> None:
+    controller.ensure_webhook()
     manifest = dag_manifest("bad", tasks, **extra)
     message = _apply_refused(kubeconfig, e2e_namespace, manifest)
     assert expected in message, message
