@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_support import EXAMPLES, Kube, host_controllers_stopped, wait_for
+from chart_support import CHART, EXAMPLES, Kube, host_controllers_stopped, wait_for
 from kdag import names
 from test_argocd_health import health
 
@@ -117,6 +117,25 @@ def test_deleting_a_run_removes_its_taskruns_pods_and_xcoms(installed: Kube) -> 
         return not left
 
     wait_for(f"the TaskRuns, pods and ConfigMaps of {run} to be garbage-collected", all_gone, 90)
+
+
+def test_upgrade_keeps_the_webhook_certificate(installed: Kube) -> None:
+    secret = f"{RELEASE}-webhook-tls"
+    before = installed.get("secret", secret, NAMESPACE)["data"]
+    installed.helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--reuse-values",
+        "--wait",
+        "--timeout",
+        "240s",
+    )
+    assert installed.get("secret", secret, NAMESPACE)["data"] == before
+    config = installed.get("validatingwebhookconfiguration", f"{RELEASE}-{NAMESPACE}")
+    assert config["webhooks"][0]["clientConfig"]["caBundle"] == before["ca.crt"]
 
 
 def test_uninstall_leaves_nothing_but_crds(installed: Kube) -> None:
