@@ -83,6 +83,7 @@ def test_helm_lint_is_clean(helm: Path, settings: tuple[str, ...]) -> None:
     result = subprocess.run(args, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
+    assert "[INFO]" not in result.stdout and "[WARNING]" not in result.stdout, result.stdout
 
 
 def test_default_install_is_cluster_wide(helm: Path) -> None:
