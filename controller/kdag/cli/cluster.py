@@ -74,7 +74,7 @@ KINDS = {
 }
 
 
-class ClusterError(Exception):
+class ClusterError(UserError):
     """An answer from the API server the command cannot use; the message says which call and why."""
 
 
@@ -189,28 +189,11 @@ def _kind_of(manifest: Mapping[str, Any]) -> Kind:
     return KINDS[key]
 
 
-def _cluster(namespace: str | None, kubeconfig: str | None) -> Cluster:
-    return Cluster(namespace, kubeconfig)
-
-
 def fetch_dag_spec(name: str, namespace: str | None, kubeconfig: str | None) -> tuple[str, DAGSpec]:
     """A DAG's id and spec as the cluster holds it."""
-    with _cluster_errors():
-        cluster = _cluster(namespace, kubeconfig)
-        dag = cluster.require(DAGS, name, "DAG")
-        spec = DAGSpec.model_validate(dag["spec"])
-        return spec.dag_id or name, spec
-
-
-class _cluster_errors:
-    """Turn ClusterError into UserError so `reported()` prints it as one line."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: object) -> None:
-        if isinstance(err, ClusterError):
-            raise UserError(str(err)) from None
+    dag = Cluster(namespace, kubeconfig).require(DAGS, name, "DAG")
+    spec = DAGSpec.model_validate(dag["spec"])
+    return spec.dag_id or name, spec
 
 
 @app.command("apply")
@@ -223,9 +206,9 @@ def apply_command(
     """Create or update a DAG on the cluster (a Python file is compiled first, its source included)."""
     from kdag import compile as compiler
 
-    with reported(), _cluster_errors():
+    with reported():
         loaded = compiler.load(dag_file, dag_id=dag_id)
-        cluster = _cluster(namespace, kubeconfig)
+        cluster = Cluster(namespace, kubeconfig)
         for manifest in loaded.manifests:
             cluster.apply(manifest)
             print(f"{str(manifest['kind']).lower()}/{manifest['metadata']['name']} applied")
@@ -268,8 +251,8 @@ def trigger_command(
     kubeconfig: KubeconfigOption = None,
 ) -> None:
     """Start a run of a DAG; prints the run's name. With --wait, exit status 1 when the run fails."""
-    with reported(), _cluster_errors():
-        cluster = _cluster(namespace, kubeconfig)
+    with reported():
+        cluster = Cluster(namespace, kubeconfig)
         cluster.require(DAGS, dag, "DAG")
         run_name = names.manual_run_name(dag)
         manifest = dagrun_manifest(
@@ -337,8 +320,8 @@ def status_command(
     from rich.console import Console
     from rich.table import Table
 
-    with reported(), _cluster_errors():
-        cluster = _cluster(namespace, kubeconfig)
+    with reported():
+        cluster = Cluster(namespace, kubeconfig)
         dagrun = cluster.require(DAGRUNS, run, "DAGRun")
         status = dagrun.get("status") or {}
         taskruns = {
@@ -425,8 +408,8 @@ def xcom_command(
     kubeconfig: KubeconfigOption = None,
 ) -> None:
     """Every XCom a run's tasks pushed, read from their ConfigMaps."""
-    with reported(), _cluster_errors():
-        result = run_xcoms(_cluster(namespace, kubeconfig), run)
+    with reported():
+        result = run_xcoms(Cluster(namespace, kubeconfig), run)
     if output == Output.json:
         print(json.dumps(result))
         return
@@ -449,8 +432,8 @@ def logs_command(
     kubeconfig: KubeconfigOption = None,
 ) -> None:
     """The log of a task's latest attempt (its pod's `task` container)."""
-    with reported(), _cluster_errors():
-        cluster = _cluster(namespace, kubeconfig)
+    with reported():
+        cluster = Cluster(namespace, kubeconfig)
         taskrun = cluster.require(TASKRUNS, names.taskrun_name(run, task_id), "TaskRun")
         pod = (taskrun.get("status") or {}).get("podName")
         if not pod:
