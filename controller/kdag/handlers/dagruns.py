@@ -17,7 +17,7 @@ import kopf
 
 from kdag import graph, metrics, names, policy
 from kdag.api.models import API_VERSION, GROUP, VERSION, DAGSpec, RunPhase, TaskPhase, TaskSpec
-from kdag.client import DAGRUNS, DAGS, PODS, TASKRUNS, JSONObject, KubeApi
+from kdag.client import DAGRUNS, DAGS, PODS, TASKRUNS, ApiError, JSONObject, KubeApi
 from kdag.graph import TaskState
 from kdag.handlers import conditions, events, history
 from kdag.handlers.runtime import RUNTIME, RunKey, coalesced, wake_later
@@ -155,7 +155,16 @@ async def _start_attempt(
         attempt=attempt,
         settings=RUNTIME.settings,
     )
-    if await api.create(pod, run.namespace) is not None:
+    try:
+        created = await api.create(pod, run.namespace)
+    except ApiError as error:
+        if "serviceaccount" not in error.message.lower():
+            raise
+        # The namespace was made anew since this process cached its task RBAC: make it again, once.
+        RUNTIME.rbac_ready.discard(run.namespace)
+        await _ensure_task_rbac(api, run.namespace)
+        created = await api.create(pod, run.namespace)
+    if created is not None:
         _observe_handoff(run, task)
     status = taskrun.get("status") or {}
     await api.patch_status(
