@@ -146,6 +146,15 @@ def run(settings: ControllerSettings | None = None, options: ProcessOptions | No
     asyncio.run(operate(settings, options))
 
 
+_WATCH_EVENT_HANDLERS = ("'task_pod_changed'", "'dagrun_deleted'")
+
+
+def _quiet_watch_events(record: logging.LogRecord) -> bool:
+    """Drop kopf's INFO line for every watch event handled; warnings and errors pass."""
+    message = record.getMessage()
+    return record.levelno > logging.INFO or not any(h in message for h in _WATCH_EVENT_HANDLERS)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `python -m kdag.controller`: settings from KDAG_* env, a few flags for humans."""
     parser = argparse.ArgumentParser(prog="kdag controller", description=__doc__)
@@ -156,9 +165,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # One line per API request is too much at INFO; kdag logs what it decides instead.
+    # One line per API request or pod event is too much at INFO; kdag logs what it decides instead.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(_quiet_watch_events)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     run()
