@@ -59,3 +59,28 @@ def test_killed_controller_resumes_without_duplicate_pods(
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert pods_per_task(kubeconfig, e2e_namespace, name) == {"first": 1, "second": 1, "third": 1}
     assert len(controller.pids) >= 2
+
+
+def test_killed_while_creating_pods_resumes_without_duplicates(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
+) -> None:
+    """SIGKILL as soon as the fan-out's first pod appears, while its siblings' writes may be under way."""
+    workers = [
+        python_task(f"w{i}", f"def w(**_):\n    return {i}\n", "w", upstream=["root"]) for i in range(6)
+    ]
+    root = python_task("root", "def root(**_):\n    return 0\n", "root")
+    manifest = dag_manifest("burst", [root, *workers])
+    apply(kubeconfig, e2e_namespace, manifest)
+    wait_until(
+        lambda: _task_pod_phase(kubeconfig, e2e_namespace, "burst", "root") == "Succeeded",
+        "the root task to finish",
+    )
+    wait_until(lambda: _task_pod_phase(kubeconfig, e2e_namespace, "burst", "w0") is not None, "a worker pod",
+               timeout=60)
+    controller.kill()
+    controller.start()
+    run = wait_for_run(kubeconfig, e2e_namespace, "burst")
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert pods_per_task(kubeconfig, e2e_namespace, run["metadata"]["name"]) == {
+        "root": 1, **{f"w{i}": 1 for i in range(6)},
+    }
