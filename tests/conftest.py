@@ -20,10 +20,20 @@ from kube_helpers import KubectlError, kubectl, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPTS = REPO_ROOT / "tests" / "cluster"
-CLUSTER_STATE_DIR = Path(
-    os.environ.get("KDAG_CLUSTER_DIR")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kdag" / "cluster"
-)
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kdag"
+CLUSTER_STATE_DIR = Path(os.environ.get("KDAG_CLUSTER_DIR") or CACHE_ROOT / "cluster")
+
+
+def _add_kubernetes_binaries_to_path() -> None:
+    """tests/cluster/build-k8s builds kubectl too when the machine has none; the machine's own comes first."""
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    for bin_dir in sorted(CACHE_ROOT.glob("k8s/*/bin")):
+        if str(bin_dir) not in path:
+            path.append(str(bin_dir))
+    os.environ["PATH"] = os.pathsep.join(path)
+
+
+_add_kubernetes_binaries_to_path()
 
 RUNNER_IMAGE = "localhost/kdag-runner:dev"
 """The runner image (runner-image/Dockerfile), only on the cluster's node: pods use imagePullPolicy Never."""
@@ -164,6 +174,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     )
     if completed.returncode != 0:
         raise pytest.UsageError(f"tests/cluster/build-k8s failed:\n{completed.stderr[-4000:]}")
+    _add_kubernetes_binaries_to_path()
 
 
 @pytest.fixture(autouse=True)
