@@ -193,6 +193,21 @@ def test_pod_token_is_checked_by_rbac_and_names_the_pod(kubeconfig: str, namespa
     assert user_info["extra"]["authentication.kubernetes.io/pod-name"] == ["writer"]
 
 
+def test_pods_have_no_route_off_the_machine(kubeconfig: str, namespace: str) -> None:
+    """Pods route only to the Service range: an outside address (TEST-NET-1) is unreachable in the pod."""
+    script = """
+        import errno, socket
+        try:
+            socket.create_connection(("192.0.2.1", 80), timeout=5)
+            print("outside: connected")
+        except OSError as error:
+            print("outside:", errno.errorcode.get(error.errno, error))
+    """
+    apply(kubeconfig, namespace, python_pod("isolated", script))
+    logs = finished_pod_logs(kubeconfig, namespace, "isolated")
+    assert "outside: ENETUNREACH" in logs
+
+
 def test_deleting_an_owner_deletes_the_pods_it_owns(kubeconfig: str, namespace: str) -> None:
     apply(kubeconfig, namespace, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}})
     owner_uid = kubectl(
