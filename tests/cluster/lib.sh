@@ -91,3 +91,12 @@ cat >"$containerd_dir/config.toml" <<TOML
       conf_dir = "$cni_dir/net.d"
 TOML
 }
+
+# pid_of NAME: the PID recorded for daemon NAME if that process still runs NAME (a PID may be reused).
+pid_of() {
+  local pid_file="$pid_dir/$1.pid" pid
+  [[ -f "$pid_file" ]] || return 1
+  pid="$(cat "$pid_file")"
+  [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$1 "* ]] || return 1
+  echo "$pid"
+}
