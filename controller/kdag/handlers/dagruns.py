@@ -440,6 +440,8 @@ async def _reconcile(api: KubeApi, key: RunKey) -> None:
         await api.patch_status(DAGRUNS, namespace, name, changed)
     metrics.observe_run_phase(f"{namespace}/{name}", run_phase.value)
     if status.get("phase") != run_phase.value and run_phase in (RunPhase.SUCCEEDED, RunPhase.FAILED):
+        for task in dag.tasks:
+            RUNTIME.finished_seen_at.pop((namespace, names.taskrun_name(name, task.id)), None)
         await _prune_history(api, namespace, run.dag_name)
         if (dagrun.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
             await _expire(api, key, {**dagrun, "status": {**status, **new_status}})
