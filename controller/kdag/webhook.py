@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kdag.handlers.validation import dag_spec_problems
+from kdag.api.validation import dag_spec_problems
 
 WEBHOOK_ID = "dags.kdag.dev"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from kdag.api.validation import dag_spec_problems
 from kdag.client import DAGRUNS, PODS, ApiError, _resource_of, kind_of
 from kdag.handlers.conditions import ConditionValue, merge_conditions, run_conditions
-from kdag.handlers.validation import dag_spec_problems
 from kdag.webhook import self_signed_certificate
 
 
@@ -47,8 +47,8 @@ def test_valid_spec_has_no_problems() -> None:
             {"tasks": [_cmd("a", upstream=["b"]), _cmd("b", upstream=["a"])]},
             "tasks form a cycle: a -> b -> a",
         ),
-        ({"tasks": [_cmd("a"), _cmd("a")]}, "task id 'a' is used by more than one task"),
-        ({"tasks": [_cmd("a", upstream=["zz"])]}, "task 'a': upstream 'zz' is not a task of this DAG"),
+        ({"tasks": [_cmd("a"), _cmd("a")]}, "task 'a' (spec.tasks[1].id): task id is used by more than one"),
+        ({"tasks": [_cmd("a", upstream=["zz"])]}, "task 'a' (spec.tasks[0].upstream[0]): 'zz' is not a task"),
         (
             {"tasks": [_cmd("a")], "schedule": "sometimes"},
             "spec.schedule: 'sometimes' is not a cron expression",
@@ -56,7 +56,7 @@ def test_valid_spec_has_no_problems() -> None:
         ({"tasks": [_cmd("a", retries=-1)]}, "spec.tasks[0].retries"),
         ({"tasks": [_cmd("a"), _cmd("b", upstream=["a"], xcomInputs=[{"env": "X", "task": "a"},
                                                                     {"env": "X", "task": "a", "key": "k"}])]},
-         "task 'b': xcomInputs env 'X' is used more than once"),
+         "task 'b' (spec.tasks[1].xcomInputs[1].env): 'X' is used by more than one xcomInput"),
     ],
 )
 def test_problems_name_the_field_or_task(spec: dict[str, object], expected: str) -> None:

@@ -17,11 +17,11 @@ import kopf
 
 from kdag import graph, metrics, names, policy
 from kdag.api.models import API_VERSION, GROUP, VERSION, DAGSpec, RunPhase, TaskPhase, TaskSpec
+from kdag.api.validation import parse_dag_spec
 from kdag.client import DAGRUNS, DAGS, PODS, TASKRUNS, ApiError, JSONObject, KubeApi
 from kdag.graph import TaskState
 from kdag.handlers import conditions, events, history
 from kdag.handlers.runtime import RUNTIME, RunKey, coalesced, wake_later
-from kdag.handlers.validation import parse_dag_spec
 from kdag.render import (
     AttemptResult,
     RunInfo,

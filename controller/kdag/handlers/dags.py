@@ -11,11 +11,11 @@ from croniter import croniter
 
 from kdag import names
 from kdag.api.models import API_VERSION, GROUP, VERSION
+from kdag.api.validation import parse_dag_spec
 from kdag.client import DAGRUNS, DAGS, JSONObject, KubeApi
 from kdag.handlers import conditions, events
 from kdag.handlers.dagruns import request_reconcile
 from kdag.handlers.runtime import RUNTIME
-from kdag.handlers.validation import parse_dag_spec
 from kdag.render import format_time
 
 logger = logging.getLogger("kdag.dags")
