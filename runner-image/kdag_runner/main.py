@@ -53,6 +53,7 @@ def run_task() -> int:
 
     code = EXIT_OK
     failure = ""
+    _fail_on_sigterm()
     try:
         task, dag = _load_task(env)
         ti.task = task
@@ -76,6 +77,24 @@ def run_task() -> int:
     finally:
         set_current_context(None)
     return _store(env, ti, code, failure)
+
+
+class TaskTerminated(Exception):
+    """The pod is being deleted or timed out: Kubernetes sent SIGTERM."""
+
+
+def _fail_on_sigterm() -> None:
+    """Turn SIGTERM into a task failure, as Airflow does.
+
+    As PID 1 of a container the runner would otherwise ignore SIGTERM, and a deleted pod would wait out
+    its whole grace period; raising lets the attempt store what it pushed and end at once.
+    """
+    import signal
+
+    def _terminate(signum: int, _frame: object) -> None:
+        raise TaskTerminated(f"Task received signal {signal.Signals(signum).name}; terminating")
+
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def _load_task(env: TaskEnvironment) -> tuple[BaseOperator, DAG | None]:

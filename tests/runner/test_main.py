@@ -444,3 +444,34 @@ def test_a_taskflow_dag_passes_values_through_xcom_args(tmp_path: Path) -> None:
     assert results["extract"].xcoms == {"a": 1, "b": 2, "return_value": {"a": 1, "b": 2}}
     assert results["total"].xcoms == {"return_value": 3}
     assert results["report"].xcoms == {"return_value": "3 on 2024-03-05"}
+
+
+def test_sigterm_fails_the_task_at_once_and_keeps_earlier_pushes(tmp_path: Path) -> None:
+    """A deleted pod's runner (PID 1 of its container) must not wait out the grace period."""
+    started = tmp_path / "started"
+    source = f"""
+        import pathlib, time
+        def task(ti):
+            ti.xcom_push(key="progress", value=50)
+            pathlib.Path({str(started)!r}).touch()
+            time.sleep(60)
+        """
+    env = task_env(
+        tmp_path,
+        "slow",
+        extra={"KDAG_PYTHON_SOURCE": textwrap.dedent(source), "KDAG_PYTHON_CALLABLE": "task"},
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kdag_runner", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=10)
+    result = finished(tmp_path, "slow", process.returncode, stdout, stderr)
+    assert result.returncode == 1, stderr
+    assert result.xcoms == {"progress": 50}
+    assert result.termination is not None
+    assert result.termination["error"] == "TaskTerminated: Task received signal SIGTERM; terminating"
