@@ -32,6 +32,8 @@ def host_controller(request: pytest.FixtureRequest) -> ControllerProcess:
 
 @pytest.fixture
 def examples_namespace(kubeconfig: str, host_controller: ControllerProcess) -> Iterator[str]:
+    # Another session on the same cluster may have taken over or removed the shared webhook configuration.
+    host_controller.ensure_webhook()
     name = f"kdag-examples-{uuid.uuid4().hex[:8]}"
     kubectl(kubeconfig, "create", "namespace", name)
     try:
