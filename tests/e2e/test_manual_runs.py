@@ -96,3 +96,42 @@ def test_finished_runs_beyond_the_history_limit_are_deleted(
 
     runs = wait_until(settled, "ten finished runs of eleven (the default run history limit)", timeout=300)
     assert len(runs) == 10
+
+
+def test_a_dags_run_history_limit_keeps_that_many_finished_runs(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
+) -> None:
+    apply(kubeconfig, e2e_namespace, dag_manifest(
+        "short-history", [python_task("quick", "def quick(**_):\n    return 1\n", "quick")], runHistoryLimit=2
+    ))
+    wait_for_run(kubeconfig, e2e_namespace, "short-history")
+    extra = {"apiVersion": "v1", "kind": "List",
+             "items": [_dagrun(f"short-history-{i}", "short-history") for i in range(3)]}
+    kubectl(kubeconfig, "apply", "-n", e2e_namespace, "-f", "-", stdin=json.dumps(extra))
+
+    def settled() -> list[dict[str, object]] | None:
+        runs = runs_of(kubeconfig, e2e_namespace, "short-history")
+        done = all(r.get("status", {}).get("phase") == "Succeeded" for r in runs)
+        return runs if done and len(runs) == 2 else None
+
+    runs = wait_until(settled, "two finished runs of four (runHistoryLimit: 2)", timeout=300)
+    assert {r["metadata"]["name"] for r in runs} <= {f"short-history-{i}" for i in range(3)}
+
+
+def test_a_run_past_its_ttl_is_deleted_with_its_taskruns_pods_and_xcoms(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
+) -> None:
+    apply(kubeconfig, e2e_namespace, dag_manifest(
+        "short-lived", [python_task("quick", "def quick(**_):\n    return 1\n", "quick")],
+        ttlSecondsAfterFinished=5,
+    ))
+    run = wait_for_run(kubeconfig, e2e_namespace, "short-lived")
+    name = run["metadata"]["name"]
+    assert run["spec"]["ttlSecondsAfterFinished"] == 5
+
+    def gone() -> bool | None:
+        left = kubectl(kubeconfig, "get", "dagruns,taskruns,pods,configmaps", "-n", e2e_namespace,
+                       "-l", f"kdag.dev/dagrun={name}", "-o", "name")
+        return True if not left.strip() else None
+
+    wait_until(gone, "the run and everything it owns to be deleted after its TTL", timeout=120)

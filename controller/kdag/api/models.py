@@ -374,6 +374,17 @@ class DAGSpec(KubeModel):
     python_file: PythonFileRef | None = Field(
         default=None, description="ConfigMap holding the DAG's Python file (for python.fromDagFile tasks)."
     )
+    run_history_limit: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="How many finished runs of this DAG to keep; older ones are deleted (default 10).",
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        description="Runs the controller starts for this DAG are deleted this long after they finish.",
+    )
     tasks: list[TaskSpec] = Field(
         min_length=1,
         max_length=MAX_TASKS,
@@ -457,6 +468,11 @@ class DAGRunSpec(KubeModel):
     conf: dict[str, Any] | None = Field(default=None, description="The run's conf (dag_run.conf).")
     logical_date: datetime | None = Field(
         default=None, description="Logical date (gives ds, ts, ...); defaults to the creation time."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        description="Delete this run (with its TaskRuns, pods and XComs) this long after it finishes.",
     )
 
 

@@ -27,6 +27,9 @@ def dagrun_manifest(dag: kopf.Body, run_name: str, logical_date: datetime | None
     spec: JSONObject = {"dagRef": {"name": meta["name"]}}
     if logical_date is not None:
         spec["logicalDate"] = format_time(logical_date)
+    ttl = (dag.get("spec") or {}).get("ttlSecondsAfterFinished")
+    if ttl is not None:
+        spec["ttlSecondsAfterFinished"] = ttl
     return {
         "apiVersion": API_VERSION,
         "kind": "DAGRun",
