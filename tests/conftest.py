@@ -7,21 +7,25 @@ Tests marked `cluster` get it even without asking for the fixture.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kube_helpers import KubectlError, kubectl, wait_for
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CLUSTER_SCRIPTS = REPO_ROOT / "tests" / "cluster"
-CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kdag"
-CLUSTER_STATE_DIR = Path(os.environ.get("KDAG_CLUSTER_DIR") or CACHE_ROOT / "cluster")
+from kube_helpers import (
+    CACHE_ROOT,
+    CLUSTER_SCRIPTS,
+    CLUSTER_STATE_DIR,
+    CONTROLLER_IMAGE,
+    REPO_ROOT,
+    RUNNER_IMAGE,
+    create_namespace,
+    delete_namespace,
+    live_sessions,
+    process_alive,
+)
 
 
 def _add_kubernetes_binaries_to_path() -> None:
@@ -35,36 +39,10 @@ def _add_kubernetes_binaries_to_path() -> None:
 
 _add_kubernetes_binaries_to_path()
 
-RUNNER_IMAGE = "localhost/kdag-runner:dev"
-"""The runner image (runner-image/Dockerfile), only on the cluster's node: pods use imagePullPolicy Never."""
-CONTROLLER_IMAGE = "localhost/kdag-controller:dev"
-"""The controller image (Dockerfile), present on the cluster's node."""
-IMAGE_PULL_POLICY = "Never"
-"""No registry exists: the images above are only on the node."""
-
-
 def _docker_engine_works() -> bool:
     if shutil.which("kind") is None or shutil.which("docker") is None:
         return False
     return subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=30).returncode == 0
-
-
-def _process_alive(pid_file: Path) -> bool:
-    try:
-        os.kill(int(pid_file.read_text().strip()), 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def _live_sessions(sessions_dir: Path) -> list[Path]:
-    return [path for path in sessions_dir.glob("*") if _process_alive(path)]
-
-
-def other_cluster_sessions() -> list[Path]:
-    """Test sessions other than this one that registered as users of the local cluster and still run."""
-    own = str(os.getpid())
-    return [path for path in _live_sessions(CLUSTER_STATE_DIR / "sessions") if path.name != own]
 
 
 def _register_session() -> Path:
@@ -81,7 +59,7 @@ def _local_cluster() -> Iterator[str]:
     started_marker = CLUSTER_STATE_DIR / "started-by-test-session"
     session_file = _register_session()
     try:
-        was_running = _process_alive(CLUSTER_STATE_DIR / "pids" / "kube-apiserver.pid")
+        was_running = process_alive(CLUSTER_STATE_DIR / "pids" / "kube-apiserver.pid")
         completed = subprocess.run(
             [str(CLUSTER_SCRIPTS / "up")], capture_output=True, text=True, check=False, timeout=3600
         )
@@ -95,7 +73,7 @@ def _local_cluster() -> Iterator[str]:
     finally:
         session_file.unlink(missing_ok=True)
         keep = os.environ.get("KDAG_KEEP_CLUSTER") == "1"
-        if started_marker.exists() and not keep and not _live_sessions(session_file.parent):
+        if started_marker.exists() and not keep and not live_sessions(session_file.parent):
             started_marker.unlink(missing_ok=True)
             subprocess.run([str(CLUSTER_SCRIPTS / "down")], capture_output=True, check=False, timeout=300)
 
@@ -181,24 +159,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _cluster_for_marked_tests(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("cluster") is not None:
         request.getfixturevalue("kubeconfig")
-
-
-def create_namespace(kubeconfig: str, prefix: str = "kdag-test") -> str:
-    """A new namespace whose `default` ServiceAccount exists, so pods can be created in it at once."""
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name, kubeconfig=kubeconfig)
-    wait_for(
-        lambda: kubectl("get", "serviceaccount", "default", "-n", name, "-o", "name", kubeconfig=kubeconfig),
-        timeout=60,
-        what=f"ServiceAccount default in namespace {name}",
-    )
-    return name
-
-
-def delete_namespace(kubeconfig: str, name: str) -> None:
-    """Delete without waiting: the cluster finishes it in the background."""
-    with contextlib.suppress(KubectlError):
-        kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", kubeconfig=kubeconfig)
 
 
 @pytest.fixture

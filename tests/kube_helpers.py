@@ -2,13 +2,51 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_SCRIPTS = REPO_ROOT / "tests" / "cluster"
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kdag"
+CLUSTER_STATE_DIR = Path(os.environ.get("KDAG_CLUSTER_DIR") or CACHE_ROOT / "cluster")
+
+
+RUNNER_IMAGE = "localhost/kdag-runner:dev"
+"""The runner image (runner-image/Dockerfile), only on the cluster's node: pods use imagePullPolicy Never."""
+CONTROLLER_IMAGE = "localhost/kdag-controller:dev"
+"""The controller image (Dockerfile), present on the cluster's node."""
+IMAGE_PULL_POLICY = "Never"
+"""No registry exists: the images above are only on the node."""
+
+
+
+def process_alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def live_sessions(sessions_dir: Path) -> list[Path]:
+    return [path for path in sessions_dir.glob("*") if process_alive(path)]
+
+
+def other_cluster_sessions() -> list[Path]:
+    """Test sessions other than this one that registered as users of the local cluster and still run."""
+    own = str(os.getpid())
+    return [path for path in live_sessions(CLUSTER_STATE_DIR / "sessions") if path.name != own]
+
+
 
 
 class KubectlError(RuntimeError):
@@ -55,3 +93,21 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60, interval: float = 
             description = what or getattr(predicate, "__name__", "condition")
             raise TimeoutError(f"{description} not reached within {timeout} s") from last_error
         time.sleep(interval)
+
+
+def create_namespace(kubeconfig: str, prefix: str = "kdag-test") -> str:
+    """A new namespace whose `default` ServiceAccount exists, so pods can be created in it at once."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name, kubeconfig=kubeconfig)
+    wait_for(
+        lambda: kubectl("get", "serviceaccount", "default", "-n", name, "-o", "name", kubeconfig=kubeconfig),
+        timeout=60,
+        what=f"ServiceAccount default in namespace {name}",
+    )
+    return name
+
+
+def delete_namespace(kubeconfig: str, name: str) -> None:
+    """Delete without waiting: the cluster finishes it in the background."""
+    with contextlib.suppress(KubectlError):
+        kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", kubeconfig=kubeconfig)

@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from kube_helpers import (
     CLUSTER_SCRIPTS,
     CLUSTER_STATE_DIR,
     IMAGE_PULL_POLICY,
     RUNNER_IMAGE,
+    KubectlError,
+    kubectl,
+    kubectl_json,
     other_cluster_sessions,
+    wait_for,
 )
-from kube_helpers import KubectlError, kubectl, kubectl_json, wait_for
 
 pytestmark = pytest.mark.cluster
 

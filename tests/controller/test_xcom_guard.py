@@ -14,12 +14,20 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import IMAGE_PULL_POLICY, RUNNER_IMAGE, create_namespace, delete_namespace
 from kdag import names, policy
 from kdag.api.models import DAGSpec
 from kdag.render import RunInfo, render_task_pod
 from kdag.settings import ControllerSettings
-from kube_helpers import KubectlError, kubectl, kubectl_json, wait_for
+from kube_helpers import (
+    IMAGE_PULL_POLICY,
+    RUNNER_IMAGE,
+    KubectlError,
+    create_namespace,
+    delete_namespace,
+    kubectl,
+    kubectl_json,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
