@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -198,9 +197,6 @@ def test_kdag_does_not_shadow_an_installed_airflow(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1
 
 
-@pytest.mark.skipif(
-    shutil.which("rsvg-convert") is None, reason="rsvg-convert (librsvg2-bin) is not installed"
-)
 def test_graph_writes_png(tmp_path: Path) -> None:
     png = tmp_path / "graph.png"
     done = kdag("graph", str(EXAMPLES / "xcom_lesson.py"), "--png", str(png))
