@@ -128,3 +128,10 @@ def test_compiled_manifests_run_locally_from_a_directory_and_from_one_file(tmp_p
         assert result["state"] == "success", manifest
         expected = user_rows(AIRFLOW_3_3_2_ROWS["xcom_lesson.py"], "<run_id>")
         assert user_rows(result["xcoms"], result["run_id"]) == expected
+
+
+def test_the_shell_example_runs_locally_as_on_the_cluster() -> None:
+    result = run_local_json(REPO / "examples" / "shell-task.yaml")
+    assert result["state"] == "success", result
+    consumed = next(r["value"] for r in result["xcoms"] if r["task_id"] == "consume")
+    assert consumed == {"env": "from sh", "answer_env": '{"n":42}', "file": '{"n":42}', "pulled": {"n": 42}}
