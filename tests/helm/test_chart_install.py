@@ -91,6 +91,22 @@ def test_seed_lesson_runs_in_cluster_and_passes_its_xcoms(installed: Kube) -> No
     assert sorted(taskrun["status"]["xcomKeys"]) == ["execution_time", "return_value"]
 
 
+def test_metrics_through_the_service(installed: Kube) -> None:
+    """Prometheus scrapes the controller through the chart's Service: the run's handoffs and pods show."""
+    finished_run(installed, SEED_DAG)
+    text = installed.kubectl(
+        "get", "--raw", f"/api/v1/namespaces/{NAMESPACE}/services/{RELEASE}-controller:metrics/proxy/metrics"
+    )
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("kdag_") and " " in line
+    }
+    # goodbye_task waited for hello_task: one handoff at least.
+    assert samples["kdag_handoff_seconds_count"] >= 1
+    assert samples['kdag_api_writes_total{resource="pods",verb="POST"}'] >= 3
+
+
 def test_argocd_health_of_the_live_objects(installed: Kube) -> None:
     """The Lua health checks read what this controller really wrote."""
     run = finished_run(installed, SEED_DAG)
