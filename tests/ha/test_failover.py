@@ -107,6 +107,26 @@ def test_replicas_have_distinct_priorities_and_one_acts(two_replicas: Kube) -> N
     assert "in favour of" in logs
 
 
+def test_rolling_restart_hands_over_while_a_task_runs(two_replicas: Kube) -> None:
+    """An upgrade replaces both replicas one by one; each leaves cleanly and the run goes on."""
+    before = set(controller_pods(two_replicas))
+    two_replicas.apply(NAMESPACE, SLOW_DAG.replace("slow-handoff", "slow-rollout"))
+    run = wait_for("the slow task to run", lambda: running_run(two_replicas, "slow-rollout", "slow"), 120)
+    deployment = f"deployment/{RELEASE}-controller"
+    two_replicas.kubectl("rollout", "restart", deployment, "-n", NAMESPACE)
+    two_replicas.kubectl("rollout", "status", deployment, "-n", NAMESPACE, "--timeout=180s")
+
+    def finished() -> dict[str, Any] | None:
+        status: dict[str, Any] = two_replicas.get("dagrun", run, NAMESPACE).get("status", {})
+        return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+    status = wait_for(f"run {run} to finish across the rollout", finished, 180)
+    assert status["phase"] == "Succeeded", status
+    assert not before & set(controller_pods(two_replicas)), "the rollout replaced no replica"
+    cm = two_replicas.get("configmap", names.xcom_configmap_name(run, "after"), NAMESPACE)
+    assert cm["data"]["return_value"] == "made before the failover, read after it"
+
+
 def test_standby_finishes_the_run_when_the_active_replica_dies(two_replicas: Kube) -> None:
     peers = wait_for("two live replicas", lambda: two_live_peers(two_replicas), 90)
     active = max(peers, key=lambda pod: peers[pod])
