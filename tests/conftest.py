@@ -39,6 +39,7 @@ def _add_kubernetes_binaries_to_path() -> None:
 
 _add_kubernetes_binaries_to_path()
 
+
 def _docker_engine_works() -> bool:
     if shutil.which("kind") is None or shutil.which("docker") is None:
         return False

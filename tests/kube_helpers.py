@@ -28,7 +28,6 @@ IMAGE_PULL_POLICY = "Never"
 """No registry exists: the images above are only on the node."""
 
 
-
 def process_alive(pid_file: Path) -> bool:
     try:
         os.kill(int(pid_file.read_text().strip()), 0)
@@ -45,8 +44,6 @@ def other_cluster_sessions() -> list[Path]:
     """Test sessions other than this one that registered as users of the local cluster and still run."""
     own = str(os.getpid())
     return [path for path in live_sessions(CLUSTER_STATE_DIR / "sessions") if path.name != own]
-
-
 
 
 class KubectlError(RuntimeError):
