@@ -11,6 +11,10 @@ import re
 import secrets
 from datetime import datetime
 
+# The runner labels its XCom ConfigMaps with the same function, so both live in the runner library.
+from kdag_runner.sinks import LABEL_VALUE_MAX as LABEL_VALUE_MAX
+from kdag_runner.sinks import label_value as label_value
+
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kdag"
 DAG_LABEL = "kdag.dev/dag"
@@ -21,7 +25,6 @@ ATTEMPT_LABEL = "kdag.dev/attempt"
 TASK_SERVICE_ACCOUNT = "kdag-task"
 XCOM_GUARD = "kdag-xcom-guard"
 
-LABEL_VALUE_MAX = 63
 NAME_MAX = 253
 _SLUG_INVALID = re.compile(r"[^a-z0-9-]")
 
@@ -75,13 +78,6 @@ def manual_run_name(dag: str, suffix: str | None = None) -> str:
 def source_configmap_name(dag: str) -> str:
     """Name of the ConfigMap holding a compiled DAG's Python file."""
     return _checked(f"{dag}-source")
-
-
-def label_value(value: str) -> str:
-    """A label-value-safe form: the value itself when it fits in 63 characters, else a hashed cut."""
-    if len(value) <= LABEL_VALUE_MAX:
-        return value
-    return f"{value[: LABEL_VALUE_MAX - 6].rstrip('-_.')}-{_short_hash(value)}"
 
 
 def labels(dag: str, dagrun: str | None = None, task_id: str | None = None) -> dict[str, str]:
