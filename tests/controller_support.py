@@ -23,7 +23,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER_IMAGE = os.environ.get("KDAG_TEST_RUNNER_IMAGE", "localhost/kdag-runner:dev")
-SHELL_IMAGE = os.environ.get("KDAG_TEST_SHELL_IMAGE", "localhost/kdag-base:bookworm")
+SHELL_IMAGE = os.environ.get("KDAG_TEST_SHELL_IMAGE", "busybox:1.35")
 WEBHOOK_CONFIGURATION = "kdag.dev"
 
 

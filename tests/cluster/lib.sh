@@ -30,6 +30,8 @@ pause_image="localhost/kdag-pause:3.10"
 base_image="localhost/kdag-base:bookworm"
 runner_image="localhost/kdag-runner:dev"
 controller_image="localhost/kdag-controller:dev"
+# Debian's busybox-static under the public name, so examples with `image: busybox:1.35` run unchanged here.
+shell_image="docker.io/library/busybox:1.35"
 
 # buildah keeps its own store, apart from any other user of containers/storage on the machine.
 buildah_dir="$cache_root/buildah"

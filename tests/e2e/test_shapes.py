@@ -43,7 +43,9 @@ def test_command_task_passes_xcoms_as_env_and_files(
     kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
 ) -> None:
     manifest = load_example("shell-task.yaml")
-    manifest["spec"]["tasks"][0]["image"] = SHELL_IMAGE
+    for task in manifest["spec"]["tasks"]:
+        if "command" in task:
+            task["image"] = SHELL_IMAGE
     apply(kubeconfig, e2e_namespace, manifest)
     run = wait_for_run(kubeconfig, e2e_namespace, "shell-task")
     name = run["metadata"]["name"]
@@ -53,7 +55,11 @@ def test_command_task_passes_xcoms_as_env_and_files(
     assert json.loads(produced["answer"]) == {"n": 42}
     consumed = json.loads(xcoms(kubeconfig, e2e_namespace, name, "consume")["return_value"])
     assert consumed == {"env": "from sh", "answer_env": '{"n":42}', "file": '{"n":42}', "pulled": {"n": 42}}
+    reported = json.loads(xcoms(kubeconfig, e2e_namespace, name, "report")["return_value"])
+    assert reported == {"greeting": "from sh", "answer": {"n": 42}}
     tasks = taskruns(kubeconfig, e2e_namespace, name)
+    report_log = task_log(kubeconfig, e2e_namespace, tasks["report"]["status"]["podName"])
+    assert 'GREETING=from sh answer={"n":42}' in report_log
     assert "GREETING=from sh" in task_log(kubeconfig, e2e_namespace, tasks["consume"]["status"]["podName"])
     assert sorted(tasks["produce"]["status"]["xcomKeys"]) == ["answer", "return_value"]
 

@@ -135,3 +135,5 @@ def test_the_shell_example_runs_locally_as_on_the_cluster() -> None:
     assert result["state"] == "success", result
     consumed = next(r["value"] for r in result["xcoms"] if r["task_id"] == "consume")
     assert consumed == {"env": "from sh", "answer_env": '{"n":42}', "file": '{"n":42}', "pulled": {"n": 42}}
+    reported = next(r["value"] for r in result["xcoms"] if r["task_id"] == "report")
+    assert reported == {"greeting": "from sh", "answer": {"n": 42}}
