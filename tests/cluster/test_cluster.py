@@ -25,6 +25,7 @@ from kube_helpers import (
     KubectlError,
     kubectl,
     kubectl_json,
+    live_sessions,
     other_cluster_sessions,
     wait_for,
 )
@@ -485,14 +486,35 @@ def _listening_ports() -> set[int]:
     return ports
 
 
+@pytest.fixture
+def sole_user_of_cluster() -> Iterator[None]:
+    """Wait until no other test session uses the local cluster: down wipes it.
+
+    Sessions waiting here at the same time go one after the other, lowest PID first, instead of waiting for
+    each other forever.
+    """
+    waiting_dir = CLUSTER_STATE_DIR / "sessions-restarting"
+    waiting_dir.mkdir(parents=True, exist_ok=True)
+    own = waiting_dir / str(os.getpid())
+    own.write_text(f"{os.getpid()}\n")
+
+    def no_one_else() -> bool:
+        waiting_after_me = {path.name for path in live_sessions(waiting_dir) if int(path.name) > os.getpid()}
+        return not [path for path in other_cluster_sessions() if path.name not in waiting_after_me]
+
+    try:
+        wait_for(no_one_else, timeout=1800, interval=5, what="other test sessions to stop using the cluster")
+        yield
+    finally:
+        own.unlink(missing_ok=True)
+
+
 @pytest.mark.cluster_lifecycle
 @pytest.mark.timeout(2400)
-def test_down_stops_everything_then_up_starts_again(kubeconfig: str) -> None:
+def test_down_stops_everything_then_up_starts_again(kubeconfig: str, sole_user_of_cluster: None) -> None:
     """Runs last in the session (see conftest): it stops the shared cluster and starts it again."""
     if Path(kubeconfig).resolve() != (CLUSTER_STATE_DIR / "admin.kubeconfig").resolve():
         pytest.skip("the session's cluster is not the one tests/cluster/up makes")
-    # down wipes the cluster: wait until no other test session is using it.
-    wait_for(lambda: not other_cluster_sessions(), timeout=1800, interval=5, what="other sessions to end")
     pids = _cluster_pids()
     assert {"etcd", "kube-apiserver", "kubelet", "containerd", "kube-proxy"} <= set(pids)
     assert 6443 in _listening_ports()
