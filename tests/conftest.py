@@ -27,6 +27,9 @@ from kube_helpers import (
     process_alive,
 )
 
+# The shared host-run controller fixture, registered once for the whole session.
+pytest_plugins = ["controller_support"]
+
 
 def _add_kubernetes_binaries_to_path() -> None:
     """tests/cluster/build-k8s builds kubectl too when the machine has none; the machine's own comes first."""

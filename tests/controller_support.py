@@ -98,6 +98,8 @@ class ControllerProcess:
             start_new_session=True,
         )
         self.pids.append(self.process.pid)
+        if not any(c is self for c in _STARTED):
+            _STARTED.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -157,6 +159,14 @@ class ControllerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+_STARTED: list[ControllerProcess] = []
+
+
+def running_controllers() -> list[ControllerProcess]:
+    """Every host controller this pytest process started that still runs."""
+    return [c for c in _STARTED if c.process is not None and c.process.poll() is None]
+
+
 def apply_controller_prerequisites(kubeconfig: str) -> None:
     """CRDs (crds/, or $KDAG_TEST_CRDS_DIR) and the cluster-wide XCom guard, as the chart installs them."""
     crds = os.environ.get("KDAG_TEST_CRDS_DIR") or str(REPO / "crds")
@@ -170,32 +180,21 @@ def apply_controller_prerequisites(kubeconfig: str) -> None:
     )
 
 
-_shared: ControllerProcess | None = None
-_users = 0
-
-
 @pytest.fixture(scope="session")
 def controller(kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
     """The controller of this test session, running on the host against the test cluster.
 
-    Every conftest that imports this fixture gets its own session instance; they all share one process
-    (started by the first, stopped by the last), since two controllers would both act on every namespace.
+    Registered once, in tests/conftest.py (`pytest_plugins`), so a session never runs two host controllers.
     """
-    global _shared, _users
-    if _shared is None:
-        apply_controller_prerequisites(kubeconfig)
-        log_dir = tmp_path_factory.mktemp("controller")
-        _shared = ControllerProcess(kubeconfig=kubeconfig, log_path=log_dir / "controller.log")
-        _shared.start()
-    process = _shared
-    _users += 1
+    apply_controller_prerequisites(kubeconfig)
+    process = ControllerProcess(
+        kubeconfig=kubeconfig, log_path=tmp_path_factory.mktemp("controller") / "controller.log"
+    )
+    process.start()
     try:
         yield process
     finally:
-        _users -= 1
-        if _users == 0:
-            _shared = None
-            _stop_and_unregister(kubeconfig, process)
+        _stop_and_unregister(kubeconfig, process)
 
 
 def _stop_and_unregister(kubeconfig: str, process: ControllerProcess) -> None:

@@ -7,9 +7,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
-from controller_support import ControllerProcess, controller, kubectl
-
-__all__ = ["controller", "e2e_namespace"]
+from controller_support import ControllerProcess, kubectl
 
 
 @pytest.fixture

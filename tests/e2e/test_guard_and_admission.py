@@ -71,7 +71,7 @@ def _apply_refused(kubeconfig: str, namespace: str, manifest: dict[str, object])
 
 
 def _cmd(task_id: str, **fields: object) -> dict[str, object]:
-    return {"id": task_id, "image": "localhost/kdag-base:bookworm", "command": ["true"], **fields}
+    return {"id": task_id, "image": "busybox:1.35", "command": ["true"], **fields}
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,8 @@ def _cmd(task_id: str, **fields: object) -> dict[str, object]:
         ),
         pytest.param(
             [_cmd("a"), _cmd("b", xcomInputs=[{"env": "X", "task": "a"}])], {},
-            "task 'b': xcomInputs[0].task 'a' is not an upstream ancestor", id="xcom-input-not-ancestor",
+            "task 'b' (spec.tasks[1].xcomInputs[0].task): 'a' is not an upstream ancestor",
+            id="xcom-input-not-ancestor",
         ),
         pytest.param([_cmd("a")], {"schedule": "every day"}, "spec.schedule", id="bad-schedule"),
     ],

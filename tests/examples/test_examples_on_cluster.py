@@ -60,7 +60,7 @@ def test_examples_are_there() -> None:
 
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=[p.stem for p in MANIFESTS])
 def test_example_applies_server_side_runs_and_reapplies_without_conflict(
-    kubeconfig: str, host_controller: ControllerProcess, examples_namespace: str, manifest: Path
+    kubeconfig: str, controller: ControllerProcess, examples_namespace: str, manifest: Path
 ) -> None:
     text = manifest.read_text()
     apply(kubeconfig, examples_namespace, text)
@@ -91,7 +91,7 @@ def test_example_applies_server_side_runs_and_reapplies_without_conflict(
 
 
 def test_scheduled_example_runs_on_its_schedule(
-    kubeconfig: str, host_controller: ControllerProcess, examples_namespace: str
+    kubeconfig: str, controller: ControllerProcess, examples_namespace: str
 ) -> None:
     """The scheduled example with its cron made every minute, so a tick comes within the test."""
     dag = dags_in(EXAMPLES / "scheduled-report.yaml")[0]

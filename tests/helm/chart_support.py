@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import subprocess
 import time
@@ -10,7 +9,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
+
+from controller_support import running_controllers
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kdag"
@@ -163,31 +164,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
     )
 
 
-class StoppableController(Protocol):
-    """The shared host-run controller of tests/controller_support.py (ControllerProcess)."""
-
-    def stop(self) -> None: ...
-
-    def start(self, timeout: float = 60.0) -> None: ...
-
-
 HOST_WEBHOOK_CONFIGURATION = "kdag.dev"
-
-
-def live_host_controllers() -> list[StoppableController]:
-    """Every running ControllerProcess of this pytest process.
-
-    Each conftest that imports the `controller` fixture gets its own session instance, so there may be
-    several; all of them watch every namespace.
-    """
-    found: list[StoppableController] = []
-    for candidate in gc.get_objects():
-        if type(candidate).__name__ != "ControllerProcess":
-            continue
-        process = getattr(candidate, "process", None)
-        if process is not None and process.poll() is None:
-            found.append(candidate)
-    return found
 
 
 @contextmanager
@@ -197,7 +174,7 @@ def host_controllers_stopped(kube: Kube) -> Iterator[None]:
     Their webhook configuration (failurePolicy Fail, all namespaces) goes too, or nobody could create a DAG;
     starting them again registers it anew.
     """
-    stopped = live_host_controllers()
+    stopped = running_controllers()
     for host_controller in stopped:
         host_controller.stop()
     if stopped:
