@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kdag_runner.main import EXIT_SKIPPED
+
 from kdag import graph, names
 from kdag.api.models import API_VERSION, DAGSpec, TaskSpec
 from kdag.settings import ControllerSettings
@@ -320,9 +322,11 @@ class AttemptResult:
     finished: bool
     """Every container (the sidecar included) has terminated, or the pod failed as a whole."""
     succeeded: bool = False
+    skipped: bool = False
+    """The task skipped itself (AirflowSkipException): neither succeeded nor failed, never retried."""
     exit_code: int | None = None
     message: str = ""
-    """Why it failed, or why it is stuck waiting (e.g. an image that cannot be pulled)."""
+    """Why it failed or skipped, or why it is stuck waiting (e.g. an image that cannot be pulled)."""
     xcom_keys: tuple[str, ...] = ()
     xcom_bytes: int | None = None
     started_at: datetime | None = None
@@ -370,12 +374,19 @@ def _termination_report(term: Mapping[str, Any] | None) -> tuple[dict[str, Any] 
     return None, text
 
 
+def _pushed(report: Mapping[str, Any] | None) -> tuple[tuple[str, ...], int | None]:
+    """The XCom keys and store size a runner's report names."""
+    keys = tuple(str(k) for k in (report or {}).get("xcomKeys") or [])
+    size = (report or {}).get("bytes")
+    return keys, int(size) if isinstance(size, int) else None
+
+
 def _tail(text: str) -> str:
     return text if len(text) <= MESSAGE_MAX else "..." + text[-MESSAGE_MAX:]
 
 
 def parse_attempt_result(pod: Mapping[str, Any]) -> AttemptResult:
-    """How the attempt of this Pod went: finished or not, success, exit code, message, XCom keys."""
+    """How the attempt of this Pod went: finished or not, success or skip, exit code, message, XCom keys."""
     spec = pod.get("spec") or {}
     status = pod.get("status") or {}
     statuses = _statuses(pod)
@@ -423,6 +434,19 @@ def parse_attempt_result(pod: Mapping[str, Any]) -> AttemptResult:
             started_at=started_at,
             finished_at=finished_at,
         )
+    if task_exit == EXIT_SKIPPED and pushing_term is task_term and report and "skipped" in report:
+        # Only the runner skips (a Python task, no sidecar); a command that exits 4 has failed.
+        keys, size = _pushed(report)
+        return AttemptResult(
+            finished=True,
+            skipped=True,
+            exit_code=task_exit,
+            message=str(report["skipped"]),
+            xcom_keys=keys,
+            xcom_bytes=size,
+            started_at=started_at,
+            finished_at=finished_at,
+        )
     if task_exit != 0:
         task_report, task_text = _termination_report(task_term)
         if task_report and "error" in task_report:
@@ -448,14 +472,13 @@ def parse_attempt_result(pod: Mapping[str, Any]) -> AttemptResult:
             started_at=started_at,
             finished_at=finished_at,
         )
-    keys = tuple(str(k) for k in (report or {}).get("xcomKeys") or [])
-    size = (report or {}).get("bytes")
+    keys, size = _pushed(report)
     return AttemptResult(
         finished=True,
         succeeded=True,
         exit_code=0,
         xcom_keys=keys,
-        xcom_bytes=int(size) if isinstance(size, int) else None,
+        xcom_bytes=size,
         started_at=started_at,
         finished_at=finished_at,
     )

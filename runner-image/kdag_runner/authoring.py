@@ -32,7 +32,7 @@ class AirflowException(Exception):
 
 
 class AirflowSkipException(AirflowException):
-    """Raised to skip a task; kdag has no skipped attempts yet, so the attempt fails with this message."""
+    """Raised to skip a task: the attempt ends Skipped (runner exit code 4) and is not retried."""
 
 
 class AirflowFailException(AirflowException):

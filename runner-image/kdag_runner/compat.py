@@ -100,6 +100,7 @@ SHIM_MODULES: dict[str, Callable[[], dict[str, Any]]] = {
     "airflow.sdk": _sdk_module,
     "airflow.decorators": _decorators_module,
     "airflow.exceptions": _exceptions_module,
+    "airflow.sdk.exceptions": _exceptions_module,
     "airflow.utils.dates": lambda: {"days_ago": days_ago},
     "airflow.utils.trigger_rule": lambda: {"TriggerRule": authoring.TriggerRule},
 }

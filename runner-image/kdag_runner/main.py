@@ -1,7 +1,8 @@
 """``python -m kdag_runner run|collect``: run one task, or collect a non-Python task's XCom files.
 
 Exit codes: 0 success, 1 the task failed (traceback on stderr, as Airflow logs it), 3 its XComs could
-not be stored (the message on stderr and in the termination message), 2 a usage error.
+not be stored (the message on stderr and in the termination message), 4 the task skipped itself
+(``AirflowSkipException``; the reason in the termination message), 2 a usage error.
 Imports are deferred so that starting the runner stays cheap.
 """
 
@@ -21,6 +22,7 @@ EXIT_OK = 0
 EXIT_TASK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_XCOM_FAILED = 3
+EXIT_SKIPPED = 4
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 USAGE = "usage: python -m kdag_runner run|collect"
 
@@ -39,6 +41,7 @@ def run_task() -> int:
     """Run the task the environment names and store its XComs, even when it fails or pushes nothing."""
     import traceback
 
+    from kdag_runner.authoring import AirflowSkipException
     from kdag_runner.context import RunnerConfigError, TaskEnvironment, build_context, set_current_context
     from kdag_runner.store import XComError
     from kdag_runner.xcom import TaskInstance
@@ -66,6 +69,10 @@ def run_task() -> int:
     except XComError as err:
         code, failure = EXIT_XCOM_FAILED, str(err)
         print(f"kdag: {failure}", file=sys.stderr)
+    except AirflowSkipException as err:
+        # As Airflow: the task is skipped, not failed, and keeps the XComs it pushed before.
+        code, failure = EXIT_SKIPPED, str(err) or "Task skipped"
+        print(f"Skipping task. reason: {failure}", file=sys.stderr)
     except SystemExit as err:
         # Airflow 3 fails a task whose code calls sys.exit, whatever the exit code.
         code, failure = EXIT_TASK_FAILED, f"Task exited with exit code {err.code}"
@@ -139,7 +146,10 @@ def _load_task(env: TaskEnvironment) -> tuple[BaseOperator, DAG | None]:
 
 
 def _store(env: TaskEnvironment, ti: TaskInstance, code: int, failure: str) -> int:
-    """Write the attempt's XComs (an empty store when they cannot be encoded) and the termination message."""
+    """Write the attempt's XComs (an empty store when they cannot be encoded) and the termination message.
+
+    ``failure`` is why the task failed, or with ``EXIT_SKIPPED`` why it skipped itself.
+    """
     from kdag_runner import store
     from kdag_runner.sinks import SinkError, sink_from_env
 
@@ -156,7 +166,7 @@ def _store(env: TaskEnvironment, ti: TaskInstance, code: int, failure: str) -> i
         xcom_error = f"{xcom_error}; {err}" if xcom_error else str(err)
     if xcom_error:
         print(f"kdag: {xcom_error}", file=sys.stderr)
-    if code == EXIT_OK and xcom_error:
+    if code in (EXIT_OK, EXIT_SKIPPED) and xcom_error:
         code, failure = EXIT_XCOM_FAILED, xcom_error
     elif xcom_error:
         failure = f"{failure}; {xcom_error}"
@@ -164,7 +174,9 @@ def _store(env: TaskEnvironment, ti: TaskInstance, code: int, failure: str) -> i
         "xcomKeys": [k for k in data if k != store.TYPES_KEY and not k.startswith("__")],
         "bytes": store.data_size(data),
     }
-    if failure:
+    if code == EXIT_SKIPPED:
+        message["skipped"] = failure
+    elif failure:
         message = {"error": failure} if code == EXIT_XCOM_FAILED else {**message, "error": failure}
     write_termination_message(message)
     return code

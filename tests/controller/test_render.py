@@ -271,6 +271,43 @@ def test_python_attempt_success_reads_keys_from_termination_message() -> None:
     )
 
 
+def test_python_attempt_that_skipped_itself_is_skipped_with_its_reason_and_keys() -> None:
+    report = json.dumps({"xcomKeys": ["seen"], "bytes": 20, "skipped": "nothing new today"})
+    result = parse_attempt_result(
+        pod_with(render("hello_task"), "Failed", [terminated("task", 4, report, reason="Error")])
+    )
+    assert result == AttemptResult(
+        finished=True,
+        skipped=True,
+        exit_code=4,
+        message="nothing new today",
+        xcom_keys=("seen",),
+        xcom_bytes=20,
+        started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        finished_at=datetime(2026, 1, 2, 3, 5, tzinfo=UTC),
+    )
+
+
+def test_exit_code_4_without_a_skip_report_or_from_a_command_is_a_failure() -> None:
+    plain = parse_attempt_result(
+        pod_with(render("hello_task"), "Failed", [terminated("task", 4, "oops", reason="Error")])
+    )
+    assert plain.finished and not plain.skipped and not plain.succeeded
+    assert plain.message == "Error (exit code 4): oops"
+    # A user's command writing the runner's report is still a failed command, not a skip.
+    report = json.dumps({"xcomKeys": [], "bytes": 8, "skipped": "x"})
+    command = parse_attempt_result(
+        pod_with(
+            render("shell"),
+            "Failed",
+            [terminated("task", 4, report, reason="Error")],
+            init=[terminated("xcom", 0, json.dumps({"xcomKeys": [], "bytes": 8}))],
+        )
+    )
+    assert command.finished and not command.skipped and not command.succeeded
+    assert command.exit_code == 4
+
+
 def test_running_attempt_is_not_finished() -> None:
     result = parse_attempt_result(pod_with(render("hello_task"), "Running", [running("task")]))
     assert not result.finished

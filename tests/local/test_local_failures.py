@@ -183,6 +183,66 @@ def test_all_done_runs_after_a_failure_and_the_run_still_fails(tmp_path: Path) -
     assert result["xcoms"] == [{"task_id": "cleanup", "key": "return_value", "value": "cleaned"}]
 
 
+SKIPPING_DAG = """\
+from datetime import timedelta
+from airflow.exceptions import AirflowSkipException
+from airflow.operators.bash import BashOperator
+def check(ti):
+    ti.xcom_push(key='checked', value=3)
+    raise AirflowSkipException('nothing new today')
+check = PythonOperator(task_id='check', python_callable=check, retries=2,
+                       retry_delay=timedelta(seconds=0), dag=dag)
+load = PythonOperator(task_id='load', python_callable=lambda: 'loaded', dag=dag)
+report = PythonOperator(task_id='report', python_callable=lambda: 'reported',
+                        trigger_rule='none_failed', dag=dag)
+check >> [load, report]
+no_data = BashOperator(task_id='no_data', bash_command='echo empty; exit 99', dag=dag)
+publish = PythonOperator(task_id='publish', python_callable=lambda: 'published', dag=dag)
+no_data >> publish
+"""
+
+
+def test_tasks_that_skip_themselves_are_skipped_as_in_airflow(tmp_path: Path) -> None:
+    # As Airflow 3: a skipped task is no failure; all_success downstream is skipped, none_failed runs,
+    # XComs pushed before the skip stay, and a run whose leaves are success or skipped succeeds.
+    done = kdag("run", "--local", str(dag_file(tmp_path, SKIPPING_DAG)), "-o", "json")
+    assert done.returncode == 0, done.stderr
+    result = done.json()
+    assert result["tasks"] == {
+        "check": "skipped",
+        "load": "skipped",
+        "report": "success",
+        "no_data": "skipped",
+        "publish": "skipped",
+    }
+    assert result["state"] == "success"
+    assert result["xcoms"] == [
+        {"task_id": "check", "key": "checked", "value": 3},
+        {"task_id": "report", "key": "return_value", "value": "reported"},
+    ]
+
+
+def test_a_skip_is_not_retried_and_its_reason_is_the_message(tmp_path: Path) -> None:
+    from kdag import compile as compiler
+    from kdag.local.run import LocalDag, run_local
+
+    loaded = compiler.load(dag_file(tmp_path, SKIPPING_DAG))
+    result = run_local(LocalDag(loaded.name, loaded.spec, loaded.python_file), tmp_path / "work")
+    check, no_data = result.tasks["check"], result.tasks["no_data"]
+    assert (check.attempts, check.exit_code, check.message) == (1, 4, "nothing new today")
+    assert (no_data.exit_code, no_data.message) == (4, "Bash command returned exit code 99. Skipping.")
+    assert result.tasks["load"].attempts == 0
+
+
+def test_a_command_task_exiting_4_fails(tmp_path: Path) -> None:
+    path = tmp_path / "four.yaml"
+    path.write_text(
+        "apiVersion: kdag.dev/v1alpha1\nkind: DAG\nmetadata: {name: four}\n"
+        "spec:\n  tasks:\n    - {id: cmd, command: ['sh', '-c', 'exit 4']}\n"
+    )
+    assert run_local_json(path)["tasks"] == {"cmd": "failed"}
+
+
 def test_failed_run_exits_1(tmp_path: Path) -> None:
     path = dag_file(tmp_path, "PythonOperator(task_id='fail', python_callable=lambda: 1 / 0, dag=dag)\n")
     done = kdag("run", "--local", str(path), "-o", "json")

@@ -263,6 +263,86 @@ def test_a_failing_bash_command_exits_1(tmp_path: Path) -> None:
     assert f"task 'nope': not in DAG 'd' of '{dag_file}'" in missing.stderr
 
 
+def test_airflow_skip_exception_exits_4_and_keeps_earlier_pushes(tmp_path: Path) -> None:
+    result = inline(
+        tmp_path,
+        "skips",
+        """
+        from airflow.exceptions import AirflowSkipException
+
+        def task(ti):
+            ti.xcom_push(key="seen", value=[1, 2])
+            ti.context["stage"] = "checked"
+            raise AirflowSkipException("nothing new today")
+        """,
+    )
+    assert result.returncode == runner_main.EXIT_SKIPPED == 4
+    assert "Skipping task. reason: nothing new today" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.xcoms == {"seen": [1, 2], "__context": {"stage": "checked"}}
+    assert result.termination == {
+        "xcomKeys": ["seen"],
+        "bytes": store.data_size(result.data),
+        "skipped": "nothing new today",
+    }
+
+
+def test_a_skip_without_a_reason_still_says_skipped(tmp_path: Path) -> None:
+    # airflow.sdk.exceptions: where Airflow 3 wants AirflowSkipException imported from.
+    source = (
+        "from airflow.sdk.exceptions import AirflowSkipException\n"
+        "def task():\n    raise AirflowSkipException\n"
+    )
+    result = inline(tmp_path, "quiet_skip", source)
+    assert result.returncode == 4
+    assert result.termination == {"xcomKeys": [], "bytes": len(".types{}"), "skipped": "Task skipped"}
+
+
+def test_a_skip_with_an_unstorable_xcom_is_an_xcom_failure(tmp_path: Path) -> None:
+    result = inline(
+        tmp_path,
+        "skips",
+        """
+        from airflow.exceptions import AirflowSkipException
+
+        def task(ti):
+            ti.context["bad"] = {1, 2}
+            raise AirflowSkipException("later")
+        """,
+    )
+    assert result.returncode == 3
+    assert result.termination is not None and set(result.termination) == {"error"}
+    assert result.data == {".types": "{}"}
+
+
+def test_a_bash_command_exiting_99_skips_the_task(tmp_path: Path) -> None:
+    dag_file = tmp_path / "dag.py"
+    dag_file.write_text(
+        "from airflow import DAG\nfrom airflow.operators.bash import BashOperator\n"
+        "with DAG('d'):\n"
+        "    BashOperator(task_id='b', bash_command='echo no data; exit 99')\n"
+        "    BashOperator(task_id='c', bash_command='exit 3', skip_on_exit_code=[3])\n"
+        "    BashOperator(task_id='e', bash_command='exit 99', skip_on_exit_code=None)\n",
+        encoding="utf-8",
+    )
+    results = run_dag_file(tmp_path, dag_file, [("b", []), ("c", []), ("e", [])], dag_id="d")
+    assert results["b"].returncode == 4
+    assert "no data" in results["b"].stdout
+    assert results["b"].termination == {
+        "xcomKeys": [],
+        "bytes": len(".types{}"),
+        "skipped": "Bash command returned exit code 99. Skipping.",
+    }
+    assert results["c"].returncode == 4
+    assert results["c"].termination is not None
+    assert results["c"].termination["skipped"] == "Bash command returned exit code 3. Skipping."
+    assert results["e"].returncode == 1
+    assert results["e"].termination is not None
+    assert results["e"].termination["error"] == (
+        "AirflowException: Bash command failed. The command returned a non-zero exit code 99."
+    )
+
+
 def write_outputs(out: Path, files: dict[str, str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():

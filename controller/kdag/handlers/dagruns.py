@@ -221,8 +221,9 @@ async def _settle_taskrun(
             if result.xcom_bytes:
                 metrics.XCOM_BYTES.inc(result.xcom_bytes)
             patch.update(exitCode=result.exit_code, message=result.message or None)
-            if result.succeeded:
-                phase = TaskPhase.SUCCEEDED
+            if result.succeeded or result.skipped:
+                # A skip is final, as in Airflow: no retry; graph.decide cascades it downstream.
+                phase = TaskPhase.SUCCEEDED if result.succeeded else TaskPhase.SKIPPED
                 patch.update(xcomKeys=list(result.xcom_keys), finishTime=format_time(now))
             else:
                 next_at = graph.next_attempt_at(task, attempts, now)

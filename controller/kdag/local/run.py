@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kdag_runner import store
+from kdag_runner.main import EXIT_SKIPPED
 
 from kdag import graph, render
 from kdag.api.models import DAGSpec, RunPhase, TaskPhase, TaskSpec, resolve_task
@@ -128,6 +129,7 @@ class _AttemptDone:
     exit_code: int | None
     message: str
     finished_at: datetime
+    skipped: bool = False
 
 
 @dataclass
@@ -241,6 +243,11 @@ def _record(
     tid = result.task_id
     state.running.discard(tid)
     common = {"exit_code": result.exit_code, "message": result.message}
+    if result.skipped:
+        # Final, as in Airflow: no retry; graph.decide cascades it downstream.
+        state.states[tid] = graph.TaskState(TaskPhase.SKIPPED, attempts=result.attempt)
+        set_phase(tid, TaskPhase.SKIPPED, finished_at=result.finished_at, **common)
+        return
     if result.exit_code == 0:
         state.states[tid] = graph.TaskState(TaskPhase.SUCCEEDED, attempts=result.attempt)
         set_phase(tid, TaskPhase.SUCCEEDED, finished_at=result.finished_at, **common)
@@ -295,6 +302,7 @@ def _run_attempt(
     log_path = workdir / "logs" / f"{task.id}.log"
     termination = Path(env["KDAG_TERMINATION_LOG"])
     termination.unlink(missing_ok=True)
+    skipped = False
     try:
         with log_path.open("a", encoding="utf-8") as log:
             log.write(f"--- attempt {attempt}\n")
@@ -303,12 +311,15 @@ def _run_attempt(
                 exit_code = _wait(subprocess.Popen([*RUNNER, "run"], env=env, stdout=log, stderr=log), task)
             else:
                 exit_code = _run_command_with_collector(task, env, log)
-        message = _attempt_message(exit_code, termination, log_path)
+        report = _runner_report(termination)
+        # Only the runner skips (a Python task); a command that exits 4 has failed.
+        skipped = task.python is not None and exit_code == EXIT_SKIPPED and "skipped" in report
+        message = str(report["skipped"]) if skipped else _attempt_message(exit_code, report, log_path)
     except _TimedOut:
         exit_code, message = -int(signal.SIGKILL), f"timed out after {task.timeout_seconds} s"
     except OSError as err:
         exit_code, message = 127, f"could not start task {task.id!r}: {err}"
-    done.put(_AttemptDone(task.id, attempt, exit_code, message, datetime.now(UTC)))
+    done.put(_AttemptDone(task.id, attempt, exit_code, message, datetime.now(UTC), skipped))
 
 
 class _TimedOut(Exception):
@@ -349,20 +360,28 @@ def _run_command_with_collector(task: TaskSpec, env: dict[str, str], log: Any) -
     return task_exit if task_exit != 0 else collector_exit
 
 
-def _attempt_message(exit_code: int, termination: Path, log_path: Path) -> str:
+def _runner_report(termination: Path) -> dict[str, Any]:
+    """The runner's JSON termination message of the attempt; empty when it left none."""
+    try:
+        lines = termination.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    for line in reversed(lines):
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(report, dict):
+            return report
+    return {}
+
+
+def _attempt_message(exit_code: int, report: Mapping[str, Any], log_path: Path) -> str:
     """Why an attempt failed: the runner's `{"error": ...}` report, else the exit code and the log's tail."""
     if exit_code == 0:
         return ""
-    try:
-        for line in reversed(termination.read_text(encoding="utf-8").splitlines()):
-            try:
-                report = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(report, dict) and "error" in report:
-                return str(report["error"])
-    except FileNotFoundError:
-        pass
+    if "error" in report:
+        return str(report["error"])
     tail = [
         line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()
     ]
