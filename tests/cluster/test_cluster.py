@@ -244,7 +244,9 @@ def test_native_sidecar_runs_beside_the_main_container(kubeconfig: str, namespac
         "command": [
             "python3",
             "-c",
-            "import pathlib, time; pathlib.Path('/shared/ready').write_text('yes'); time.sleep(3600)",
+            # As PID 1 it must handle SIGTERM itself, or the kubelet waits out the grace period to stop it.
+            "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+            "pathlib.Path('/shared/ready').write_text('yes'); time.sleep(3600)",
         ],
         "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
     }
