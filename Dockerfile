@@ -5,8 +5,10 @@ COPY runner-image/pyproject.toml /src/runner-image/pyproject.toml
 COPY runner-image/kdag_runner /src/runner-image/kdag_runner
 COPY pyproject.toml README.md /src/kdag/
 COPY controller /src/kdag/controller
+# Every dependency at the version in controller/constraints.txt, so a rebuild installs what was tested.
 RUN python3 -m venv /opt/kdag \
- && /opt/kdag/bin/pip install --no-cache-dir --disable-pip-version-check /src/runner-image /src/kdag \
+ && /opt/kdag/bin/pip install --no-cache-dir --disable-pip-version-check \
+      -c /src/kdag/controller/constraints.txt /src/runner-image /src/kdag \
  && rm -rf /src
 ENV PATH=/opt/kdag/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER 65532:65532
