@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_reference import airflow_dags_test, latest_run
+
 TOP = Path(__file__).resolve().parent.parent
 EXAMPLES = TOP / "examples" / "python"
 FILES = {
@@ -71,29 +73,13 @@ def airflow_value(stored: Any) -> Any:
 
 def run_airflow(venv: Path, home: Path, dag_id: str, file: Path, repeat: int) -> Outcome:
     """`airflow dags test DAG DATE -f FILE`, timed; rows and states of the last run from the database."""
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(file.parent),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
     seconds = []
     for _ in range(repeat):
         started = time.perf_counter()
-        subprocess.run(
-            [str(venv / "bin" / "airflow"), "dags", "test", dag_id, LOGICAL_DATE, "-f", str(file)],
-            env=env,
-            cwd=home,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        )
+        airflow_dags_test(venv, home, dag_id, LOGICAL_DATE, file)
         seconds.append(time.perf_counter() - started)
     with sqlite3.connect(home / "airflow.db") as db:
-        (run_id,) = db.execute(
-            "select run_id from dag_run where dag_id = ? order by id desc limit 1", (dag_id,)
-        ).fetchone()
-        state = db.execute("select state from dag_run where run_id = ?", (run_id,)).fetchone()[0]
+        run_id, state = latest_run(db, dag_id)
         tasks = dict(db.execute("select task_id, state from task_instance where run_id = ?", (run_id,)))
         rows = [
             {"task_id": task_id, "key": key, "value": airflow_value(value)}
@@ -101,7 +87,7 @@ def run_airflow(venv: Path, home: Path, dag_id: str, file: Path, repeat: int) ->
                 "select task_id, key, value from xcom where run_id = ? order by timestamp", (run_id,)
             )
         ]
-    return Outcome(seconds, str(run_id), str(state), {k: str(v) for k, v in tasks.items()}, rows)
+    return Outcome(seconds, run_id, state, {k: str(v) for k, v in tasks.items()}, rows)
 
 
 def run_kdag(file: Path, repeat: int) -> Outcome:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from airflow_reference import airflow_dags_test, latest_run
 from kdag import graph
 from kdag.api.models import RunPhase, TaskPhase, TaskSpec, TriggerRule
 
@@ -109,26 +110,11 @@ def dag_file(dag_id: str, tasks: list[Task]) -> str:
 
 
 def run_airflow(venv: Path, home: Path, dag_id: str, file: Path) -> tuple[str, dict[str, TaskPhase]]:
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(file.parent),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
-    subprocess.run(
-        [str(venv / "bin" / "airflow"), "dags", "test", dag_id, LOGICAL_DATE, "-f", str(file)],
-        env=env,
-        cwd=home,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
+    airflow_dags_test(venv, home, dag_id, LOGICAL_DATE, file)
     with sqlite3.connect(home / "airflow.db") as db:
-        run_id, state = db.execute(
-            "select run_id, state from dag_run where dag_id = ? order by id desc limit 1", (dag_id,)
-        ).fetchone()
+        run_id, state = latest_run(db, dag_id)
         rows = db.execute("select task_id, state from task_instance where run_id = ?", (run_id,)).fetchall()
-    return str(state), {task_id: AIRFLOW_STATES[str(s)] for task_id, s in rows}
+    return state, {task_id: AIRFLOW_STATES[str(s)] for task_id, s in rows}
 
 
 def run_kdag(tasks: list[Task]) -> tuple[str, dict[str, TaskPhase]]:
