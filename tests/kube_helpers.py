@@ -1,16 +1,24 @@
-"""Small helpers for tests that drive a real cluster: kubectl with a given kubeconfig, and polling."""
+"""Small helpers for tests that drive a real cluster: kubectl with a given kubeconfig, kdag's own client
+(`kube_api`, `get_object`, `list_objects`: the one the controller and the CLI use), and polling.
+
+Tests drive the cluster with kubectl where a user would; reading objects as JSON goes through the client.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from kdag.kube import Kind, SyncKubeApi
 
 T = TypeVar("T")
 
@@ -69,6 +77,41 @@ def kubectl(*args: str, kubeconfig: str, input: str | None = None, timeout: floa
 def kubectl_json(*args: str, kubeconfig: str) -> Any:
     """kubectl ... -o json, parsed."""
     return json.loads(kubectl(*args, "-o", "json", kubeconfig=kubeconfig))
+
+
+_CLIENTS: dict[tuple[str, int], SyncKubeApi] = {}
+
+
+def kube_api(kubeconfig: str) -> SyncKubeApi:
+    """kdag's client of `kubeconfig`, shared by every caller (do not close it; it closes at exit).
+
+    A kubeconfig rewritten since (a rebuilt cluster) gets a new client.
+    """
+    from kdag.kube import SyncKubeApi
+
+    key = (str(Path(kubeconfig).resolve()), Path(kubeconfig).stat().st_mtime_ns)
+    if key not in _CLIENTS:
+        if not _CLIENTS:
+            atexit.register(_close_clients)
+        _CLIENTS[key] = SyncKubeApi(kubeconfig)
+    return _CLIENTS[key]
+
+
+def _close_clients() -> None:
+    while _CLIENTS:
+        _CLIENTS.popitem()[1].close()
+
+
+def get_object(kubeconfig: str, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+    """The object as the API server returns it, or None when there is none of that name."""
+    return kube_api(kubeconfig).get(kind, namespace, name)
+
+
+def list_objects(
+    kubeconfig: str, kind: Kind, namespace: str, labels: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The objects of a kind in a namespace (with all of `labels`, when given)."""
+    return kube_api(kubeconfig).list(kind, namespace, labels)
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 60, interval: float = 0.25, what: str = "") -> T:

@@ -2,7 +2,8 @@
 
 A Python DAG becomes a ConfigMap `{dag}-source` holding the file and a DAG whose tasks run the file's own
 operators (`python: {fromDagFile: true}`), so the pods execute exactly the code the author wrote.
-A YAML file is read as the DAG manifest it already is.
+A YAML file is read as the DAG manifest it already is. Either way the DAG manifest passes
+`kdag.api.validation` (the webhook's own validator) before kdag prints or applies it.
 """
 
 from __future__ import annotations
@@ -17,18 +18,15 @@ from typing import Any
 
 import yaml
 from kdag_runner import authoring, compat
-from pydantic import ValidationError
 
-from kdag import graph, names
+from kdag import names
+from kdag.api import validation
 from kdag.api.models import API_VERSION, DAGSpec, TriggerRule
 
 PYTHON_SUFFIXES = (".py",)
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 _DNS_LABEL_INVALID = re.compile(r"[^a-z0-9-]+")
-_CRON_PRESETS = frozenset(
-    {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"}
-)
 
 
 class DefinitionError(Exception):
@@ -92,7 +90,9 @@ def load_python(path: Path, *, dag_id: str | None = None, name: str | None = Non
     key = path.name if _CONFIGMAP_KEY.fullmatch(path.name) else "dag.py"
     spec = python_dag_spec(dag, names.source_configmap_name(object_name), key)
     source = path.read_text(encoding="utf-8")
-    manifests = [source_configmap(object_name, key, source), dag_manifest(object_name, spec)]
+    manifest = dag_manifest(object_name, spec)
+    _valid(f"DAG '{dag.dag_id}'", validation.check_dag_manifest(manifest))  # e.g. a --name kube refuses
+    manifests = [source_configmap(object_name, key, source), manifest]
     return LoadedDag(object_name, spec, path.resolve(), manifests)
 
 
@@ -154,10 +154,9 @@ def _seconds(value: timedelta) -> int:
 
 
 def _schedule(dag: authoring.DAG) -> str | None:
+    """The schedule text (the validator checks it is a cron expression or preset); None when unscheduled."""
     schedule = dag.schedule
-    if schedule is None or schedule == "@once":
-        return None if schedule is None else "@once"
-    if isinstance(schedule, str) and (schedule in _CRON_PRESETS or len(schedule.split()) == 5):
+    if schedule is None or isinstance(schedule, str):
         return schedule
     raise DefinitionError(
         f"DAG '{dag.dag_id}': schedule {schedule!r} is not a cron expression or preset such as '@daily'"
@@ -173,29 +172,17 @@ def _json_params(where: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _validated_spec(where: str, spec: Mapping[str, Any]) -> DAGSpec:
-    try:
-        model = DAGSpec.model_validate(spec)
-    except ValidationError as err:
-        first = err.errors()[0]
-        location = _field_path(spec, first["loc"])
-        raise DefinitionError(f"{where}: {location}: {first['msg']}") from None
-    try:
-        graph.validate(model.tasks)
-    except graph.GraphError as err:
-        raise DefinitionError(f"{where}: {err}") from None
+    """The spec as `kdag.api.validation` parses it; DefinitionError naming every problem otherwise."""
+    return _valid(where, validation.check_dag_spec(spec))
+
+
+def _valid(where: str, checked: tuple[DAGSpec | None, list[validation.Problem]]) -> DAGSpec:
+    """The spec of a validator's answer; DefinitionError listing every problem on one line otherwise,
+    e.g. `DAG 'x': task 'a' (spec.tasks[0].env[0].name): ...; spec.schedule: ...`."""
+    model, problems = checked
+    if model is None or problems:
+        raise DefinitionError(f"{where}: {validation.describe(problems)}")
     return model
-
-
-def _field_path(spec: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
-    """`tasks[2].retries` as `task 'x': retries`, the way users name things."""
-    parts = list(loc)
-    if len(parts) >= 2 and parts[0] == "tasks" and isinstance(parts[1], int):
-        tasks = spec.get("tasks") or []
-        index = parts[1]
-        task_id = tasks[index].get("id") if index < len(tasks) and isinstance(tasks[index], Mapping) else None
-        rest = ".".join(str(p) for p in parts[2:]) or "task"
-        return f"task '{task_id}' ({rest})" if task_id else f"tasks[{index}].{rest}"
-    return ".".join(str(p) for p in parts) or "spec"
 
 
 def load_manifest(path: Path) -> LoadedDag:
@@ -211,7 +198,7 @@ def load_manifest(path: Path) -> LoadedDag:
     object_name = str((manifest.get("metadata") or {}).get("name") or "")
     if not object_name:
         raise DefinitionError(f"DAG file '{path}': metadata.name is missing")
-    spec = _validated_spec(f"DAG '{object_name}'", manifest.get("spec") or {})
+    spec = _valid(f"DAG '{object_name}'", validation.check_dag_manifest(manifest))
     manifests = [d for d in documents if isinstance(d, dict)]
     if spec.python_file is None:
         return LoadedDag(object_name, spec, None, manifests)

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+from kdag_runner import keys
 
 from kdag import metrics
-from kdag.handlers.runtime import RUNTIME
+from kdag.handlers.registry import build_registry
+from kdag.handlers.runtime import Runtime
+from kdag.kube import KubeApi
 from kdag.settings import ControllerSettings
-from kdag.webhook import register_webhook, self_signed_certificate
+from kdag.webhook import self_signed_certificate
 
 WEBHOOK_CONFIGURATION = "kdag.dev"
 """Name of the ValidatingWebhookConfiguration the controller manages when it runs on the host."""
@@ -72,10 +75,12 @@ def _configure(
 ) -> None:
     kopf_settings.posting.enabled = False  # kdag posts its own Events; kopf's would double them
     kopf_settings.watching.server_timeout = 300
-    kopf_settings.persistence.finalizer = "kdag.dev/finalizer"
-    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kdag.dev")
+    kopf_settings.persistence.finalizer = keys.FINALIZER
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=keys.ANNOTATION_PREFIX
+    )
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="kdag.dev", key="last-handled-configuration"
+        prefix=keys.ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     if settings.peering:
         kopf_settings.peering.name = settings.peering
@@ -110,33 +115,27 @@ def _configure(
 
 async def operate(settings: ControllerSettings, options: ProcessOptions) -> None:
     """Run the operator until it is stopped (SIGINT/SIGTERM)."""
-    import kdag.handlers  # noqa: F401  (registers the handlers)
+    runtime = Runtime(settings=settings, api=await KubeApi.connect(options.kubeconfig))
+    registry = build_registry(webhook=bool(settings.webhook_port))
 
-    RUNTIME.settings = settings
-    RUNTIME.kubeconfig = options.kubeconfig
-    registry = kopf.get_default_registry()
-    if settings.webhook_port:
-        register_webhook(registry)
-
-    @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        _configure(RUNTIME.settings, options, settings)
+        _configure(runtime.settings, options, settings)
 
-    @kopf.on.cleanup(registry=registry)
-    async def close_client(**_: Any) -> None:
-        if RUNTIME.api is not None:
-            await RUNTIME.api.close()
-
-    # Metrics listen where the webhook does: loopback for a controller on the host, all addresses in a pod.
-    metrics.serve(settings.metrics_port, settings.webhook_host)
-    await kopf.operator(
-        registry=registry,
-        clusterwide=not settings.namespaces,
-        namespaces=list(settings.namespaces),
-        standalone=options.standalone,
-        priority=options.peering_priority or 0,
-        liveness_endpoint=options.liveness_endpoint,
-    )
+    kopf.on.startup(registry=registry)(configure)
+    try:
+        # Metrics listen where the webhook does: loopback on the host, all addresses in a pod.
+        metrics.serve(settings.metrics_port, settings.webhook_host)
+        await kopf.operator(
+            registry=registry,
+            memo=runtime,
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            standalone=options.standalone,
+            priority=options.peering_priority or 0,
+            liveness_endpoint=options.liveness_endpoint,
+        )
+    finally:
+        await runtime.api.close()
 
 
 def run(settings: ControllerSettings | None = None, options: ProcessOptions | None = None) -> None:
@@ -166,8 +165,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # One line per API request or pod event is too much at INFO; kdag logs what it decides instead.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").addFilter(_quiet_watch_events)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig

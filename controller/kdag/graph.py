@@ -23,7 +23,7 @@ from kdag.api.models import (
 
 
 class GraphError(ValueError):
-    """A DAG whose tasks do not form a valid graph; the message names the tasks at fault."""
+    """Tasks that do not form a graph (`topological_order`); `kdag.api.validation` refuses such DAGs first."""
 
 
 @dataclass(frozen=True)
@@ -65,42 +65,6 @@ class Decision:
 
 def _upstream_map(tasks: Sequence[TaskSpec]) -> dict[str, list[str]]:
     return {task.id: task.upstream_ids for task in tasks}
-
-
-def validation_errors(tasks: Sequence[TaskSpec]) -> list[str]:
-    """Every graph problem: duplicate ids, unknown or self upstream ids, cycles (named `a -> b -> a`)."""
-    errors: list[str] = []
-    seen: set[str] = set()
-    for task in tasks:
-        if task.id in seen:
-            errors.append(f"task id {task.id!r} is used by more than one task")
-        seen.add(task.id)
-    for task in tasks:
-        for up in task.upstream_ids:
-            if up == task.id:
-                errors.append(f"task {task.id!r} lists itself in upstream")
-            elif up not in seen:
-                errors.append(f"task {task.id!r}: upstream {up!r} is not a task of this DAG")
-    if not errors:
-        cycle = find_cycle(tasks)
-        if cycle is not None:
-            errors.append("tasks form a cycle: " + " -> ".join(cycle))
-    if not errors:
-        for task in tasks:
-            visible = set(ancestors(tasks, task.id))
-            for i, inp in enumerate(task.xcom_inputs or []):
-                if inp.task not in visible:
-                    errors.append(
-                        f"task {task.id!r}: xcomInputs[{i}].task {inp.task!r} is not an upstream ancestor"
-                    )
-    return errors
-
-
-def validate(tasks: Sequence[TaskSpec]) -> None:
-    """Raise GraphError listing every problem `validation_errors` finds."""
-    errors = validation_errors(tasks)
-    if errors:
-        raise GraphError("; ".join(errors))
 
 
 def find_cycle(tasks: Sequence[TaskSpec]) -> list[str] | None:

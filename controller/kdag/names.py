@@ -11,16 +11,28 @@ import re
 import secrets
 from datetime import datetime
 
+from kdag_runner.keys import (
+    ATTEMPT_LABEL as ATTEMPT_LABEL,
+)
+from kdag_runner.keys import (
+    DAG_LABEL as DAG_LABEL,
+)
+from kdag_runner.keys import (
+    DAGRUN_LABEL as DAGRUN_LABEL,
+)
+from kdag_runner.keys import (
+    MANAGED_BY as MANAGED_BY,
+)
+from kdag_runner.keys import (
+    MANAGED_BY_LABEL as MANAGED_BY_LABEL,
+)
+from kdag_runner.keys import (
+    TASK_LABEL as TASK_LABEL,
+)
+
 # The runner labels its XCom ConfigMaps with the same function, so both live in the runner library.
 from kdag_runner.sinks import LABEL_VALUE_MAX as LABEL_VALUE_MAX
 from kdag_runner.sinks import label_value as label_value
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "kdag"
-DAG_LABEL = "kdag.dev/dag"
-DAGRUN_LABEL = "kdag.dev/dagrun"
-TASK_LABEL = "kdag.dev/task"
-ATTEMPT_LABEL = "kdag.dev/attempt"
 
 TASK_SERVICE_ACCOUNT = "kdag-task"
 XCOM_GUARD = "kdag-xcom-guard"

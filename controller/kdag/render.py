@@ -1,4 +1,4 @@
-"""Pure rendering of a task attempt's Pod, and reading an attempt's result back from the Pod.
+"""Pure rendering of a task attempt's Pod (`kdag.attempts` reads an attempt's result back from it).
 
 Everything the pod of one attempt needs is in `RunInfo` (from the DAGRun), the resolved `TaskSpec` (from the
 TaskRun) and the settings: no API calls. The contracts (env vars, mounts, names) are docs/design.md's.
@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-from kdag_runner.main import EXIT_SKIPPED
 
 from kdag import graph, names
 from kdag.api.models import API_VERSION, DAGSpec, TaskSpec
@@ -27,7 +25,6 @@ SIDECAR_CONTAINER = "xcom"
 RUNNER_COMMAND = ("python3", "-m", "kdag_runner")
 TOKEN_EXPIRATION_SECONDS = 3607
 TASK_UID = 65532
-MESSAGE_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -313,172 +310,3 @@ def render_task_pod(
         },
         "spec": pod_spec,
     }
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """What one attempt's Pod says about how the attempt went."""
-
-    finished: bool
-    """Every container (the sidecar included) has terminated, or the pod failed as a whole."""
-    succeeded: bool = False
-    skipped: bool = False
-    """The task skipped itself (AirflowSkipException): neither succeeded nor failed, never retried."""
-    exit_code: int | None = None
-    message: str = ""
-    """Why it failed or skipped, or why it is stuck waiting (e.g. an image that cannot be pulled)."""
-    xcom_keys: tuple[str, ...] = ()
-    xcom_bytes: int | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-_STUCK_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ErrImageNeverPull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-    }
-)
-
-
-def _statuses(pod: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    status = pod.get("status") or {}
-    found: dict[str, Mapping[str, Any]] = {}
-    for key in ("initContainerStatuses", "containerStatuses"):
-        for entry in status.get(key) or []:
-            found[entry["name"]] = entry
-    return found
-
-
-def _terminated(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    if entry is None:
-        return None
-    term = (entry.get("state") or {}).get("terminated")
-    return term if isinstance(term, Mapping) else None
-
-
-def _termination_report(term: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, str]:
-    """The JSON report a kdag container left, or None and the raw text (a log tail)."""
-    text = str((term or {}).get("message") or "").strip()
-    for line in reversed(text.splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict) and ("xcomKeys" in value or "error" in value):
-            return value, text
-    return None, text
-
-
-def _pushed(report: Mapping[str, Any] | None) -> tuple[tuple[str, ...], int | None]:
-    """The XCom keys and store size a runner's report names."""
-    keys = tuple(str(k) for k in (report or {}).get("xcomKeys") or [])
-    size = (report or {}).get("bytes")
-    return keys, int(size) if isinstance(size, int) else None
-
-
-def _tail(text: str) -> str:
-    return text if len(text) <= MESSAGE_MAX else "..." + text[-MESSAGE_MAX:]
-
-
-def parse_attempt_result(pod: Mapping[str, Any]) -> AttemptResult:
-    """How the attempt of this Pod went: finished or not, success or skip, exit code, message, XCom keys."""
-    spec = pod.get("spec") or {}
-    status = pod.get("status") or {}
-    statuses = _statuses(pod)
-    expected = [c["name"] for c in spec.get("initContainers") or []] + [
-        c["name"] for c in spec.get("containers") or []
-    ]
-    terms = {name: _terminated(statuses.get(name)) for name in expected}
-    phase = status.get("phase")
-    all_terminated = bool(expected) and all(term is not None for term in terms.values())
-    started_at = parse_time(status["startTime"]) if status.get("startTime") else None
-    finish_times = [parse_time(t["finishedAt"]) for t in terms.values() if t and t.get("finishedAt")]
-    finished_at = max(finish_times) if finish_times else None
-
-    if not all_terminated and phase != "Failed":
-        waiting = [
-            f"container {name}: {w.get('reason')}: {w.get('message') or ''}".rstrip(": ")
-            for name in expected
-            for w in [((statuses.get(name) or {}).get("state") or {}).get("waiting") or {}]
-            if w.get("reason") in _STUCK_REASONS
-        ]
-        return AttemptResult(finished=False, message="; ".join(waiting), started_at=started_at)
-
-    task_term = terms.get(TASK_CONTAINER)
-    sidecar_term = terms.get(SIDECAR_CONTAINER)
-    pushing_term = sidecar_term if SIDECAR_CONTAINER in terms else task_term
-    report, pushing_text = _termination_report(pushing_term)
-    task_exit = task_term.get("exitCode") if task_term else None
-    pusher_exit = pushing_term.get("exitCode") if pushing_term else None
-
-    if status.get("reason") == "DeadlineExceeded":
-        deadline = spec.get("activeDeadlineSeconds")
-        return AttemptResult(
-            finished=True,
-            exit_code=task_exit,
-            message=f"timed out after {deadline} s",
-            started_at=started_at,
-            finished_at=finished_at,
-        )
-    if task_term is None:
-        reason = status.get("reason") or phase or "unknown"
-        detail = status.get("message") or ""
-        return AttemptResult(
-            finished=True,
-            message=f"pod {reason}: {detail}".rstrip(": "),
-            started_at=started_at,
-            finished_at=finished_at,
-        )
-    if task_exit == EXIT_SKIPPED and pushing_term is task_term and report and "skipped" in report:
-        # Only the runner skips (a Python task, no sidecar); a command that exits 4 has failed.
-        keys, size = _pushed(report)
-        return AttemptResult(
-            finished=True,
-            skipped=True,
-            exit_code=task_exit,
-            message=str(report["skipped"]),
-            xcom_keys=keys,
-            xcom_bytes=size,
-            started_at=started_at,
-            finished_at=finished_at,
-        )
-    if task_exit != 0:
-        task_report, task_text = _termination_report(task_term)
-        if task_report and "error" in task_report:
-            message = str(task_report["error"])
-        else:
-            reason = task_term.get("reason") or "Error"
-            message = f"{reason} (exit code {task_exit})"
-            if task_text:
-                message += ": " + _tail(task_text)
-        return AttemptResult(
-            finished=True,
-            exit_code=task_exit,
-            message=message,
-            started_at=started_at,
-            finished_at=finished_at,
-        )
-    if pusher_exit != 0 or (report is not None and "error" in report):
-        message = str(report["error"]) if report and "error" in report else _tail(pushing_text)
-        return AttemptResult(
-            finished=True,
-            exit_code=pusher_exit,
-            message=message or f"XCom push failed (exit code {pusher_exit})",
-            started_at=started_at,
-            finished_at=finished_at,
-        )
-    keys, size = _pushed(report)
-    return AttemptResult(
-        finished=True,
-        succeeded=True,
-        exit_code=0,
-        xcom_keys=keys,
-        xcom_bytes=size,
-        started_at=started_at,
-        finished_at=finished_at,
-    )

@@ -19,21 +19,16 @@ from cryptography.x509.oid import NameOID
 
 from kdag.api.validation import dag_spec_problems
 
-WEBHOOK_ID = "dags.kdag.dev"
-
 
 def validate_dag(spec: kopf.Spec, **_: Any) -> None:
-    """Refuse a DAG whose graph or fields are wrong, naming the cycle, task or field."""
+    """Refuse a DAG whose graph or fields are wrong, naming the cycle, task or field.
+
+    The check is `kdag.api.validation`'s, the same `kdag compile`/`apply`/`run --local` and the handlers
+    make, so what the CLI accepts is admitted here.
+    """
     problems = dag_spec_problems(spec)
     if problems:
         raise kopf.AdmissionError("; ".join(problems), code=422)
-
-
-def register_webhook(registry: kopf.OperatorRegistry) -> None:
-    """Serve `validate_dag` for DAG creates and updates (only when a webhook server is configured)."""
-    kopf.on.validate(
-        "kdag.dev", "v1alpha1", "dags", id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry
-    )(validate_dag)
 
 
 def self_signed_certificate(directory: Path, host: str) -> tuple[Path, Path]:

@@ -12,18 +12,64 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdag_runner.keys import RUNNER_FIELD_MANAGER
+
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-FIELD_MANAGER = "kdag-runner"
+FIELD_MANAGER = RUNNER_FIELD_MANAGER
 # Attempts for a request the API server may answer later: connection errors, 429 and 5xx.
 ATTEMPTS = 4
 
 
 class KubeApiError(Exception):
-    """A request the API server refused (``status`` is its HTTP status) or that never reached it (0)."""
+    """A request the API server refused (``status`` is its HTTP status) or that never reached it (0).
+
+    The controller's client (kdag.kube) raises the same classes, so code tells errors apart by class or
+    ``status``, never by matching message text.
+    """
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+        self.message = message
+
+
+class NotFound(KubeApiError):
+    """404: no object of that name."""
+
+
+class Conflict(KubeApiError):
+    """409: the object already exists, or a write lost a race on its resourceVersion."""
+
+
+class Forbidden(KubeApiError):
+    """403: RBAC (or an admission policy) refused the request."""
+
+
+class Invalid(KubeApiError):
+    """422: the object failed validation."""
+
+
+class Unreachable(KubeApiError):
+    """Status 0: the request never reached the API server (connection refused, TLS, timeout)."""
+
+
+_ERRORS_BY_STATUS: dict[int, type[KubeApiError]] = {
+    0: Unreachable,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: Invalid,
+}
+
+
+def error_for(status: int, message: str) -> KubeApiError:
+    """The exception for an answer with this HTTP status (0: no answer at all)."""
+    return _ERRORS_BY_STATUS.get(status, KubeApiError)(status, message)
+
+
+def retryable(status: int) -> bool:
+    """Whether a later attempt may succeed: no answer (0), 429 Too Many Requests, or a 5xx."""
+    return status == 0 or status == 429 or status >= 500
 
 
 @dataclass(frozen=True)
@@ -42,7 +88,7 @@ class ClusterConfig:
         host = env.get("KUBERNETES_SERVICE_HOST", "")
         port = env.get("KUBERNETES_SERVICE_PORT", "")
         if not host or not port:
-            raise KubeApiError(0, "KUBERNETES_SERVICE_HOST/PORT are not set: not running in a pod")
+            raise Unreachable(0, "KUBERNETES_SERVICE_HOST/PORT are not set: not running in a pod")
         return cls(host, int(port), SERVICE_ACCOUNT_DIR / "token", SERVICE_ACCOUNT_DIR / "ca.crt")
 
     @property
@@ -71,12 +117,12 @@ class KubeClient:
             except OSError as err:
                 if attempt == ATTEMPTS:
                     where = self.config.address
-                    raise KubeApiError(0, f"{method} {path}: cannot reach {where}: {err}") from None
+                    raise error_for(0, f"{method} {path}: cannot reach {where}: {err}") from None
             else:
                 if status < 300:
                     return _json_or_empty(reply)
-                if attempt == ATTEMPTS or not (status == 429 or status >= 500):
-                    raise KubeApiError(status, f"{method} {path}: HTTP {status}: {_status_message(reply)}")
+                if attempt == ATTEMPTS or not retryable(status):
+                    raise error_for(status, f"{method} {path}: HTTP {status}: {_status_message(reply)}")
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kdag_runner.authoring import DAG, BaseOperator
-    from kdag_runner.context import TaskEnvironment
+    from kdag_runner.environment import TaskEnvironment
     from kdag_runner.sinks import XComSink
     from kdag_runner.xcom import TaskInstance
 
@@ -42,7 +42,8 @@ def run_task() -> int:
     import traceback
 
     from kdag_runner.authoring import AirflowSkipException
-    from kdag_runner.context import RunnerConfigError, TaskEnvironment, build_context, set_current_context
+    from kdag_runner.context import build_context, set_current_context
+    from kdag_runner.environment import RunnerConfigError, TaskEnvironment
     from kdag_runner.store import XComError
     from kdag_runner.xcom import TaskInstance
 
@@ -205,7 +206,7 @@ def write_termination_message(message: dict[str, Any]) -> None:
 def collect() -> int:
     """The sidecar of a non-Python task: on SIGTERM (or ``.done``), push the JSON files it left."""
     from kdag_runner import store
-    from kdag_runner.context import RunnerConfigError, TaskEnvironment
+    from kdag_runner.environment import RunnerConfigError, TaskEnvironment
     from kdag_runner.sinks import SinkError, sink_from_env
 
     try:

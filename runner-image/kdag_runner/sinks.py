@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kdag_runner import keys
+
 if TYPE_CHECKING:
-    from kdag_runner.context import TaskEnvironment
+    from kdag_runner.environment import TaskEnvironment
     from kdag_runner.kube import KubeClient
 
 
@@ -95,16 +97,16 @@ def label_value(value: str) -> str:
 def store_labels(env: TaskEnvironment) -> dict[str, str]:
     """The labels of a task's XCom ConfigMap, as the controller labels its objects (design.md, "Names")."""
     return {
-        "app.kubernetes.io/managed-by": "kdag",
-        "kdag.dev/dag": label_value(env.dag_name or env.dag_id),
-        "kdag.dev/dagrun": label_value(env.run_id),
-        "kdag.dev/task": label_value(env.task_id),
+        keys.MANAGED_BY_LABEL: keys.MANAGED_BY,
+        keys.DAG_LABEL: label_value(env.dag_name or env.dag_id),
+        keys.DAGRUN_LABEL: label_value(env.run_id),
+        keys.TASK_LABEL: label_value(env.task_id),
     }
 
 
 def run_owner(env: TaskEnvironment) -> dict[str, Any]:
     """The ownerReference to the DAGRun, so its XComs go when the run is deleted."""
-    return {"apiVersion": "kdag.dev/v1alpha1", "kind": "DAGRun", "name": env.run_id, "uid": env.run_uid}
+    return {"apiVersion": keys.API_VERSION, "kind": keys.DAGRUN_KIND, "name": env.run_id, "uid": env.run_uid}
 
 
 def sink_from_env(env: TaskEnvironment, environ: Mapping[str, str] | None = None) -> XComSink:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kdag_runner import store
 
 if TYPE_CHECKING:
-    from kdag_runner.context import TaskEnvironment
+    from kdag_runner.environment import TaskEnvironment
 
 
 class _NotSet:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from kdag.api.models import DAGSpec
 from kdag.cli.app import parse_conf, parse_date, parse_params
-from kdag.cli.cluster import dagrun_manifest
 from kdag.cli.errors import UserError
 from kdag.cli.graph_view import layers, svg
 from kdag.compile import DefinitionError, dag_name
 from kdag.local.run import read_xcoms
+from kdag.manifests import dagrun_manifest
 from kdag_runner import store
 
 
@@ -76,7 +76,11 @@ def test_svg_draws_one_box_per_task_and_one_arrow_per_dependency() -> None:
 
 def test_trigger_creates_a_dagrun_with_params_conf_and_logical_date() -> None:
     manifest = dagrun_manifest(
-        "etl-dag", "etl-dag-manual-abcde", {"n": 1}, {"c": 2}, datetime(2026, 11, 21, tzinfo=UTC)
+        "etl-dag",
+        "etl-dag-manual-abcde",
+        params={"n": 1},
+        conf={"c": 2},
+        logical_date=datetime(2026, 11, 21, tzinfo=UTC),
     )
     assert manifest == {
         "apiVersion": "kdag.dev/v1alpha1",

@@ -142,6 +142,34 @@ def test_what_a_cluster_cannot_run_is_refused_in_one_line(tmp_path: Path, body: 
     assert "Traceback" not in done.stderr
 
 
+def test_every_problem_of_a_yaml_dag_is_named_on_one_line(tmp_path: Path) -> None:
+    """The webhook's validator decides: python and command together, a KDAG_ env var, both named."""
+    path = tmp_path / "both.yaml"
+    path.write_text(
+        "apiVersion: kdag.dev/v1alpha1\nkind: DAG\nmetadata: {name: both}\nspec:\n  tasks:\n"
+        "    - id: a\n      command: [echo, hi]\n      python: {source: 'def f(): pass', callable: f}\n"
+        "      env: [{name: KDAG_X, value: '1'}]\n"
+    )
+    done = kdag("compile", str(path))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == (
+        "error: DAG 'both': task 'a' (spec.tasks[0]): a task needs exactly one of python or command; "
+        "task 'a' (spec.tasks[0].env[0].name): 'KDAG_X' may not start with KDAG_ (kdag's own variables)\n"
+    )
+
+
+def test_once_schedule_is_kept(tmp_path: Path) -> None:
+    """Airflow's @once: the controller runs the DAG once when it is created."""
+    path = tmp_path / "once.py"
+    path.write_text(
+        "from airflow import DAG\nfrom airflow.operators.bash import BashOperator\n"
+        "with DAG('once', schedule='@once') as dag:\n    BashOperator(task_id='t', bash_command='true')\n"
+    )
+    _, dag = compiled(path)
+    assert dag["spec"]["schedule"] == "@once"
+
+
 def test_authoring_package_builds_the_dag_compile_uses() -> None:
     from kdag.authoring import DAG, PythonOperator
     from kdag.compile import python_dag_spec

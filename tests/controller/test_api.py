@@ -280,7 +280,51 @@ def test_cycle_is_named() -> None:
             spec_with(cmd("a", env=[{"name": "X", "value": "1"}, {"name": "X"}])),
             "task 'a' (spec.tasks[0].env[1].name): 'X' is set more than once",
         ),
-        (spec_with(cmd("a"), schedule="every day"), "spec.schedule: 'every day' is not a cron expression"),
+        (
+            spec_with(cmd("a"), schedule="every day"),
+            "spec.schedule: 'every day' is not a cron expression: give 5 fields (minute hour day month"
+            " weekday) or a preset such as '@daily' or '@once'",
+        ),
+        (
+            spec_with(cmd("a"), schedule="0 0 * * * 30"),
+            "spec.schedule: '0 0 * * * 30' is not a cron expression: give 5 fields (minute hour day month"
+            " weekday) or a preset such as '@daily' or '@once'",
+        ),
+        (
+            spec_with(cmd("a"), cmd("b", "a", xcomInputs=[{"env": "X", "task": "b"}])),
+            "task 'b' (spec.tasks[1].xcomInputs[0].task):"
+            " a task may not read its own XComs (name an upstream task)",
+        ),
+        (
+            spec_with(cmd("a"), cmd("b", "a", xcomInputs=[{"env": "X", "task": "zz"}])),
+            "task 'b' (spec.tasks[1].xcomInputs[0].task): 'zz' is not a task of this DAG",
+        ),
+        (
+            spec_with(cmd("a"), defaults={"env": [{"name": "KDAG_DAG_ID", "value": "x"}]}),
+            "spec.defaults.env[0].name: 'KDAG_DAG_ID' may not start with KDAG_ (kdag's own variables)",
+        ),
+        (
+            spec_with(cmd("a"), defaults={"env": [{"name": "X", "value": "1"}, {"name": "X", "value": "2"}]}),
+            "spec.defaults.env[1].name: 'X' is set more than once",
+        ),
+        (
+            spec_with(
+                {"id": "a", "python": {"fromDagFile": True}, "args": []},
+                pythonFile={"configMap": "c", "key": "k"},
+            ),
+            "task 'a' (spec.tasks[0].args): args need a command",
+        ),
+        # Strict JSON types, as the API server reads them: no "3" for an integer, no "true" for a boolean.
+        (
+            spec_with(cmd("a", retries="3")),
+            "task 'a' (spec.tasks[0].retries): Input should be a valid integer",
+        ),
+        (
+            spec_with(
+                {"id": "a", "python": {"fromDagFile": "true"}}, pythonFile={"configMap": "c", "key": "k"}
+            ),
+            "task 'a' (spec.tasks[0].python.fromDagFile): Input should be a valid boolean",
+        ),
         (
             spec_with(cmd("..")),
             "task '..' (spec.tasks[0].id): a task id may not be '.' or '..' (it names a directory)",
@@ -295,6 +339,57 @@ def test_cycle_is_named() -> None:
 )
 def test_problems_name_field_and_task(spec: dict[str, Any], expected: str) -> None:
     assert expected in dag_spec_problems(spec)
+
+
+def test_every_problem_is_reported_not_only_the_first() -> None:
+    problems = dag_spec_problems(
+        spec_with(
+            {
+                "id": "a",
+                "command": ["x"],
+                "python": {"source": "s", "callable": "f"},
+                "env": [{"name": "KDAG_X"}],
+            },
+            cmd("b", "zz"),
+            cmd("a"),
+        )
+    )
+    assert problems == [
+        "task 'a' (spec.tasks[0]): a task needs exactly one of python or command",
+        "task 'a' (spec.tasks[0].env[0].name): 'KDAG_X' may not start with KDAG_ (kdag's own variables)",
+        "task 'a' (spec.tasks[2].id): task id is used by more than one task",
+        "task 'b' (spec.tasks[1].upstream[0]): 'zz' is not a task of this DAG",
+    ]
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "@once",
+        "@daily",
+        "@hourly",
+        "@weekly",
+        "@monthly",
+        "@yearly",
+        "@annually",
+        "@midnight",
+        "*/15 * * * *",
+        "0 6 * * MON-FRI",
+    ],
+)
+def test_schedules_kdag_runs_are_accepted(schedule: str) -> None:
+    assert dag_spec_problems(spec_with(cmd("a"), schedule=schedule)) == []
+
+
+def test_yaml_values_are_read_as_kubectl_sends_them() -> None:
+    """Dates in params become text and 2.0 an integer, as in the JSON kubectl sends (no refusal)."""
+    import datetime
+
+    model, problems = check_dag_spec(
+        spec_with(cmd("a", retries=2.0), params={"start": datetime.date(2024, 1, 2)})
+    )
+    assert problems == []
+    assert model is not None and model.params == {"start": "2024-01-02"} and model.tasks[0].retries == 2
 
 
 def test_check_dag_spec_returns_the_model() -> None:

@@ -1,4 +1,8 @@
-"""Graph validation, ordering, trigger rules and the scheduling decision (Airflow's meaning)."""
+"""Graph ordering, trigger rules and the scheduling decision (Airflow's meaning).
+
+Validation of DAGs (duplicate ids, unknown upstream, cycles, xcomInputs) is `kdag.api.validation`'s: see
+test_api.py and test_validation_agreement.py.
+"""
 
 from __future__ import annotations
 
@@ -50,32 +54,16 @@ def test_leaves() -> None:
 def test_cycle_is_named_in_order() -> None:
     tasks = [task("a", "c"), task("b", "a"), task("c", "b"), task("d")]
     assert graph.find_cycle(tasks) == ["a", "b", "c", "a"]
-    errors = graph.validation_errors(tasks)
-    assert errors == ["tasks form a cycle: a -> b -> c -> a"]
     with pytest.raises(graph.GraphError, match="a -> b -> c -> a"):
         graph.topological_order(tasks)
-    with pytest.raises(graph.GraphError, match="a -> b -> c -> a"):
-        graph.validate(tasks)
+    with pytest.raises(graph.GraphError, match="upstream 'nope' is not a task of this DAG"):
+        graph.topological_order([task("a", "nope")])
 
 
 def test_two_task_cycle_and_acyclic_graphs() -> None:
     assert graph.find_cycle([task("x", "y"), task("y", "x")]) == ["x", "y", "x"]
     assert graph.find_cycle(DIAMOND) is None
     assert graph.find_cycle(FAN) is None
-
-
-def test_validation_names_duplicates_unknown_and_self_upstream() -> None:
-    errors = graph.validation_errors([task("a"), task("a"), task("b", "b"), task("c", "nope")])
-    assert "task id 'a' is used by more than one task" in errors
-    assert "task 'b' lists itself in upstream" in errors
-    assert "task 'c': upstream 'nope' is not a task of this DAG" in errors
-
-
-def test_xcom_input_must_come_from_an_ancestor() -> None:
-    tasks = [task("a"), task("b"), task("c", "a", xcomInputs=[{"env": "X", "task": "b"}])]
-    assert graph.validation_errors(tasks) == ["task 'c': xcomInputs[0].task 'b' is not an upstream ancestor"]
-    ok = [task("a"), task("b", "a"), task("c", "b", xcomInputs=[{"env": "X", "task": "a"}])]
-    assert graph.validation_errors(ok) == []
 
 
 # Trigger rules: (rule, upstream phases, expected outcome); None = wait.

@@ -1,4 +1,4 @@
-"""Pod rendering (the delivery contract of docs/design.md) and reading attempt results back."""
+"""Pod rendering (the delivery contract of docs/design.md) and reading attempt results (kdag.attempts)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import yaml
 from kdag import names
 from kdag.api.models import DAGSpec
-from kdag.render import AttemptResult, RunInfo, parse_attempt_result, render_task_pod
+from kdag.attempts import AttemptResult, Termination, attempt_result, parse_attempt_result
+from kdag.render import RunInfo, render_task_pod
 from kdag.settings import ControllerSettings
 
 SETTINGS = ControllerSettings(runner_image="localhost/kdag-runner:dev")
@@ -391,3 +392,19 @@ def test_pod_failed_before_any_container_ran() -> None:
     result = parse_attempt_result(pod)
     assert result.finished and not result.succeeded
     assert result.message == "pod Evicted: low on memory"
+
+
+def test_one_parser_reads_termination_reports_outside_a_pod_too() -> None:
+    # As a local run calls it: no kubelet reason; the log's last line stands in for a missing message.
+    failed = attempt_result(Termination(7), Termination(0, json.dumps({"xcomKeys": []})), fallback="bad")
+    assert (failed.exit_code, failed.message, failed.succeeded) == (7, "exit code 7: bad", False)
+    skip = json.dumps({"xcomKeys": ["k"], "bytes": 9, "skipped": "why"})
+    assert attempt_result(Termination(4, skip)) == AttemptResult(
+        finished=True, skipped=True, exit_code=4, message="why", xcom_keys=("k",), xcom_bytes=9
+    )
+    # A command (it has a collector) writing the runner's skip report has still failed.
+    assert not attempt_result(Termination(4, skip), Termination(0)).skipped
+    pushed = attempt_result(Termination(0), Termination(3, json.dumps({"error": "not JSON"})))
+    assert (pushed.exit_code, pushed.message) == (3, "not JSON")
+    crashed = attempt_result(Termination(0), Termination(1))
+    assert crashed.message == "XCom push failed (exit code 1)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kdag.handlers.history import run_history_limit, runs_beyond_history, ttl_expiry
+from kdag.history import run_history_limit, runs_beyond_history, ttl_expiry
 
 
 def _run(name: str, phase: str, finish: str | None = None, ttl: int | None = None) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def test_cycle_in_a_yaml_dag_is_refused_naming_the_tasks(tmp_path: Path) -> None
     )
     done = kdag("run", "--local", str(path), "-o", "json")
     assert done.returncode == 1
-    assert done.stderr.strip() == "error: DAG 'loop': tasks form a cycle: a -> b -> a"
+    assert done.stderr.strip() == "error: DAG 'loop': spec.tasks: tasks form a cycle: a -> b -> a"
 
 
 def test_unknown_field_in_yaml_names_the_task(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_unknown_field_in_yaml_names_the_task(tmp_path: Path) -> None:
     )
     done = kdag("run", "--local", str(path))
     assert done.returncode == 1
-    assert "task 'first' (retires)" in done.stderr
+    assert "task 'first' (spec.tasks[0].retires): unknown field (check its spelling and case)" in done.stderr
     assert "Traceback" not in done.stderr
 
 

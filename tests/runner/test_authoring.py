@@ -20,7 +20,8 @@ from kdag_runner.authoring import (
     callable_kwargs,
     chain,
 )
-from kdag_runner.context import TaskEnvironment, build_context
+from kdag_runner.context import build_context
+from kdag_runner.environment import TaskEnvironment
 from kdag_runner.xcom import TaskInstance
 
 from .runner_support import task_env, write_store

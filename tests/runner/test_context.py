@@ -7,13 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kdag_runner.context import (
-    RunnerConfigError,
-    TaskEnvironment,
-    build_context,
-    get_current_context,
-    set_current_context,
-)
+from kdag_runner.context import build_context, get_current_context, set_current_context
+from kdag_runner.environment import RunnerConfigError, TaskEnvironment
 from kdag_runner.xcom import TaskInstance
 
 from .runner_support import task_env

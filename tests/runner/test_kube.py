@@ -12,7 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kdag_runner.kube import ClusterConfig, KubeApiError, KubeClient
+from kdag_runner.kube import (
+    ClusterConfig,
+    Conflict,
+    Forbidden,
+    Invalid,
+    KubeApiError,
+    KubeClient,
+    NotFound,
+    Unreachable,
+    error_for,
+    retryable,
+)
 
 
 class FakeApiServer:
@@ -110,7 +121,7 @@ def test_busy_answers_are_retried(api: FakeApiServer) -> None:
 
 def test_a_refusal_is_not_retried_and_carries_the_api_message(api: FakeApiServer) -> None:
     api.replies = [(422, status(422, "Invalid", 'ConfigMap "x" is invalid: data[a b]: Invalid value'))]
-    with pytest.raises(KubeApiError) as caught:
+    with pytest.raises(Invalid) as caught:
         KubeClient(api.config).request("PATCH", "/x", {})
     assert caught.value.status == 422
     assert (
@@ -143,3 +154,20 @@ def test_in_cluster_config_needs_the_service_env() -> None:
     )
     assert config.address == "https://[fd00::1]:443"
     assert str(config.token_path) == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [(0, Unreachable), (403, Forbidden), (404, NotFound), (409, Conflict), (422, Invalid),
+     (400, KubeApiError), (500, KubeApiError)],
+)
+def test_errors_are_told_apart_by_status(status: int, cls: type[KubeApiError]) -> None:
+    error = error_for(status, "why")
+    assert type(error) is cls and isinstance(error, KubeApiError)
+    assert (error.status, error.message, str(error)) == (status, "why", "why")
+
+
+def test_only_answers_that_may_change_are_retryable() -> None:
+    assert [code for code in (0, 200, 400, 403, 404, 409, 422, 429, 500, 503) if retryable(code)] == [
+        0, 429, 500, 503
+    ]

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from kdag_runner import store
-from kdag_runner.context import TaskEnvironment
+from kdag_runner.environment import TaskEnvironment
 from kdag_runner.kube import FIELD_MANAGER, ClusterConfig, KubeApiError, KubeClient
 from kdag_runner.sinks import ConfigMapSink, SinkError, store_labels
 from kdag_runner.xcom import TaskInstance

@@ -11,12 +11,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+# The API group and version are spelled once, in the runner library (it writes ownerReferences too).
+from kdag_runner.keys import API_VERSION as API_VERSION
+from kdag_runner.keys import GROUP as GROUP
+from kdag_runner.keys import VERSION as VERSION
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-
-GROUP = "kdag.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
 
 TASK_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
 TASK_ID_MAX = 63
@@ -61,6 +61,14 @@ class StatusModel(KubeModel):
     """Base of status models: fields written by other tools (kopf) are ignored, not refused."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_patch(self) -> dict[str, Any]:
+        """A JSON merge patch of exactly the fields set on this model (None clears a field).
+
+        Handlers build status writes from these models, so renaming a field is a type error, not a
+        silently ignored key on the cluster.
+        """
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 class TriggerRule(StrEnum):

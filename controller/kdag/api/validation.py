@@ -1,23 +1,33 @@
-"""Validation of manifests with errors users can act on: each names the field path and the task id.
+"""kdag's one validator of DAG (and DAGRun) manifests; every problem names its field path and task id.
 
-The same checks the CRD's CEL rules make (so the CLI refuses what `kubectl apply` would), plus what CEL
-cannot check: cycles, xcomInputs from non-ancestors, cron syntax. Used by the webhook and the CLI.
+It makes the checks the CRD's schema and CEL rules make (so the CLI refuses what `kubectl apply` would),
+plus what CEL cannot check: cycles, xcomInputs from non-ancestors, cron syntax. The webhook, the handlers,
+`kdag compile`/`apply`/`graph` and `kdag run --local` all call it; `graph` holds no validation of its own.
+
+Fields are read as the API server reads JSON (strict types: `retries: "3"` is refused, as there), so what
+passes here passes the CRD's schema too.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from croniter import croniter
 from pydantic import BaseModel, ValidationError
 
 from kdag import graph
-from kdag.api.models import DAGRunSpec, DAGSpec, TaskSpec
+from kdag.api.models import API_VERSION, DAGRunSpec, DAGSpec, EnvVar, TaskSpec
 
+SCHEDULE_ONCE = "@once"
+"""Airflow's `@once`: no cron schedule; creating the DAG runs it once, like a DAG without a schedule."""
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,43 @@ def _pydantic_problems(error: ValidationError, spec: Mapping[str, Any], prefix: 
     return problems
 
 
+def _as_json(value: Any) -> Any:
+    """`value` as the API server receives it from kubectl: JSON types only (YAML dates become text)."""
+    if isinstance(value, Mapping):
+        return {str(key): _as_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_json(item) for item in value]
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)  # JSON has one number type: the API server takes 2.0 as an integer
+    return value
+
+
+def _parse(model: type[_M], spec: Mapping[str, Any]) -> tuple[_M | None, list[Problem]]:
+    """Parse `spec` as the API server would: strict JSON types, every error a Problem."""
+    try:
+        return model.model_validate_json(json.dumps(_as_json(spec), default=str), strict=True), []
+    except ValidationError as error:
+        return None, _pydantic_problems(error, spec, "spec")
+
+
+def _env_problems(envs: Sequence[EnvVar], at: str, task_id: str | None) -> list[Problem]:
+    """The EnvVar CEL rule (no KDAG_ names) and the list-map key (one entry per name)."""
+    problems: list[Problem] = []
+    names: set[str] = set()
+    for i, env in enumerate(envs):
+        if env.name.startswith("KDAG_"):
+            message = f"{env.name!r} may not start with KDAG_ (kdag's own variables)"
+            problems.append(Problem(f"{at}[{i}].name", message, task_id))
+        if env.name in names:
+            problems.append(Problem(f"{at}[{i}].name", f"{env.name!r} is set more than once", task_id))
+        names.add(env.name)
+    return problems
+
+
 def _task_problems(task: TaskSpec, index: int, spec: DAGSpec) -> list[Problem]:
-    """The per-task rules the CRD checks with CEL."""
+    """The per-task rules the CRD checks with CEL (and its list-map/set keys)."""
     at = f"spec.tasks[{index}]"
     problems: list[Problem] = []
 
@@ -73,17 +118,11 @@ def _task_problems(task: TaskSpec, index: int, spec: DAGSpec) -> list[Problem]:
 
     if (task.python is None) == (task.command is None):
         add("", "a task needs exactly one of python or command")
-    if task.args and task.command is None:
+    if task.args is not None and task.command is None:
         add("args", "args need a command")
     if task.id in (".", ".."):
         add("id", "a task id may not be '.' or '..' (it names a directory)")
-    env_names: set[str] = set()
-    for i, env in enumerate(task.env or []):
-        if env.name.startswith("KDAG_"):
-            add(f"env[{i}].name", f"{env.name!r} may not start with KDAG_ (kdag's own variables)")
-        if env.name in env_names:
-            add(f"env[{i}].name", f"{env.name!r} is set more than once")
-        env_names.add(env.name)
+    problems.extend(_env_problems(task.env or [], f"{at}.env", task.id))
     for i, up in enumerate(task.upstream_ids):
         if up in task.upstream_ids[:i]:
             add(f"upstream[{i}]", f"{up!r} is listed more than once")
@@ -106,6 +145,7 @@ def _task_problems(task: TaskSpec, index: int, spec: DAGSpec) -> list[Problem]:
 
 
 def _graph_problems(spec: DAGSpec) -> list[Problem]:
+    """Task ids and references (CEL and the list-map key), then what CEL cannot check: cycles, ancestors."""
     problems: list[Problem] = []
     ids: set[str] = set()
     for i, task in enumerate(spec.tasks):
@@ -121,6 +161,23 @@ def _graph_problems(spec: DAGSpec) -> list[Problem]:
             elif up not in ids:
                 problems.append(
                     Problem(f"spec.tasks[{i}].upstream[{j}]", f"{up!r} is not a task of this DAG", task.id)
+                )
+        for j, inp in enumerate(task.xcom_inputs or []):
+            if inp.task == task.id:
+                problems.append(
+                    Problem(
+                        f"spec.tasks[{i}].xcomInputs[{j}].task",
+                        "a task may not read its own XComs (name an upstream task)",
+                        task.id,
+                    )
+                )
+            elif inp.task not in ids:
+                problems.append(
+                    Problem(
+                        f"spec.tasks[{i}].xcomInputs[{j}].task",
+                        f"{inp.task!r} is not a task of this DAG",
+                        task.id,
+                    )
                 )
     if problems:
         return problems
@@ -141,18 +198,36 @@ def _graph_problems(spec: DAGSpec) -> list[Problem]:
     return problems
 
 
+def schedule_problem(schedule: str) -> str | None:
+    """Why `schedule` is not one kdag runs, or None: 5 cron fields, a preset such as `@daily`, or `@once`.
+
+    Run names have minute precision, so croniter's seconds (and year) fields are refused.
+    """
+    if schedule == SCHEDULE_ONCE:
+        return None
+    preset = schedule.strip().startswith("@")
+    if (preset or len(schedule.split()) == 5) and croniter.is_valid(schedule):
+        return None
+    return (
+        f"{schedule!r} is not a cron expression: give 5 fields (minute hour day month weekday)"
+        " or a preset such as '@daily' or '@once'"
+    )
+
+
 def check_dag_spec(spec: Mapping[str, Any]) -> tuple[DAGSpec | None, list[Problem]]:
     """The parsed DAG spec (None if it does not parse) and every problem found in it."""
-    try:
-        model = DAGSpec.model_validate(dict(spec))
-    except ValidationError as error:
-        return None, _pydantic_problems(error, spec, "spec")
-    problems: list[Problem] = []
+    model, problems = _parse(DAGSpec, spec)
+    if model is None:
+        return None, problems
+    if model.defaults is not None:
+        problems.extend(_env_problems(model.defaults.env or [], "spec.defaults.env", None))
     for i, task in enumerate(model.tasks):
         problems.extend(_task_problems(task, i, model))
     problems.extend(_graph_problems(model))
-    if model.schedule is not None and not croniter.is_valid(model.schedule):
-        problems.append(Problem("spec.schedule", f"{model.schedule!r} is not a cron expression"))
+    if model.schedule is not None:
+        why = schedule_problem(model.schedule)
+        if why is not None:
+            problems.append(Problem("spec.schedule", why))
     return model, problems
 
 
@@ -167,35 +242,46 @@ def dag_spec_problems(spec: Mapping[str, Any]) -> list[str]:
     return parse_dag_spec(spec)[1]
 
 
-def _check_model(model: type[BaseModel], spec: Mapping[str, Any]) -> list[Problem]:
-    try:
-        model.model_validate(dict(spec))
-    except ValidationError as error:
-        return _pydantic_problems(error, spec, "spec")
-    return []
+def describe(problems: Sequence[Problem | str]) -> str:
+    """Every problem on one line, `; `-separated (the form error messages and events take)."""
+    return "; ".join(str(problem) for problem in problems)
+
+
+def check_dag_manifest(manifest: Mapping[str, Any]) -> tuple[DAGSpec | None, list[Problem]]:
+    """A DAG manifest (as `kubectl apply` takes it): its parsed spec and every problem, metadata included."""
+    problems = _object_problems(manifest, "DAG")
+    spec = manifest.get("spec")
+    if not isinstance(spec, Mapping):
+        return None, [*problems, Problem("spec", "required: an object")]
+    model, spec_problems = check_dag_spec(spec)
+    return model, [*problems, *spec_problems]
+
+
+def _object_problems(manifest: Mapping[str, Any], kind: str) -> list[Problem]:
+    problems: list[Problem] = []
+    if manifest.get("apiVersion") != API_VERSION:
+        problems.append(Problem("apiVersion", f"expected {API_VERSION}, got {manifest.get('apiVersion')!r}"))
+    if manifest.get("kind") != kind:
+        problems.append(Problem("kind", f"expected {kind}, got {manifest.get('kind')!r}"))
+    meta = manifest.get("metadata") or {}
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    if not isinstance(name, str) or not DNS_SUBDOMAIN.match(name):
+        problems.append(
+            Problem("metadata.name", f"{name!r} is not a valid name (lower-case letters, digits, '-')")
+        )
+    return problems
 
 
 def manifest_problems(manifest: Mapping[str, Any]) -> list[Problem]:
     """Every problem of a DAG or DAGRun manifest (as `kubectl apply` takes it)."""
     kind = manifest.get("kind")
-    meta = manifest.get("metadata") or {}
-    name = meta.get("name") if isinstance(meta, Mapping) else None
-    problems: list[Problem] = []
-    if manifest.get("apiVersion") != "kdag.dev/v1alpha1":
-        problems.append(
-            Problem("apiVersion", f"expected kdag.dev/v1alpha1, got {manifest.get('apiVersion')!r}")
-        )
-    if not isinstance(name, str) or not DNS_SUBDOMAIN.match(name):
-        problems.append(
-            Problem("metadata.name", f"{name!r} is not a valid name (lower-case letters, digits, '-')")
-        )
+    if kind == "DAG":
+        return check_dag_manifest(manifest)[1]
+    if kind != "DAGRun":
+        problems = [p for p in _object_problems(manifest, "DAG") if p.path != "kind"]
+        return [*problems, Problem("kind", f"expected DAG or DAGRun, got {kind!r}")]
+    problems = _object_problems(manifest, "DAGRun")
     spec = manifest.get("spec")
     if not isinstance(spec, Mapping):
         return [*problems, Problem("spec", "required: an object")]
-    if kind == "DAG":
-        problems.extend(check_dag_spec(spec)[1])
-    elif kind == "DAGRun":
-        problems.extend(_check_model(DAGRunSpec, spec))
-    else:
-        problems.append(Problem("kind", f"expected DAG or DAGRun, got {kind!r}"))
-    return problems
+    return [*problems, *_parse(DAGRunSpec, spec)[1]]

@@ -1,4 +1,8 @@
-"""The typer application: one function per subcommand; the work is done by kdag's modules."""
+"""The typer application: the local commands are defined here, the cluster ones in `kdag.cli.cluster`.
+
+Shared option types and parsers are in `kdag.cli.options`; the command modules never import this one,
+which registers their commands, so no module of the CLI imports one that imports it back.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,23 @@ import json
 import shutil
 import sys
 import tempfile
-from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from kdag.cli import cluster
 from kdag.cli.errors import EXIT_FAILED, EXIT_USAGE, UserError, reported
+from kdag.cli.options import (
+    ConfOption,
+    DagIdOption,
+    LogicalDateOption,
+    Output,
+    ParamOption,
+    parse_conf,
+    parse_date,
+    parse_params,
+)
 
 app = typer.Typer(
     name="kdag",
@@ -28,63 +41,6 @@ app = typer.Typer(
 )
 
 
-class Output(StrEnum):
-    """How a command prints its result."""
-
-    text = "text"
-    json = "json"
-
-
-ParamOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--param", "-p", help="A run param KEY=VALUE (VALUE parsed as JSON when it parses); repeatable."
-    ),
-]
-DagIdOption = Annotated[
-    str | None, typer.Option("--dag-id", help="Which DAG of a Python file that defines several.")
-]
-
-
-def parse_params(pairs: list[str] | None) -> dict[str, Any]:
-    """`-p key=value` pairs as a dict; a value that parses as JSON is that JSON value, else the text."""
-    params: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"param {pair!r}: expected KEY=VALUE")
-        try:
-            params[key] = json.loads(text)
-        except ValueError:
-            params[key] = text
-    return params
-
-
-def parse_conf(text: str | None) -> dict[str, Any]:
-    """`--conf` as a JSON object."""
-    if not text:
-        return {}
-    try:
-        conf = json.loads(text)
-    except ValueError as err:
-        raise UserError(f"--conf: not JSON: {err}") from None
-    if not isinstance(conf, dict):
-        raise UserError("--conf: must be a JSON object")
-    return conf
-
-
-def parse_date(text: str | None) -> datetime | None:
-    """`--logical-date` as an aware UTC datetime (a date alone means midnight UTC)."""
-    if not text:
-        return None
-    from kdag.render import parse_time
-
-    try:
-        return parse_time(text)
-    except ValueError:
-        raise UserError(f"--logical-date: {text!r} is not an ISO 8601 date or time") from None
-
-
 @app.command("run")
 def run_command(
     dag_file: Annotated[Path, typer.Argument(help="A Python DAG file or a YAML DAG manifest.")],
@@ -93,10 +49,8 @@ def run_command(
     output: Annotated[
         Output, typer.Option("--output", "-o", help="text: live view; json: one object.")
     ] = Output.text,
-    conf: Annotated[str | None, typer.Option("--conf", help="The run's conf, a JSON object.")] = None,
-    logical_date: Annotated[
-        str | None, typer.Option("--logical-date", help="Logical date (ISO 8601); default now.")
-    ] = None,
+    conf: ConfOption = None,
+    logical_date: LogicalDateOption = None,
     dag_id: DagIdOption = None,
     workdir: Annotated[
         Path | None,
@@ -197,8 +151,6 @@ def graph_command(
             loaded = compiler.load(path, dag_id=dag_id)
             title, spec = loaded.dag_id, loaded.spec
         else:
-            from kdag.cli import cluster
-
             title, spec = cluster.fetch_dag_spec(dag, namespace, kubeconfig)
         graph_view.print_graph(title, spec)
         if svg is not None:
@@ -221,7 +173,11 @@ def controller_command(ctx: typer.Context) -> None:
     controller_main(list(ctx.args))
 
 
-# The cluster commands live in their own module and register on `app` when it is imported.
-from kdag.cli import cluster as _cluster_commands  # noqa: E402
+# The commands that talk to the API server, after the local ones (the order `kdag --help` lists them in).
+app.command("apply")(cluster.apply_command)
+app.command("trigger")(cluster.trigger_command)
+app.command("status")(cluster.status_command)
+app.command("xcom")(cluster.xcom_command)
+app.command("logs")(cluster.logs_command)
 
-__all__ = ["_cluster_commands", "app"]
+__all__ = ["app", "parse_conf", "parse_date", "parse_params"]

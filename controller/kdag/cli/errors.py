@@ -27,14 +27,20 @@ def fail(message: str) -> typer.Exit:
 
 @contextmanager
 def reported() -> Iterator[None]:
-    """Turn kdag's known errors into one line on stderr and exit status 1, without a traceback."""
+    """Turn kdag's known errors into one line on stderr and exit status 1, without a traceback.
+
+    An error from the API server (or a cluster never reached) is one of them: its message names the call
+    and carries the server's reason.
+    """
+    from kdag_runner.kube import KubeApiError
+
     from kdag.compile import DefinitionError
     from kdag.graph import GraphError
     from kdag.local.run import LocalRunError
 
     try:
         yield
-    except (DefinitionError, GraphError, LocalRunError, UserError) as err:
+    except (DefinitionError, GraphError, LocalRunError, UserError, KubeApiError) as err:
         raise fail(str(err)) from None
     except KeyboardInterrupt:
         raise fail("interrupted") from None

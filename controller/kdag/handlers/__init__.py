@@ -1,5 +1,1 @@
-"""The kopf handlers of kdag; importing this package registers them (the DAG webhook: kdag.webhook)."""
-
-from kdag.handlers import dagruns, dags, pods
-
-__all__ = ["dagruns", "dags", "pods"]
+"""kdag's kopf handlers: thin functions that read, call the pure deciders and write (see `registry`)."""

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 from kdag.api.models import API_VERSION
-from kdag.client import JSONObject, KubeApi
+from kdag.handlers.runtime import Runtime
+from kdag.kube import JSONObject
 
 logger = logging.getLogger("kdag.events")
-_pending: set[asyncio.Task[Any]] = set()
 
 
 def event_manifest(kind: str, obj: JSONObject, type_: str, reason: str, message: str) -> JSONObject:
@@ -40,16 +39,17 @@ def event_manifest(kind: str, obj: JSONObject, type_: str, reason: str, message:
     }
 
 
-def post(api: KubeApi, kind: str, obj: JSONObject, type_: str, reason: str, message: str) -> None:
+def post(runtime: Runtime, kind: str, obj: JSONObject, type_: str, reason: str, message: str) -> None:
     """Post the Event without waiting for it; a failure is only logged."""
 
     async def send() -> None:
+        manifest = event_manifest(kind, obj, type_, reason, message)
         try:
-            await api.create(event_manifest(kind, obj, type_, reason, message), obj["metadata"]["namespace"])
+            await runtime.api.create(manifest, obj["metadata"]["namespace"])
         except Exception as error:
             name = obj["metadata"]["name"]
             logger.warning("could not post Event %s on %s %s: %s", reason, kind, name, error)
 
     task = asyncio.get_running_loop().create_task(send())
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    runtime.background.add(task)
+    task.add_done_callback(runtime.background.discard)

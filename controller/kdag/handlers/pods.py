@@ -8,19 +8,19 @@ from typing import Any
 import kopf
 
 from kdag import names
+from kdag.attempts import parse_attempt_result
 from kdag.handlers.dagruns import request_reconcile
-from kdag.handlers.runtime import RUNTIME
-from kdag.render import parse_attempt_result
+from kdag.handlers.runtime import Runtime
+
+TASK_POD_LABELS: dict[str, Any] = {
+    names.MANAGED_BY_LABEL: names.MANAGED_BY,
+    names.DAGRUN_LABEL: kopf.PRESENT,
+}
+"""The pods this handler watches: those kdag made for a run."""
 
 
-@kopf.on.event(
-    "",
-    "v1",
-    "pods",
-    labels={names.MANAGED_BY_LABEL: names.MANAGED_BY, names.DAGRUN_LABEL: kopf.PRESENT},
-)
 async def task_pod_changed(
-    body: kopf.Body, type: str | None, namespace: str | None, name: str | None, **_: Any
+    body: kopf.Body, type: str | None, namespace: str | None, name: str | None, memo: Runtime, **_: Any
 ) -> None:
     """An attempt's pod changed: once all its containers terminated (or it is stuck), reconcile its run.
 
@@ -35,12 +35,12 @@ async def task_pod_changed(
     if type != "DELETED" and not result.finished and not result.message:
         return
     if result.finished:
-        RUNTIME.finished_seen_at.setdefault((namespace, name.rsplit("-", 1)[0]), time.time())
+        memo.finished_seen_at.setdefault((namespace, name.rsplit("-", 1)[0]), time.time())
     owner = (body.get("metadata") or {}).get("labels", {}).get(names.DAGRUN_LABEL)
     # The label may be a hashed cut of a long run name; the TaskRun owner chain names the run exactly.
     dagrun = _dagrun_of(body) or owner
     if dagrun:
-        await request_reconcile((namespace, dagrun))
+        await request_reconcile(memo, (namespace, dagrun))
 
 
 def _dagrun_of(pod: kopf.Body) -> str | None:

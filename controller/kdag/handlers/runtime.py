@@ -1,4 +1,8 @@
-"""Process-wide state of the handlers: settings, the API client, one lock and one retry timer per run."""
+"""The controller's shared state, kept in kopf's `memo`: settings, the API client, per-run locks and timers.
+
+`build_registry` passes one `Runtime` to kopf as the memo; kopf hands every handler a shallow copy, so the
+fields are made once, before the operator starts, and only mutated in place afterwards (never rebound).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from kdag.client import KubeApi
+from kdag.kube import KubeApi
 from kdag.settings import ControllerSettings
 
 RunKey = tuple[str, str]
 """(namespace, DAGRun name)."""
+
+Reconcile = Callable[[RunKey], Awaitable[None]]
 
 
 @dataclass
@@ -25,30 +31,31 @@ class RunState:
 
 @dataclass
 class Runtime:
-    settings: ControllerSettings = field(default_factory=ControllerSettings)
-    kubeconfig: str | None = None
-    api: KubeApi | None = None
+    """Everything the handlers share in one controller process (kopf's memo)."""
+
+    settings: ControllerSettings
+    api: KubeApi
     runs: dict[RunKey, RunState] = field(default_factory=dict)
     rbac_ready: set[str] = field(default_factory=set)
+    """Namespaces whose task ServiceAccount, Role and RoleBinding this process has made."""
     finished_seen_at: dict[tuple[str, str], float] = field(default_factory=dict)
-    """(namespace, pod name) -> wall time the controller saw the pod finish (handoff latency)."""
-
-    def client(self) -> KubeApi:
-        if self.api is None:
-            self.api = KubeApi(self.kubeconfig)
-        return self.api
+    """(namespace, TaskRun name) -> wall time the controller saw its pod finish (handoff latency)."""
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+    """Tasks started by timers, kept referenced until they end."""
 
     def run_state(self, key: RunKey) -> RunState:
         return self.runs.setdefault(key, RunState())
 
+    def forget_run(self, key: RunKey) -> None:
+        """Drop a deleted run's lock and cancel its timer."""
+        state = self.runs.pop(key, None)
+        if state is not None and state.wake is not None:
+            state.wake.cancel()
 
-RUNTIME = Runtime()
-_background: set[asyncio.Task[None]] = set()
 
-
-async def coalesced(key: RunKey, reconcile: Callable[[RunKey], Awaitable[None]]) -> None:
+async def coalesced(runtime: Runtime, key: RunKey, reconcile: Reconcile) -> None:
     """Run `reconcile(key)` now, or make the pass already under way run once more."""
-    state = RUNTIME.run_state(key)
+    state = runtime.run_state(key)
     state.dirty = True
     if state.lock.locked():
         return
@@ -58,10 +65,10 @@ async def coalesced(key: RunKey, reconcile: Callable[[RunKey], Awaitable[None]])
             await reconcile(key)
 
 
-def wake_later(key: RunKey, delay: float, reconcile: Callable[[RunKey], Awaitable[None]]) -> None:
+def wake_later(runtime: Runtime, key: RunKey, delay: float, reconcile: Reconcile) -> None:
     """Re-reconcile the run after `delay` seconds (a retry's backoff); keeps only the earliest timer."""
     loop = asyncio.get_running_loop()
-    state = RUNTIME.run_state(key)
+    state = runtime.run_state(key)
     when = loop.time() + max(delay, 0.0)
     if state.wake is not None and state.wake_at is not None and state.wake_at <= when:
         return
@@ -71,9 +78,9 @@ def wake_later(key: RunKey, delay: float, reconcile: Callable[[RunKey], Awaitabl
     def fire() -> None:
         state.wake = None
         state.wake_at = None
-        task = loop.create_task(coalesced(key, reconcile))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        task = loop.create_task(coalesced(runtime, key, reconcile))
+        runtime.background.add(task)
+        task.add_done_callback(runtime.background.discard)
 
     state.wake = loop.call_later(max(delay, 0.0), fire)
     state.wake_at = when

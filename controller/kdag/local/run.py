@@ -7,7 +7,6 @@ directory (the same files a ConfigMap volume shows) instead of ConfigMaps.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import secrets
@@ -23,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from kdag_runner import store
-from kdag_runner.main import EXIT_SKIPPED
 
 from kdag import graph, render
 from kdag.api.models import DAGSpec, RunPhase, TaskPhase, TaskSpec, resolve_task
+from kdag.attempts import AttemptResult, Termination, attempt_result
 
 LOCAL_NAMESPACE = "local"
 RUNNER = (sys.executable, "-m", "kdag_runner")
@@ -126,10 +125,8 @@ class LocalRunResult:
 class _AttemptDone:
     task_id: str
     attempt: int
-    exit_code: int | None
-    message: str
+    result: AttemptResult
     finished_at: datetime
-    skipped: bool = False
 
 
 @dataclass
@@ -159,7 +156,11 @@ def run_local(
     Task logs go to `{workdir}/logs/{task_id}.log`, XComs to `{workdir}/xcom/{task_id}/`.
     `on_change` is called (from this thread) each time a task changes phase.
     """
-    graph.validate(dag.spec.tasks)
+    from kdag.api.validation import dag_spec_problems  # the webhook's validator
+
+    problems = dag_spec_problems(dag.spec.to_kube())
+    if problems:
+        raise LocalRunError(f"DAG '{dag.name}': " + "; ".join(problems))
     for task in dag.spec.tasks:
         if task.python is not None and task.python.from_dag_file and dag.python_file is None:
             raise LocalRunError(f"task {task.id!r}: python.fromDagFile needs the DAG's Python file")
@@ -242,13 +243,13 @@ def _record(
 ) -> None:
     tid = result.task_id
     state.running.discard(tid)
-    common = {"exit_code": result.exit_code, "message": result.message}
-    if result.skipped:
+    common = {"exit_code": result.result.exit_code, "message": result.result.message}
+    if result.result.skipped:
         # Final, as in Airflow: no retry; graph.decide cascades it downstream.
         state.states[tid] = graph.TaskState(TaskPhase.SKIPPED, attempts=result.attempt)
         set_phase(tid, TaskPhase.SKIPPED, finished_at=result.finished_at, **common)
         return
-    if result.exit_code == 0:
+    if result.result.succeeded:
         state.states[tid] = graph.TaskState(TaskPhase.SUCCEEDED, attempts=result.attempt)
         set_phase(tid, TaskPhase.SUCCEEDED, finished_at=result.finished_at, **common)
         return
@@ -301,25 +302,25 @@ def _run_attempt(
     """Run one attempt to the end in this (worker) thread and report it on `done`."""
     log_path = workdir / "logs" / f"{task.id}.log"
     termination = Path(env["KDAG_TERMINATION_LOG"])
-    termination.unlink(missing_ok=True)
-    skipped = False
+    for path in (termination, _task_termination(termination)):
+        path.unlink(missing_ok=True)
     try:
         with log_path.open("a", encoding="utf-8") as log:
             log.write(f"--- attempt {attempt}\n")
             log.flush()
             if task.python is not None:
-                exit_code = _wait(subprocess.Popen([*RUNNER, "run"], env=env, stdout=log, stderr=log), task)
+                task_exit = _wait(subprocess.Popen([*RUNNER, "run"], env=env, stdout=log, stderr=log), task)
+                collector_exit = None
             else:
-                exit_code = _run_command_with_collector(task, env, log)
-        report = _runner_report(termination)
-        # Only the runner skips (a Python task); a command that exits 4 has failed.
-        skipped = task.python is not None and exit_code == EXIT_SKIPPED and "skipped" in report
-        message = str(report["skipped"]) if skipped else _attempt_message(exit_code, report, log_path)
+                task_exit, collector_exit = _run_command_with_collector(task, env, log)
+        result = _attempt_result(task_exit, collector_exit, termination, log_path)
     except _TimedOut:
-        exit_code, message = -int(signal.SIGKILL), f"timed out after {task.timeout_seconds} s"
+        message = f"timed out after {task.timeout_seconds} s"
+        result = AttemptResult(finished=True, exit_code=-int(signal.SIGKILL), message=message)
     except OSError as err:
-        exit_code, message = 127, f"could not start task {task.id!r}: {err}"
-    done.put(_AttemptDone(task.id, attempt, exit_code, message, datetime.now(UTC), skipped))
+        message = f"could not start task {task.id!r}: {err}"
+        result = AttemptResult(finished=True, exit_code=127, message=message)
+    done.put(_AttemptDone(task.id, attempt, result, datetime.now(UTC)))
 
 
 class _TimedOut(Exception):
@@ -336,15 +337,17 @@ def _wait(proc: subprocess.Popen[bytes], task: TaskSpec) -> int:
         raise _TimedOut from None
 
 
-def _run_command_with_collector(task: TaskSpec, env: dict[str, str], log: Any) -> int:
+def _run_command_with_collector(task: TaskSpec, env: dict[str, str], log: Any) -> tuple[int, int]:
     """A non-Python task as in its pod: the collector runs beside the command and pushes once it exits.
+
+    Returns the exit codes of the command and of the collector.
 
     In a pod the kubelet sends the sidecar SIGTERM; here the collector is told through `.done` in the
     XCom directory, which cannot arrive before it is listening, however fast the command is.
     """
     collector = subprocess.Popen([*RUNNER, "collect"], env=env, stdout=log, stderr=log)
     command = [*(task.command or []), *(task.args or [])]
-    task_env = {**env, "KDAG_TERMINATION_LOG": env["KDAG_TERMINATION_LOG"] + ".task"}
+    task_env = {**env, "KDAG_TERMINATION_LOG": str(_task_termination(Path(env["KDAG_TERMINATION_LOG"])))}
     try:
         task_exit = _wait(subprocess.Popen(command, env=task_env, stdout=log, stderr=log), task)
     except OSError as err:  # as a container whose command is missing: exit code 127
@@ -357,36 +360,48 @@ def _run_command_with_collector(task: TaskSpec, env: dict[str, str], log: Any) -
     except subprocess.TimeoutExpired:
         collector.kill()
         collector_exit = collector.wait()
-    return task_exit if task_exit != 0 else collector_exit
+    return task_exit, collector_exit
 
 
-def _runner_report(termination: Path) -> dict[str, Any]:
-    """The runner's JSON termination message of the attempt; empty when it left none."""
+def _task_termination(termination: Path) -> Path:
+    """Where a command task's own container writes its termination message (beside the collector's)."""
+    return termination.with_name(termination.name + ".task")
+
+
+def _attempt_result(
+    task_exit: int, collector_exit: int | None, termination: Path, log_path: Path
+) -> AttemptResult:
+    """The attempt's result from its termination files, read as the cluster reads a pod's.
+
+    `collector_exit` is None for a Python task (the runner pushed and reported itself); for a command task
+    `termination` is the collector's report and the command's own is beside it. A failure without a
+    report takes the log's last line, where a pod's FallbackToLogsOnError would take its log tail.
+    """
+    failed = task_exit != 0 or collector_exit not in (None, 0)
+    fallback = _last_log_line(log_path) if failed else ""
+    if collector_exit is None:
+        return attempt_result(Termination(task_exit, _read(termination)), fallback=fallback)
+    return attempt_result(
+        Termination(task_exit, _read(_task_termination(termination))),
+        Termination(collector_exit, _read(termination)),
+        fallback=fallback,
+    )
+
+
+def _read(path: Path) -> str:
+    """A termination file's text; empty when the container left none."""
     try:
-        lines = termination.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return {}
-    for line in reversed(lines):
-        try:
-            report = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(report, dict):
-            return report
-    return {}
-
-
-def _attempt_message(exit_code: int, report: Mapping[str, Any], log_path: Path) -> str:
-    """Why an attempt failed: the runner's `{"error": ...}` report, else the exit code and the log's tail."""
-    if exit_code == 0:
         return ""
-    if "error" in report:
-        return str(report["error"])
-    tail = [
+
+
+def _last_log_line(log_path: Path) -> str:
+    """The last non-blank line of the task's log."""
+    lines = [
         line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()
     ]
-    last = tail[-1] if tail else ""
-    return f"exit code {exit_code}" + (f": {last}" if last else "")
+    return lines[-1] if lines else ""
 
 
 def read_xcoms(xcom_root: Path, order: list[str]) -> list[XComRow]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
+
+from kdag.api.models import Condition
 
 
 @dataclass(frozen=True)
@@ -21,24 +24,25 @@ def merge_conditions(
     existing: Sequence[Mapping[str, Any]] | None,
     wanted: Sequence[ConditionValue],
     generation: int | None,
-    now: str,
-) -> list[dict[str, Any]]:
+    now: datetime,
+) -> list[Condition]:
     """The wanted conditions, keeping lastTransitionTime where the status did not change."""
     previous = {str(c.get("type")): c for c in existing or []}
-    merged: list[dict[str, Any]] = []
+    merged: list[Condition] = []
     for value in wanted:
-        status = "True" if value.status else "False"
+        status: Literal["True", "False"] = "True" if value.status else "False"
         old = previous.get(value.type)
-        transition = str(old["lastTransitionTime"]) if old and old.get("status") == status else now
-        condition: dict[str, Any] = {
-            "type": value.type,
-            "status": status,
-            "reason": value.reason,
-            "message": value.message[:32768],
-            "lastTransitionTime": transition,
-        }
+        kept = old is not None and old.get("status") == status and old.get("lastTransitionTime")
+        transition = Condition.model_validate(old).last_transition_time if kept and old else now
+        condition = Condition(
+            type=value.type,
+            status=status,
+            reason=value.reason,
+            message=value.message[:32768],
+            last_transition_time=transition,
+        )
         if generation is not None:
-            condition["observedGeneration"] = generation
+            condition.observed_generation = generation
         merged.append(condition)
     return merged
 

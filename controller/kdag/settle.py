@@ -1,0 +1,144 @@
+"""Where one task attempt stands: a TaskRun's status brought in line with its pods, as a pure function.
+
+`settle(status, pods, task, now, run_name=...)` says what to write to the TaskRun status, which Events to
+post and the task's state for `graph.decide`; the DAGRun handler does the writing. No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from kdag import graph, names
+from kdag.api.models import TaskPhase, TaskRunStatus, TaskSpec
+from kdag.attempts import AttemptResult, parse_attempt_result
+from kdag.graph import TaskState
+from kdag.render import format_time
+
+ACTIVE_PHASES = frozenset({TaskPhase.PENDING, TaskPhase.RUNNING, TaskPhase.RETRYING})
+
+
+@dataclass(frozen=True)
+class EventAction:
+    """A Kubernetes Event to post on the TaskRun."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What settling one TaskRun against its pods comes to."""
+
+    patch: TaskRunStatus | None
+    """The status fields that change (serialize with `exclude_unset=True`: a None set here clears the
+    field), or None when nothing changes."""
+    state: TaskState | None
+    """The task's state for `graph.decide`; None when it never started."""
+    phase: TaskPhase
+    """The task's phase after settling (the phase `patch` moves it to, or keeps)."""
+    events: tuple[EventAction, ...] = ()
+    finished: AttemptResult | None = None
+    """The result of the attempt that finished in this pass (handoff timing, XCom bytes), else None."""
+
+
+def attempt_of(pod: Mapping[str, Any]) -> int:
+    """The attempt number of a task pod: its attempt label, else its name's `-N` suffix; 0 if neither."""
+    label = ((pod.get("metadata") or {}).get("labels") or {}).get(names.ATTEMPT_LABEL, "")
+    if label.isdigit():
+        return int(label)
+    suffix = str(pod["metadata"]["name"]).rsplit("-", 1)[-1]
+    return int(suffix) if suffix.isdigit() else 0
+
+
+def _seconds(value: datetime) -> datetime:
+    """A time as the status stores it: UTC, whole seconds (as `render.format_time` writes it)."""
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+def settle(
+    status: TaskRunStatus,
+    pods: Mapping[int, Mapping[str, Any]],
+    task: TaskSpec,
+    now: datetime,
+    *,
+    run_name: str,
+) -> Settlement:
+    """Bring one TaskRun's status in line with its pods (attempt number -> Pod) at `now`.
+
+    A pod newer than the recorded attempt is adopted (a pass stopped before recording it); the current
+    attempt's pod finishing settles the attempt (success, skip, retry or failure); its pod gone before it
+    finished is a failed attempt; a pod stuck before running updates the message; older pods are ignored.
+    """
+    phase = status.phase or TaskPhase.PENDING
+    attempts = status.attempts or 0
+    next_at = status.next_attempt_at
+    latest = max(pods) if pods else 0
+    changes: dict[str, Any] = {}
+    events: list[EventAction] = []
+    finished: AttemptResult | None = None
+
+    if phase in ACTIVE_PHASES and latest > attempts:
+        # A pod made by a pass that stopped before recording it: adopt it, never make another.
+        phase, attempts, next_at = TaskPhase.RUNNING, latest, None
+        changes.update(
+            phase=phase,
+            attempts=attempts,
+            pod_name=pods[latest]["metadata"]["name"],
+            start_time=status.start_time or _seconds(now),
+            next_attempt_at=None,
+        )
+    result: AttemptResult | None = None
+    if phase == TaskPhase.RUNNING and attempts > 0:
+        if attempts in pods:
+            result = parse_attempt_result(pods[attempts])
+        else:
+            # The pod of the current attempt is gone (deleted, evicted) before it finished: a failed attempt.
+            pod_name = names.pod_name(run_name, task.id, attempts)
+            result = AttemptResult(finished=True, message=f"pod {pod_name} was deleted before it finished")
+    if result is not None and result.finished:
+        finished = result
+        changes.update(exit_code=result.exit_code, message=result.message or None)
+        if result.succeeded or result.skipped:
+            # A skip is final, as in Airflow: no retry; graph.decide cascades it downstream.
+            phase = TaskPhase.SUCCEEDED if result.succeeded else TaskPhase.SKIPPED
+            changes.update(xcom_keys=list(result.xcom_keys), finish_time=_seconds(now))
+        else:
+            next_at = graph.next_attempt_at(task, attempts, now)
+            if next_at is not None:
+                phase = TaskPhase.RETRYING
+                changes["next_attempt_at"] = _seconds(next_at)
+                events.append(
+                    EventAction(
+                        "Warning",
+                        "AttemptFailed",
+                        f"attempt {attempts} of task {task.id!r} failed: {result.message}; "
+                        f"retrying at {format_time(next_at)}",
+                    )
+                )
+            else:
+                phase = TaskPhase.FAILED
+                changes["finish_time"] = _seconds(now)
+                events.append(
+                    EventAction(
+                        "Warning",
+                        "TaskFailed",
+                        f"task {task.id!r} failed after {attempts} attempt(s): {result.message}",
+                    )
+                )
+        changes["phase"] = phase
+    elif result is not None and result.message and result.message != status.message:
+        # Stuck before running (an image that cannot be pulled, ...): say so where users look.
+        changes["message"] = result.message
+
+    state = None if phase == TaskPhase.PENDING and latest == 0 else TaskState(phase, attempts, next_at)
+    return Settlement(
+        patch=TaskRunStatus.model_validate(changes) if changes else None,
+        state=state,
+        phase=phase,
+        events=tuple(events),
+        finished=finished,
+    )

@@ -1,0 +1,308 @@
+"""settle.settle: one TaskRun's status brought in line with its pods, every branch, no API."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kdag import names
+from kdag.api.models import TaskPhase, TaskRunStatus, TaskSpec
+from kdag.attempts import AttemptResult
+from kdag.graph import TaskState
+from kdag.settle import EventAction, Settlement, attempt_of, settle
+from test_render import RUN, SETTINGS, pod_with, render, running, terminated
+
+NOW = datetime(2026, 1, 2, 3, 10, tzinfo=UTC)
+STARTED = "2026-01-02T03:04:00Z"
+PY = RUN.dag.resolved_task("hello_task", SETTINGS.runner_image)
+RETRIED = PY.model_copy(update={"retries": 2, "retry_delay_seconds": 10})
+SHELL = RUN.dag.resolved_task("shell", SETTINGS.runner_image)
+
+
+def status(**fields: Any) -> TaskRunStatus:
+    """A TaskRun status as the handler reads it (camelCase, as stored)."""
+    return TaskRunStatus.model_validate(fields)
+
+
+def running_status(attempts: int = 1, task_id: str = "hello_task") -> TaskRunStatus:
+    return status(
+        phase="Running",
+        attempts=attempts,
+        podName=names.pod_name(RUN.name, task_id, attempts),
+        startTime=STARTED,
+    )
+
+
+def py_pod(attempt: int, phase: str, containers: list[Any], **pod_status: Any) -> dict[str, Any]:
+    return pod_with(render("hello_task", attempt), phase, containers, **pod_status)
+
+
+def report(**fields: Any) -> str:
+    return json.dumps(fields)
+
+
+def patch_of(outcome: Settlement) -> dict[str, Any]:
+    assert outcome.patch is not None
+    return outcome.patch.model_dump(by_alias=True, exclude_unset=True, mode="json")
+
+
+def settled(
+    current: TaskRunStatus, pods: dict[int, dict[str, Any]], task: TaskSpec = PY, now: datetime = NOW
+) -> Settlement:
+    return settle(current, pods, task, now, run_name=RUN.name)
+
+
+# --- nothing to do ----------------------------------------------------------------------------------------
+
+
+def test_never_started_has_no_state_and_no_patch() -> None:
+    for current in (status(), status(phase="Pending")):
+        outcome = settled(current, {})
+        assert outcome == Settlement(patch=None, state=None, phase=TaskPhase.PENDING)
+
+
+def test_a_running_attempt_changes_nothing() -> None:
+    outcome = settled(running_status(), {1: py_pod(1, "Running", [running("task")])})
+    assert outcome == Settlement(
+        patch=None, state=TaskState(TaskPhase.RUNNING, attempts=1), phase=TaskPhase.RUNNING
+    )
+
+
+def test_a_finished_task_is_left_alone() -> None:
+    done = status(phase="Succeeded", attempts=1, startTime=STARTED, finishTime=STARTED)
+    pod = py_pod(1, "Succeeded", [terminated("task", 0, report(xcomKeys=[], bytes=2))])
+    outcome = settled(done, {1: pod})
+    assert outcome == Settlement(
+        patch=None, state=TaskState(TaskPhase.SUCCEEDED, attempts=1), phase=TaskPhase.SUCCEEDED
+    )
+
+
+# --- an attempt that finished -----------------------------------------------------------------------------
+
+
+def test_success_records_keys_exit_code_and_finish_time() -> None:
+    pod = py_pod(1, "Succeeded", [terminated("task", 0, report(xcomKeys=["return_value"], bytes=64))])
+    outcome = settled(running_status(), {1: pod})
+    assert patch_of(outcome) == {
+        "phase": "Succeeded",
+        "exitCode": 0,
+        "message": None,
+        "xcomKeys": ["return_value"],
+        "finishTime": "2026-01-02T03:10:00Z",
+    }
+    assert outcome.state == TaskState(TaskPhase.SUCCEEDED, attempts=1)
+    assert outcome.phase == TaskPhase.SUCCEEDED
+    assert outcome.events == ()
+    assert outcome.finished is not None and outcome.finished.succeeded
+    assert outcome.finished.xcom_bytes == 64
+
+
+def test_a_skip_is_final_even_with_retries_left() -> None:
+    skip = report(xcomKeys=["seen"], bytes=20, skipped="nothing new today")
+    pod = py_pod(1, "Failed", [terminated("task", 4, skip, reason="Error")])
+    outcome = settled(running_status(), {1: pod}, RETRIED)
+    assert patch_of(outcome) == {
+        "phase": "Skipped",
+        "exitCode": 4,
+        "message": "nothing new today",
+        "xcomKeys": ["seen"],
+        "finishTime": "2026-01-02T03:10:00Z",
+    }
+    assert outcome.state == TaskState(TaskPhase.SKIPPED, attempts=1)
+    assert outcome.events == ()
+
+
+def test_failure_with_retries_left_is_retrying_with_an_attempt_failed_event() -> None:
+    error = report(xcomKeys=[], bytes=2, error="ValueError: boom")
+    pod = py_pod(1, "Failed", [terminated("task", 1, error, reason="Error")])
+    outcome = settled(running_status(), {1: pod}, RETRIED)
+    due = NOW + timedelta(seconds=10)
+    assert patch_of(outcome) == {
+        "phase": "Retrying",
+        "exitCode": 1,
+        "message": "ValueError: boom",
+        "nextAttemptAt": "2026-01-02T03:10:10Z",
+    }
+    assert outcome.state == TaskState(TaskPhase.RETRYING, attempts=1, next_attempt_at=due)
+    assert outcome.events == (
+        EventAction(
+            "Warning",
+            "AttemptFailed",
+            "attempt 1 of task 'hello_task' failed: ValueError: boom; retrying at 2026-01-02T03:10:10Z",
+        ),
+    )
+    assert outcome.finished is not None and not outcome.finished.succeeded
+
+
+def test_the_retry_time_is_written_in_whole_seconds() -> None:
+    now = NOW + timedelta(microseconds=700_000)
+    pod = py_pod(1, "Failed", [terminated("task", 1, report(error="E: x"), reason="Error")])
+    outcome = settled(running_status(), {1: pod}, RETRIED, now)
+    assert patch_of(outcome)["nextAttemptAt"] == "2026-01-02T03:10:10Z"
+    assert outcome.state is not None and outcome.state.next_attempt_at == now + timedelta(seconds=10)
+
+
+def test_failure_of_the_last_attempt_fails_the_task_with_a_task_failed_event() -> None:
+    error = report(xcomKeys=[], bytes=2, error="ValueError: boom")
+    pod = py_pod(3, "Failed", [terminated("task", 1, error, reason="Error")])
+    outcome = settled(running_status(attempts=3), {3: pod}, RETRIED)
+    assert patch_of(outcome) == {
+        "phase": "Failed",
+        "exitCode": 1,
+        "message": "ValueError: boom",
+        "finishTime": "2026-01-02T03:10:00Z",
+    }
+    assert outcome.state == TaskState(TaskPhase.FAILED, attempts=3)
+    assert outcome.events == (
+        EventAction("Warning", "TaskFailed", "task 'hello_task' failed after 3 attempt(s): ValueError: boom"),
+    )
+
+
+def test_timeout_is_a_failed_attempt() -> None:
+    pod = pod_with(
+        render("shell"),
+        "Failed",
+        [terminated("task", 137, reason="Error")],
+        init=[running("xcom")],
+        reason="DeadlineExceeded",
+        message="Pod was active on the node longer than the specified deadline",
+    )
+    outcome = settled(running_status(task_id="shell"), {1: pod}, SHELL)
+    assert patch_of(outcome) == {
+        "phase": "Failed",
+        "exitCode": 137,
+        "message": "timed out after 30 s",
+        "finishTime": "2026-01-02T03:10:00Z",
+    }
+    assert outcome.events[0].reason == "TaskFailed"
+
+
+def test_an_unknown_exit_code_fails_with_the_reason_and_log_tail() -> None:
+    pod = py_pod(1, "Failed", [terminated("task", 137, "Killed", reason="OOMKilled")])
+    outcome = settled(running_status(), {1: pod})
+    assert patch_of(outcome) == {
+        "phase": "Failed",
+        "exitCode": 137,
+        "message": "OOMKilled (exit code 137): Killed",
+        "finishTime": "2026-01-02T03:10:00Z",
+    }
+
+
+def test_exit_code_4_without_a_skip_report_is_a_failure_not_a_skip() -> None:
+    pod = py_pod(1, "Failed", [terminated("task", 4, "oops", reason="Error")])
+    outcome = settled(running_status(), {1: pod})
+    assert outcome.phase == TaskPhase.FAILED
+    assert patch_of(outcome)["message"] == "Error (exit code 4): oops"
+
+
+def test_xcom_push_failure_of_the_sidecar_fails_the_attempt() -> None:
+    error = report(error="XCom 'x' of task 'shell' is not JSON-serialisable: set")
+    pod = pod_with(
+        render("shell"),
+        "Succeeded",
+        [terminated("task", 0)],
+        init=[terminated("xcom", 3, error, reason="Error")],
+    )
+    outcome = settled(running_status(task_id="shell"), {1: pod}, SHELL)
+    assert patch_of(outcome) == {
+        "phase": "Failed",
+        "exitCode": 3,
+        "message": "XCom 'x' of task 'shell' is not JSON-serialisable: set",
+        "finishTime": "2026-01-02T03:10:00Z",
+    }
+    assert outcome.events[0].message == (
+        "task 'shell' failed after 1 attempt(s): XCom 'x' of task 'shell' is not JSON-serialisable: set"
+    )
+
+
+def test_a_pod_deleted_before_it_finished_is_a_failed_attempt() -> None:
+    outcome = settled(running_status(attempts=2), {}, RETRIED)
+    pod_name = names.pod_name(RUN.name, "hello_task", 2)
+    message = f"pod {pod_name} was deleted before it finished"
+    assert patch_of(outcome) == {
+        "phase": "Retrying",
+        "exitCode": None,
+        "message": message,
+        "nextAttemptAt": "2026-01-02T03:10:20Z",  # the delay doubles after the second attempt
+    }
+    assert outcome.finished == AttemptResult(finished=True, message=message)
+    assert outcome.events[0].reason == "AttemptFailed"
+
+
+# --- pods of other attempts -------------------------------------------------------------------------------
+
+
+def test_an_orphan_pod_of_an_older_attempt_is_ignored() -> None:
+    old = py_pod(1, "Failed", [terminated("task", 1, report(error="E: old"), reason="Error")])
+    current = py_pod(2, "Running", [running("task")])
+    outcome = settled(running_status(attempts=2), {1: old, 2: current}, RETRIED)
+    assert outcome == Settlement(
+        patch=None, state=TaskState(TaskPhase.RUNNING, attempts=2), phase=TaskPhase.RUNNING
+    )
+
+
+def test_a_pod_of_a_newer_attempt_is_adopted() -> None:
+    retrying = status(
+        phase="Retrying",
+        attempts=1,
+        podName=names.pod_name(RUN.name, "hello_task", 1),
+        startTime=STARTED,
+        exitCode=1,
+        message="E: first",
+        nextAttemptAt="2026-01-02T03:09:00Z",
+    )
+    old = py_pod(1, "Failed", [terminated("task", 1, report(error="E: first"), reason="Error")])
+    newer = py_pod(2, "Running", [running("task")])
+    outcome = settled(retrying, {1: old, 2: newer}, RETRIED)
+    assert patch_of(outcome) == {
+        "phase": "Running",
+        "attempts": 2,
+        "podName": names.pod_name(RUN.name, "hello_task", 2),
+        "startTime": STARTED,
+        "nextAttemptAt": None,
+    }
+    assert outcome.state == TaskState(TaskPhase.RUNNING, attempts=2)
+    assert outcome.finished is None
+
+
+def test_an_adopted_first_pod_gets_a_start_time_and_is_settled_in_the_same_pass() -> None:
+    pod = py_pod(1, "Succeeded", [terminated("task", 0, report(xcomKeys=[], bytes=2))])
+    outcome = settled(status(phase="Pending"), {1: pod})
+    assert patch_of(outcome) == {
+        "phase": "Succeeded",
+        "attempts": 1,
+        "podName": names.pod_name(RUN.name, "hello_task", 1),
+        "startTime": "2026-01-02T03:10:00Z",
+        "nextAttemptAt": None,
+        "exitCode": 0,
+        "message": None,
+        "xcomKeys": [],
+        "finishTime": "2026-01-02T03:10:00Z",
+    }
+    assert outcome.state == TaskState(TaskPhase.SUCCEEDED, attempts=1)
+
+
+# --- stuck before running ---------------------------------------------------------------------------------
+
+
+def test_a_stuck_pod_says_why_once() -> None:
+    waiting = {"name": "task", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}
+    pod = py_pod(1, "Pending", [waiting])
+    outcome = settled(running_status(), {1: pod})
+    assert patch_of(outcome) == {"message": "container task: ImagePullBackOff: not found"}
+    assert outcome.state == TaskState(TaskPhase.RUNNING, attempts=1)
+    assert outcome.phase == TaskPhase.RUNNING
+    assert outcome.finished is None
+    said = running_status().model_copy(update={"message": "container task: ImagePullBackOff: not found"})
+    assert settled(said, {1: pod}).patch is None
+
+
+# --- attempt numbers --------------------------------------------------------------------------------------
+
+
+def test_attempt_of_reads_the_label_else_the_name_suffix() -> None:
+    assert attempt_of(render("hello_task", 3)) == 3
+    unlabelled = {"metadata": {"name": names.pod_name(RUN.name, "hello_task", 2), "labels": {}}}
+    assert attempt_of(unlabelled) == 2
+    assert attempt_of({"metadata": {"name": "no-number-here"}}) == 0
