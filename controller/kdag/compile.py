@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kdag_runner import authoring, compat
+from kdag_runner import authoring, compat, keys
 
 from kdag import names
 from kdag.api import validation
@@ -191,7 +191,7 @@ def load_manifest(path: Path) -> LoadedDag:
         documents = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
     except yaml.YAMLError as err:
         raise DefinitionError(f"DAG file '{path}': not valid YAML: {str(err).splitlines()[0]}") from None
-    dags = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == "DAG"]
+    dags = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == keys.DAG_KIND]
     if len(dags) != 1:
         raise DefinitionError(f"DAG file '{path}': expected one object of kind DAG, found {len(dags)}")
     manifest = dags[0]
@@ -242,7 +242,7 @@ def dag_manifest(name: str, spec: DAGSpec) -> dict[str, Any]:
     """The DAG object, ready for `kubectl apply`."""
     return {
         "apiVersion": API_VERSION,
-        "kind": "DAG",
+        "kind": keys.DAG_KIND,
         "metadata": {"name": name, "labels": {names.MANAGED_BY_LABEL: names.MANAGED_BY}},
         "spec": spec.to_kube(),
     }

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kdag_runner import keys
+
 from kdag import graph, names
 from kdag.api.models import API_VERSION, DAGSpec, TaskSpec
 from kdag.settings import ControllerSettings
@@ -300,7 +302,7 @@ def render_task_pod(
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,
-                    "kind": "TaskRun",
+                    "kind": keys.TASKRUN_KIND,
                     "name": taskrun_name,
                     "uid": taskrun_uid,
                     "controller": True,

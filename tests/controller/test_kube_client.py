@@ -352,8 +352,8 @@ def test_calls_against_the_cluster(kubeconfig: str, namespace: str) -> None:
             "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
         }
         assert api.create_if_absent(role, namespace) is not None
-        with pytest.raises(Invalid):
-            api.create({**role, "metadata": {"name": "Not_A_Name"}}, namespace)
+        with pytest.raises(Invalid):  # a ConfigMap name must be a DNS subdomain (a Role's need not be)
+            api.create({**configmap, "metadata": {"name": "Not_A_Name"}}, namespace)
         with pytest.raises(ValueError, match="no 'status' subresource"):
             api.patch_status(CONFIGMAP, namespace, "kube-client", {})
         assert api.delete(ROLE, namespace, "reader") is True

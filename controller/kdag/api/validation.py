@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from croniter import croniter
+from kdag_runner import keys
 from pydantic import BaseModel, ValidationError
 
 from kdag import graph
@@ -249,7 +250,7 @@ def describe(problems: Sequence[Problem | str]) -> str:
 
 def check_dag_manifest(manifest: Mapping[str, Any]) -> tuple[DAGSpec | None, list[Problem]]:
     """A DAG manifest (as `kubectl apply` takes it): its parsed spec and every problem, metadata included."""
-    problems = _object_problems(manifest, "DAG")
+    problems = _object_problems(manifest, keys.DAG_KIND)
     spec = manifest.get("spec")
     if not isinstance(spec, Mapping):
         return None, [*problems, Problem("spec", "required: an object")]
@@ -275,12 +276,12 @@ def _object_problems(manifest: Mapping[str, Any], kind: str) -> list[Problem]:
 def manifest_problems(manifest: Mapping[str, Any]) -> list[Problem]:
     """Every problem of a DAG or DAGRun manifest (as `kubectl apply` takes it)."""
     kind = manifest.get("kind")
-    if kind == "DAG":
+    if kind == keys.DAG_KIND:
         return check_dag_manifest(manifest)[1]
-    if kind != "DAGRun":
-        problems = [p for p in _object_problems(manifest, "DAG") if p.path != "kind"]
+    if kind != keys.DAGRUN_KIND:
+        problems = [p for p in _object_problems(manifest, keys.DAG_KIND) if p.path != "kind"]
         return [*problems, Problem("kind", f"expected DAG or DAGRun, got {kind!r}")]
-    problems = _object_problems(manifest, "DAGRun")
+    problems = _object_problems(manifest, keys.DAGRUN_KIND)
     spec = manifest.get("spec")
     if not isinstance(spec, Mapping):
         return [*problems, Problem("spec", "required: an object")]

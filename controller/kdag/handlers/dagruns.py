@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kdag_runner import keys
 
 from kdag import conditions, graph, history, manifests, metrics, names, policy, settle
 from kdag.api.models import (
@@ -173,7 +174,7 @@ async def _settle_taskrun(
         await _write_status(runtime.api, TASKRUN, run.namespace, name, outcome.patch)
         metrics.TASKS.labels(phase=outcome.phase.value).inc()
     for event in outcome.events:
-        events.post(runtime, "TaskRun", taskrun, event.type, event.reason, event.message)
+        events.post(runtime, keys.TASKRUN_KIND, taskrun, event.type, event.reason, event.message)
     return outcome.state
 
 
@@ -205,7 +206,7 @@ async def _stall(runtime: Runtime, dagrun: JSONObject, reason: str, message: str
     stalled = DAGRunStatus(phase=RunPhase.PENDING, conditions=wanted)
     if stalled.to_patch()["conditions"] != status.get("conditions"):
         await _write_status(runtime.api, DAGRUN, meta["namespace"], meta["name"], stalled)
-        events.post(runtime, "DAGRun", dagrun, "Warning", reason, message)
+        events.post(runtime, keys.DAGRUN_KIND, dagrun, "Warning", reason, message)
 
 
 async def _all(*steps: Coroutine[Any, Any, None]) -> None:
@@ -388,9 +389,11 @@ async def _write_run_status(
             await _expire(runtime, key, {**dagrun, "status": {**status, **changed}})
     if status.get("phase") != run_phase.value:
         if run_phase == RunPhase.FAILED:
-            events.post(runtime, "DAGRun", dagrun, "Warning", "RunFailed", f"DAGRun {name} failed: {message}")
+            events.post(
+                runtime, keys.DAGRUN_KIND, dagrun, "Warning", "RunFailed", f"DAGRun {name} failed: {message}"
+            )
         elif run_phase == RunPhase.SUCCEEDED:
             message = f"DAGRun {name} succeeded: {decision.progress}"
-            events.post(runtime, "DAGRun", dagrun, "Normal", "RunSucceeded", message)
+            events.post(runtime, keys.DAGRUN_KIND, dagrun, "Normal", "RunSucceeded", message)
         elif run_phase == RunPhase.RUNNING:
-            events.post(runtime, "DAGRun", dagrun, "Normal", "RunStarted", f"DAGRun {name} started")
+            events.post(runtime, keys.DAGRUN_KIND, dagrun, "Normal", "RunStarted", f"DAGRun {name} started")

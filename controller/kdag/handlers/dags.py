@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 from croniter import croniter
+from kdag_runner import keys
 
 from kdag import conditions, manifests, names
 from kdag.api.models import DAGStatus
@@ -36,7 +37,7 @@ async def _create_run(runtime: Runtime, dag: kopf.Body, run_name: str, logical_d
     )
     created = await runtime.api.create_if_absent(manifest, meta["namespace"])
     if created is not None:
-        events.post(runtime, "DAG", dict(dag), "Normal", "RunCreated", f"created DAGRun {run_name}")
+        events.post(runtime, keys.DAG_KIND, dict(dag), "Normal", "RunCreated", f"created DAGRun {run_name}")
     return created is not None
 
 
@@ -65,7 +66,7 @@ async def dag_changed(
             ),
         )
         patch.status.update(invalid.to_patch())
-        events.post(memo, "DAG", dict(body), "Warning", "InvalidSpec", message)
+        events.post(memo, keys.DAG_KIND, dict(body), "Warning", "InvalidSpec", message)
         return
     valid = DAGStatus(
         observed_generation=generation,

@@ -6,6 +6,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+from kdag_runner import keys
+
 from kdag.api.models import API_VERSION
 from kdag.handlers.runtime import Runtime
 from kdag.kube import JSONObject
@@ -32,7 +34,7 @@ def event_manifest(kind: str, obj: JSONObject, type_: str, reason: str, message:
         "reason": reason,
         "message": message[:1024],
         "source": {"component": "kdag-controller"},
-        "reportingComponent": "kdag.dev/controller",
+        "reportingComponent": f"{keys.GROUP}/controller",
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": 1,
