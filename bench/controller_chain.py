@@ -43,7 +43,7 @@ def chain(name: str, n: int) -> dict[str, object]:
             task["upstream"] = [f"t{i - 1}"]
         tasks.append(task)
     return {"apiVersion": "kdag.dev/v1alpha1", "kind": "DAG", "metadata": {"name": name},
-            "spec": {"tasks": tasks}}
+            "spec": {"schedule": "@once", "tasks": tasks}}
 
 
 def fan(name: str, n: int) -> dict[str, object]:
@@ -55,7 +55,7 @@ def fan(name: str, n: int) -> dict[str, object]:
         for i in range(n)
     ]
     return {"apiVersion": "kdag.dev/v1alpha1", "kind": "DAG", "metadata": {"name": name},
-            "spec": {"tasks": tasks}}
+            "spec": {"schedule": "@once", "tasks": tasks}}
 
 
 def run_dag(

@@ -1,31 +1,32 @@
 """Check `kdag.graph.decide` against Apache Airflow: the same DAGs must end in the same task and run states.
 
-Every trigger rule is put after every pair of upstream outcomes (succeeded, failed, skipped by a trigger rule,
-upstream-failed), with a task after it, as independent branches of one DAG; a few small DAGs compare the
-run's final state. Airflow runs them with `airflow dags test` in a throwaway virtual environment (never a
-kdag dependency):
+Every one of Airflow 3's 13 trigger rules is put after every pair of upstream outcomes (succeeded, failed,
+skipped by a trigger rule, upstream-failed), with a task after it, as independent branches of one DAG. Small
+DAGs compare the run's final state too: teardowns (their failures, `on_failure_fail_dagrun`, failed and
+skipped setups, the setup constraint of work tasks) and the skip protocol (a branch, a short-circuit with and
+without `ignore_downstream_trigger_rules`). Airflow runs them with `airflow dags test` in a virtual
+environment of its own (`airflow_reference.airflow_venv()`, or `--airflow-venv`), never a kdag dependency:
 
-    python3 -m venv /tmp/airflow-venv && /tmp/airflow-venv/bin/pip install "apache-airflow==3.*"
-    .venv/bin/python bench/trigger_rules_vs_airflow.py --airflow-venv /tmp/airflow-venv
+    .venv/bin/python bench/trigger_rules_vs_airflow.py [--airflow-venv DIR]
 
-kdag's side replays `decide` with each started task ending as the DAG says. Prints every difference and
-exits 1 when there is one.
+kdag's side replays `decide` with each started task ending as the DAG says; a branch or short-circuit task
+that succeeds reports the `skipTasks` the runner would compute (docs/design.md, "Delivery into a task pod").
+Prints every difference and exits 1 when there is one.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from airflow_reference import airflow_dags_test, latest_run
+from airflow_reference import airflow_dags_test, airflow_venv, airflow_version, latest_run, migrate
 from kdag import graph
 from kdag.api.models import RunPhase, TaskPhase, TaskSpec, TriggerRule
 
@@ -40,12 +41,21 @@ AIRFLOW_STATES = {
 
 @dataclass(frozen=True)
 class Task:
-    """A task of a scenario: its trigger rule, upstream ids, and whether running it fails."""
+    """A task of a scenario: its trigger rule, upstream ids, what it is and whether running it fails.
+
+    `branch` names the one task a BranchPythonOperator follows; `short_circuit` is "all" or "direct" for a
+    ShortCircuitOperator whose condition is false (ignore_downstream_trigger_rules True or False).
+    """
 
     id: str
     upstream: tuple[str, ...] = ()
     rule: TriggerRule = TriggerRule.ALL_SUCCESS
     fails: bool = False
+    setup: bool = False
+    teardown: bool = False
+    fail_run: bool = False
+    branch: str | None = None
+    short_circuit: str | None = None
 
 
 def upstream_kind(kind: str, prefix: str) -> list[Task]:
@@ -74,6 +84,18 @@ def branch_scenarios() -> list[Task]:
     return tasks
 
 
+TEARDOWN = TriggerRule.ALL_DONE_SETUP_SUCCESS
+
+
+def cluster(*, query_fails: bool = False, create_fails: bool = False, **delete: Any) -> list[Task]:
+    """create (setup) >> query >> delete (teardown of create)."""
+    return [
+        Task("create", setup=True, fails=create_fails),
+        Task("query", ("create",), fails=query_fails),
+        Task("delete", ("create", "query"), TEARDOWN, teardown=True, **delete),
+    ]
+
+
 RUN_SCENARIOS: dict[str, list[Task]] = {
     "all_ok": [Task("a"), Task("b", ("a",))],
     "failure_propagates": [Task("a", fails=True), Task("b", ("a",)), Task("c")],
@@ -85,6 +107,56 @@ RUN_SCENARIOS: dict[str, list[Task]] = {
         Task("alert", ("a",), TriggerRule.ONE_FAILED),
     ],
     "skips_only": [Task("a"), Task("b", ("a",), TriggerRule.ONE_FAILED), Task("c", ("b",))],
+    "always_after_failure": [Task("a", fails=True), Task("b", ("a",), TriggerRule.ALWAYS, fails=True)],
+    # Setup and teardown tasks.
+    "teardown_ok": cluster(),
+    "teardown_after_failed_work": cluster(query_fails=True),
+    "teardown_fails": cluster(fails=True),
+    "teardown_fails_the_run": cluster(fails=True, fail_run=True),
+    "teardown_fails_the_run_after_work_failed": cluster(query_fails=True, fail_run=True),
+    "setup_fails": cluster(create_fails=True),
+    "setup_skipped": [
+        Task("start"),
+        Task("create", ("start",), TriggerRule.ONE_FAILED, setup=True),
+        Task("query", ("create",)),
+        Task("delete", ("create", "query"), TEARDOWN, teardown=True),
+    ],
+    "setup_scope_beats_all_done": [
+        Task("create", setup=True, fails=True),
+        Task("w1", ("create",)),
+        Task("w2", ("w1",), TriggerRule.ALL_DONE),
+        Task("delete", ("create", "w2"), TEARDOWN, teardown=True),
+        Task("outside", ("w1",), TriggerRule.ALL_DONE),
+    ],
+    "work_after_teardown": [*cluster(fails=True), Task("report", ("delete",), TriggerRule.ALL_DONE)],
+    # The skip protocol.
+    "branch": [
+        Task("pick", branch="left"),
+        Task("left", ("pick",)),
+        Task("right", ("pick",)),
+        Task("right_after", ("right",), TriggerRule.ALL_DONE),
+        Task("join", ("left", "right"), TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS),
+        Task("strict", ("left", "right")),
+    ],
+    "branch_to_join": [  # join is directly after pick too, but downstream of the followed task: not skipped
+        Task("pick", branch="a"),
+        Task("a", ("pick",)),
+        Task("b", ("pick",)),
+        Task("b_after", ("b",)),
+        Task("join", ("pick", "a", "b"), TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS),
+    ],
+    "short_circuit_all": [
+        Task("gate", short_circuit="all"),
+        Task("x", ("gate",)),
+        Task("y", ("x",), TriggerRule.ALL_DONE),
+        Task("z", ("gate", "y"), TriggerRule.NONE_FAILED),
+    ],
+    "short_circuit_direct": [
+        Task("gate", short_circuit="direct"),
+        Task("x", ("gate",)),
+        Task("y", ("x",), TriggerRule.ALL_DONE),
+        Task("z", ("y",)),
+    ],
 }
 
 
@@ -92,17 +164,32 @@ def dag_file(dag_id: str, tasks: list[Task]) -> str:
     lines = [
         "from datetime import datetime",
         "from airflow.sdk import DAG",
-        "from airflow.providers.standard.operators.python import PythonOperator",
+        "from airflow.providers.standard.operators.python import (",
+        "    BranchPythonOperator, PythonOperator, ShortCircuitOperator,",
+        ")",
         "def ok():\n    return None",
         "def bad():\n    raise RuntimeError('fails on purpose')",
         f"with DAG({dag_id!r}, schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:",
     ]
     for task in tasks:
-        call = "bad" if task.fails else "ok"
-        lines.append(
-            f"    t_{task.id} = PythonOperator(task_id={task.id!r}, python_callable={call},"
-            f" trigger_rule={task.rule.value!r}, retries=0)"
-        )
+        common = f"task_id={task.id!r}, trigger_rule={task.rule.value!r}, retries=0"
+        if task.branch is not None:
+            follow = f"python_callable=lambda: {task.branch!r}"
+            lines.append(f"    t_{task.id} = BranchPythonOperator({common}, {follow})")
+        elif task.short_circuit is not None:
+            ignore = task.short_circuit == "all"
+            lines.append(
+                f"    t_{task.id} = ShortCircuitOperator({common}, python_callable=lambda: False,"
+                f" ignore_downstream_trigger_rules={ignore})"
+            )
+        else:
+            call = "bad" if task.fails else "ok"
+            lines.append(f"    t_{task.id} = PythonOperator({common}, python_callable={call})")
+    for task in tasks:
+        if task.setup:
+            lines.append(f"    t_{task.id}.as_setup()")
+        if task.teardown:
+            lines.append(f"    t_{task.id}.as_teardown(on_failure_fail_dagrun={task.fail_run})")
     for task in tasks:
         for up in task.upstream:
             lines.append(f"    t_{up} >> t_{task.id}")
@@ -117,15 +204,50 @@ def run_airflow(venv: Path, home: Path, dag_id: str, file: Path) -> tuple[str, d
     return state, {task_id: AIRFLOW_STATES[str(s)] for task_id, s in rows}
 
 
+def skip_tasks(task: Task, tasks: list[Task]) -> frozenset[str]:
+    """The `skipTasks` a successful branch or short-circuit attempt reports (the runner's computation)."""
+    downstream: dict[str, list[str]] = {t.id: [] for t in tasks}
+    for t in tasks:
+        for up in t.upstream:
+            downstream[up].append(t.id)
+
+    def below(tid: str) -> set[str]:
+        found: set[str] = set()
+        stack = list(downstream[tid])
+        while stack:
+            child = stack.pop()
+            if child not in found:
+                found.add(child)
+                stack.extend(downstream[child])
+        return found
+
+    teardowns = {t.id for t in tasks if t.teardown}
+    if task.branch is not None:  # direct downstream tasks not followed (nor downstream of the followed one)
+        followed = {task.branch} | below(task.branch)
+        return frozenset(d for d in downstream[task.id] if d not in followed)
+    if task.short_circuit == "all":
+        return frozenset(below(task.id) - teardowns)
+    if task.short_circuit == "direct":
+        return frozenset(set(downstream[task.id]) - teardowns)
+    return frozenset()
+
+
 def run_kdag(tasks: list[Task]) -> tuple[str, dict[str, TaskPhase]]:
     """Replay `decide` until nothing changes; a started task ends failed if it `fails`, else succeeded."""
     specs = [
         TaskSpec.model_validate(
-            {"id": t.id, "command": ["true"], "upstream": list(t.upstream), "triggerRule": t.rule.value}
+            {
+                "id": t.id,
+                "command": ["true"],
+                "upstream": list(t.upstream),
+                "triggerRule": t.rule.value,
+                **({"setup": True} if t.setup else {}),
+                **({"teardown": True, "failRunOnFailure": t.fail_run} if t.teardown else {}),
+            }
         )
         for t in tasks
     ]
-    fails = {t.id: t.fails for t in tasks}
+    by_id = {t.id: t for t in tasks}
     states: dict[str, graph.TaskState] = {}
     now = datetime.now(UTC)
     while True:
@@ -135,7 +257,11 @@ def run_kdag(tasks: list[Task]) -> tuple[str, dict[str, TaskPhase]]:
         for tid in decision.skipped:
             states[tid] = graph.TaskState(TaskPhase.SKIPPED)
         for tid in decision.start:
-            states[tid] = graph.TaskState(TaskPhase.FAILED if fails[tid] else TaskPhase.SUCCEEDED, attempts=1)
+            if by_id[tid].fails:
+                states[tid] = graph.TaskState(TaskPhase.FAILED, attempts=1)
+            else:
+                skip = skip_tasks(by_id[tid], tasks)
+                states[tid] = graph.TaskState(TaskPhase.SUCCEEDED, attempts=1, skip_tasks=skip)
         if not (decision.start or decision.upstream_failed or decision.skipped):
             phase = {RunPhase.SUCCEEDED: "success", RunPhase.FAILED: "failed"}.get(decision.phase, "running")
             return phase, dict(decision.phases)
@@ -161,35 +287,31 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--airflow-venv", type=Path, default=Path("/tmp/airflow-venv"))
+    parser.add_argument("--airflow-venv", type=Path, help="default: airflow_reference.airflow_venv()")
+    parser.add_argument("--only", help="run only the scenarios whose name contains this text")
     args = parser.parse_args()
-    venv: Path = args.airflow_venv
-    version = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import airflow; print(airflow.__version__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    venv: Path = args.airflow_venv or airflow_venv()
+    version = airflow_version(venv)
     scenarios = {"trigger_rules": branch_scenarios(), **RUN_SCENARIOS}
+    if args.only:
+        scenarios = {name: tasks for name, tasks in scenarios.items() if args.only in name}
     differences: list[str] = []
-    compared = 0
+    compared = runs = 0
     with tempfile.TemporaryDirectory(prefix="kdag-rules-") as scratch:
         home = Path(scratch) / "airflow-home"
         dags = Path(scratch) / "dags"
         home.mkdir()
         dags.mkdir()
-        env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-        subprocess.run(
-            [str(venv / "bin" / "airflow"), "db", "migrate"], env=env, capture_output=True, check=True
-        )
+        migrate(venv, home)
         for name, tasks in scenarios.items():
             file = dags / f"{name}.py"
             file.write_text(dag_file(name, tasks))
             airflow = run_airflow(venv, home, name, file)
             kdag = run_kdag(tasks)
             compared += len(tasks)
+            runs += name != "trigger_rules"
             differences += compare(name, airflow, kdag, check_run=name != "trigger_rules")
-    print(f"Apache Airflow {version}: {compared} task states and {len(RUN_SCENARIOS)} run states compared")
+    print(f"Apache Airflow {version}: {compared} task states and {runs} run states compared")
     for line in differences:
         print(line)
     print("same" if not differences else f"{len(differences)} differences")

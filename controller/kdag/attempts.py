@@ -8,16 +8,19 @@ a local run (`kdag.local.run`) reads the same reports from its termination files
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from kdag_runner.main import EXIT_SKIPPED
+from kdag_runner.main import EXIT_RESCHEDULE, EXIT_SKIPPED
 
-from kdag.render import SIDECAR_CONTAINER, TASK_CONTAINER, parse_time
+from kdag.api.models import MAX_SKIP_TASKS, TASK_ID_MAX, TASK_ID_PATTERN
+from kdag.render import SIDECAR_CONTAINER, TASK_CONTAINER, format_time, parse_time
 
 MESSAGE_MAX = 4096
+_TASK_ID = re.compile(TASK_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,18 @@ class AttemptResult:
     """Why it failed or skipped, or why it is stuck waiting (e.g. an image that cannot be pulled)."""
     xcom_keys: tuple[str, ...] = ()
     xcom_bytes: int | None = None
+    skip_tasks: tuple[str, ...] = ()
+    """Tasks a successful attempt asked to skip (`skipTasks` of its report), in report order, no repeats."""
+    reschedule_at: datetime | None = None
+    """A sensor not done yet (exit code 5, `reschedule` of its report): when its next attempt starts. Neither
+    succeeded nor failed: not a try."""
+    retry: bool = True
+    """False for a failure that must not be retried (`"retry": false` of the runner's report: a sensor's
+    timeout)."""
+    xcom_lengths: Mapping[str, int] = field(default_factory=dict)
+    """A success's `xcomLengths`: the length of each pushed list or dict, by ConfigMap key (mapping)."""
+    rendered_map_index: str = ""
+    """A mapped instance's `renderedMapIndex` (its map_index_template rendered), "" without one."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -71,6 +86,26 @@ def attempt_result(
             message=str(report["skipped"]),
             xcom_keys=keys,
             xcom_bytes=size,
+            rendered_map_index=_rendered_map_index(report),
+        )
+    if task.exit_code == EXIT_RESCHEDULE and sidecar is None and report and "reschedule" in report:
+        # Only the runner reschedules (a Python task); a command that exits 5 has failed.
+        keys, size = _pushed(report)
+        try:
+            at = parse_time(str(report["reschedule"]))
+        except ValueError:
+            problem = "invalid termination report: reschedule must be an RFC 3339 time"
+            problem += f", got {report['reschedule']!r:.200}"
+            return AttemptResult(
+                finished=True, exit_code=task.exit_code, message=problem, xcom_keys=keys, xcom_bytes=size
+            )
+        return AttemptResult(
+            finished=True,
+            exit_code=task.exit_code,
+            message=f"up for reschedule: the next attempt starts at {format_time(at)}",
+            xcom_keys=keys,
+            xcom_bytes=size,
+            reschedule_at=at,
         )
     if task.exit_code != 0:
         task_report = _report(task.message)
@@ -82,7 +117,9 @@ def attempt_result(
             detail = task.message.strip() or fallback
             if detail:
                 message += ": " + _tail(detail)
-        return AttemptResult(finished=True, exit_code=task.exit_code, message=message)
+        # Only the runner's own report may refuse a retry (a sensor's timeout), never a user's command.
+        retry = not (sidecar is None and task_report is not None and task_report.get("retry") is False)
+        return AttemptResult(finished=True, exit_code=task.exit_code, message=message, retry=retry)
     if pusher.exit_code != 0 or (report is not None and "error" in report):
         if report is not None and "error" in report:
             message = str(report["error"])
@@ -94,7 +131,19 @@ def attempt_result(
             message=message or f"XCom push failed (exit code {pusher.exit_code})",
         )
     keys, size = _pushed(report)
-    return AttemptResult(finished=True, succeeded=True, exit_code=0, xcom_keys=keys, xcom_bytes=size)
+    skip, problem = _skip_tasks(report)
+    if problem:
+        return AttemptResult(finished=True, exit_code=0, message=problem, xcom_keys=keys, xcom_bytes=size)
+    return AttemptResult(
+        finished=True,
+        succeeded=True,
+        exit_code=0,
+        xcom_keys=keys,
+        xcom_bytes=size,
+        skip_tasks=skip,
+        xcom_lengths=_xcom_lengths(report),
+        rendered_map_index=_rendered_map_index(report),
+    )
 
 
 _STUCK_REASONS = frozenset(
@@ -152,6 +201,38 @@ def _pushed(report: Mapping[str, Any] | None) -> tuple[tuple[str, ...], int | No
     keys = tuple(str(k) for k in (report or {}).get("xcomKeys") or [])
     size = (report or {}).get("bytes")
     return keys, int(size) if isinstance(size, int) else None
+
+
+def _xcom_lengths(report: Mapping[str, Any] | None) -> dict[str, int]:
+    """The `xcomLengths` of a success report: ConfigMap key -> length; anything else in it is ignored."""
+    value = (report or {}).get("xcomLengths")
+    if not isinstance(value, Mapping):
+        return {}
+    return {
+        str(key): length
+        for key, length in value.items()
+        if isinstance(length, int) and not isinstance(length, bool) and length >= 0
+    }
+
+
+def _rendered_map_index(report: Mapping[str, Any] | None) -> str:
+    """A mapped instance's name from its report (at most 250 characters, as Airflow keeps it)."""
+    value = (report or {}).get("renderedMapIndex")
+    return value[:250] if isinstance(value, str) else ""
+
+
+def _skip_tasks(report: Mapping[str, Any] | None) -> tuple[tuple[str, ...], str]:
+    """The `skipTasks` of a success report (ids in order, repeats and strings that cannot be task ids
+    dropped) and, when the key holds something else than a list of strings, why the report is refused."""
+    value = (report or {}).get("skipTasks")
+    if value is None:
+        return (), ""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return (), f"invalid termination report: skipTasks must be a list of task ids, got {value!r:.200}"
+    ids = tuple(dict.fromkeys(i for i in value if len(i) <= TASK_ID_MAX and _TASK_ID.match(i)))
+    if len(ids) > MAX_SKIP_TASKS:
+        return (), f"invalid termination report: skipTasks names {len(ids)} tasks (at most {MAX_SKIP_TASKS})"
+    return ids, ""
 
 
 def _tail(text: str) -> str:

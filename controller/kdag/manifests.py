@@ -50,16 +50,20 @@ def dagrun_manifest(
 
 
 def taskrun_manifest(
-    namespace: str, dag_name: str, run_name: str, run_uid: str, task: TaskSpec
+    namespace: str, dag_name: str, run_name: str, run_uid: str, task: TaskSpec, map_index: int | None = None
 ) -> dict[str, Any]:
-    """The TaskRun of `task` in the run `run_name`, owned (and garbage-collected) by that DAGRun."""
+    """The TaskRun of `task` in the run `run_name` (of its instance `map_index`, for a mapped task that
+    expanded), owned (and garbage-collected) by that DAGRun."""
+    spec: dict[str, Any] = {"dagRun": run_name, "taskId": task.id, "task": task.to_kube()}
+    if map_index is not None:
+        spec["mapIndex"] = map_index
     return {
         "apiVersion": keys.API_VERSION,
         "kind": keys.TASKRUN_KIND,
         "metadata": {
-            "name": names.taskrun_name(run_name, task.id),
+            "name": names.taskrun_name(run_name, task.id, map_index),
             "namespace": namespace,
-            "labels": names.labels(dag_name, run_name, task.id),
+            "labels": names.labels(dag_name, run_name, task.id, map_index),
             "ownerReferences": [
                 {
                     "apiVersion": keys.API_VERSION,
@@ -71,5 +75,5 @@ def taskrun_manifest(
                 }
             ],
         },
-        "spec": {"dagRun": run_name, "taskId": task.id, "task": task.to_kube()},
+        "spec": spec,
     }

@@ -27,6 +27,9 @@ from kdag_runner.keys import (
     MANAGED_BY_LABEL as MANAGED_BY_LABEL,
 )
 from kdag_runner.keys import (
+    MAP_INDEX_LABEL as MAP_INDEX_LABEL,
+)
+from kdag_runner.keys import (
     TASK_LABEL as TASK_LABEL,
 )
 
@@ -54,21 +57,28 @@ def task_slug(task_id: str) -> str:
     return slug
 
 
-def taskrun_name(dagrun: str, task_id: str) -> str:
-    """Name of the TaskRun of one task of one run."""
-    return _checked(f"{dagrun}-{task_slug(task_id)}")
+def taskrun_name(dagrun: str, task_id: str, map_index: int | None = None) -> str:
+    """Name of the TaskRun of one task of one run: `{dagrun}-{task_slug}`, and for instance i of a mapped
+    task `{dagrun}-{task_slug}.{i}`. No task slug holds a `.`, so an instance's name is never another
+    task's (a `-{i}` suffix could be: task `t-2`); the XCom guard's `{name}-{digits}` rule holds for it."""
+    base = f"{dagrun}-{task_slug(task_id)}"
+    if map_index is None:
+        return _checked(base)
+    if map_index < 0:
+        raise ValueError(f"map indexes start at 0, got {map_index}")
+    return _checked(f"{base}.{map_index}")
 
 
-def xcom_configmap_name(dagrun: str, task_id: str) -> str:
-    """Name of the ConfigMap holding one task's XComs (same as its TaskRun; a different kind)."""
-    return taskrun_name(dagrun, task_id)
+def xcom_configmap_name(dagrun: str, task_id: str, map_index: int | None = None) -> str:
+    """Name of the ConfigMap holding one task's (or one mapped instance's) XComs: its TaskRun's name."""
+    return taskrun_name(dagrun, task_id, map_index)
 
 
-def pod_name(dagrun: str, task_id: str, attempt: int) -> str:
+def pod_name(dagrun: str, task_id: str, attempt: int, map_index: int | None = None) -> str:
     """Name of the pod of attempt `attempt` (1-based); the XCom guard relies on this exact shape."""
     if attempt < 1:
         raise ValueError(f"attempt numbers start at 1, got {attempt}")
-    return _checked(f"{taskrun_name(dagrun, task_id)}-{attempt}")
+    return _checked(f"{taskrun_name(dagrun, task_id, map_index)}-{attempt}")
 
 
 def initial_run_name(dag: str, dag_uid: str) -> str:
@@ -92,13 +102,17 @@ def source_configmap_name(dag: str) -> str:
     return _checked(f"{dag}-source")
 
 
-def labels(dag: str, dagrun: str | None = None, task_id: str | None = None) -> dict[str, str]:
-    """The labels on everything kdag makes for a DAG, a run and a task."""
+def labels(
+    dag: str, dagrun: str | None = None, task_id: str | None = None, map_index: int | None = None
+) -> dict[str, str]:
+    """The labels on everything kdag makes for a DAG, a run and a task (and a mapped task's instance)."""
     result = {MANAGED_BY_LABEL: MANAGED_BY, DAG_LABEL: label_value(dag)}
     if dagrun is not None:
         result[DAGRUN_LABEL] = label_value(dagrun)
     if task_id is not None:
         result[TASK_LABEL] = task_id
+    if map_index is not None:
+        result[MAP_INDEX_LABEL] = str(map_index)
     return result
 
 

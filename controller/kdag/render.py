@@ -7,15 +7,17 @@ TaskRun) and the settings: no API calls. The contracts (env vars, mounts, names)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from kdag_runner import keys
+from kdag_runner.store import CONTEXT_KEY, TYPES_KEY
 
-from kdag import graph, names
+from kdag import graph, names, params, schedules
 from kdag.api.models import API_VERSION, DAGSpec, TaskSpec
+from kdag.schedules import DataInterval
 from kdag.settings import ControllerSettings
 
 XCOM_IN_DIR = "/kdag/xcom/in"
@@ -43,8 +45,13 @@ class RunInfo:
     dag: DAGSpec
     """The DAG spec snapshotted at run start."""
     params: Mapping[str, Any] = field(default_factory=dict)
-    """Param overrides of the run."""
+    """Param values of the run (spec.params)."""
     conf: Mapping[str, Any] = field(default_factory=dict)
+    data_interval: DataInterval | None = None
+    """spec.dataInterval of the run (scheduled runs have one); None: inferred from the DAG's timetable."""
+    run_type: str = "manual"
+    """Airflow's run type: `scheduled` for runs the controller made for the DAG (it owns them), else
+    `manual` (a DAGRun someone created, `kdag trigger`)."""
 
     @property
     def dag_id(self) -> str:
@@ -75,7 +82,28 @@ class RunInfo:
             dag=dag,
             params=spec.get("params") or {},
             conf=spec.get("conf") or {},
+            data_interval=_data_interval(spec.get("dataInterval")),
+            run_type=_run_type(meta),
         )
+
+
+def _run_type(meta: Mapping[str, Any]) -> str:
+    owners = meta.get("ownerReferences") or []
+    return "scheduled" if any(owner.get("kind") == keys.DAG_KIND for owner in owners) else "manual"
+
+
+def _data_interval(value: Mapping[str, Any] | None) -> DataInterval | None:
+    if not value:
+        return None
+    return DataInterval(parse_time(value["start"]), parse_time(value["end"]))
+
+
+def run_data_interval(run: RunInfo) -> DataInterval:
+    """The run's data interval: its own (a scheduled run's), else what its DAG's timetable infers for a
+    manual run at its logical date (Airflow's rule; the instant itself for a DAG without a timetable)."""
+    if run.data_interval is not None:
+        return run.data_interval
+    return schedules.manual_data_interval(schedules.timetable_of(run.dag), run.logical_date)
 
 
 def parse_time(value: str | datetime) -> datetime:
@@ -91,9 +119,11 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def merged_params(dag: DAGSpec, task: TaskSpec, run_params: Mapping[str, Any]) -> dict[str, Any]:
-    """DAG params < task params < run params."""
-    return {**(dag.params or {}), **(task.params or {}), **run_params}
+def merged_params(
+    dag: DAGSpec, task: TaskSpec, run_params: Mapping[str, Any], conf: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """DAG params < task params < the run's conf (Airflow's dag_run_conf_overrides_params) < run params."""
+    return params.merged_params(dag, task, run_params, conf)
 
 
 def is_python_task(task: TaskSpec) -> bool:
@@ -101,9 +131,27 @@ def is_python_task(task: TaskSpec) -> bool:
     return task.python is not None
 
 
-def task_env(run: RunInfo, task: TaskSpec, attempt: int) -> list[dict[str, Any]]:
-    """The KDAG_* environment every container of the attempt gets (docs/design.md, "Delivery")."""
+def task_env(
+    run: RunInfo,
+    task: TaskSpec,
+    attempt: int,
+    *,
+    task_start: datetime | None = None,
+    reschedules: int = 0,
+    map_index: int | None = None,
+    mapped: Mapping[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """The KDAG_* environment every container of the attempt gets (docs/design.md, "Delivery").
+
+    `map_index` (an instance of a mapped task) becomes `KDAG_MAP_INDEX`, and `mapped` (the mapped
+    ancestors' instance counts) `KDAG_MAPPED`: their XComs are in `{task}/{index}/` of the XCom input.
+
+    `task_start` (the TaskRun's startTime: when its first attempt started) becomes `KDAG_TASK_START`, and
+    `reschedules` (its attempts that ended up for reschedule) `KDAG_RESCHEDULES`: a reschedule-mode sensor
+    measures its timeout from the one, Airflow's try number is `attempt - reschedules`.
+    """
     ancestor_ids = graph.ancestors(run.dag.tasks, task.id)
+    interval = run_data_interval(run)
     env: list[dict[str, Any]] = [
         {"name": "KDAG_DAG_ID", "value": run.dag_id},
         {"name": "KDAG_TASK_ID", "value": task.id},
@@ -111,14 +159,25 @@ def task_env(run: RunInfo, task: TaskSpec, attempt: int) -> list[dict[str, Any]]
         {"name": "KDAG_RUN_UID", "value": run.uid},
         {"name": "KDAG_NAMESPACE", "value": run.namespace},
         {"name": "KDAG_LOGICAL_DATE", "value": format_time(run.logical_date)},
+        {"name": "KDAG_DATA_INTERVAL_START", "value": format_time(interval.start)},
+        {"name": "KDAG_DATA_INTERVAL_END", "value": format_time(interval.end)},
+        {"name": "KDAG_RUN_TYPE", "value": run.run_type},
         {"name": "KDAG_ATTEMPT", "value": str(attempt)},
-        {"name": "KDAG_PARAMS", "value": _json(merged_params(run.dag, task, run.params))},
+        {"name": "KDAG_PARAMS", "value": _json(merged_params(run.dag, task, run.params, run.conf))},
         {"name": "KDAG_CONF", "value": _json(dict(run.conf))},
         {"name": "KDAG_ANCESTORS", "value": _json(ancestor_ids)},
         {"name": "KDAG_XCOM_IN", "value": XCOM_IN_DIR},
         {"name": "KDAG_XCOM_DIR", "value": XCOM_OUT_DIR},
-        {"name": "KDAG_XCOM_CONFIGMAP", "value": names.xcom_configmap_name(run.name, task.id)},
+        {"name": "KDAG_XCOM_CONFIGMAP", "value": names.xcom_configmap_name(run.name, task.id, map_index)},
     ]
+    if map_index is not None:
+        env.append({"name": "KDAG_MAP_INDEX", "value": str(map_index)})
+    if mapped:
+        env.append({"name": "KDAG_MAPPED", "value": _json(dict(mapped))})
+    if task_start is not None:
+        env.append({"name": "KDAG_TASK_START", "value": format_time(task_start)})
+    if reschedules:
+        env.append({"name": "KDAG_RESCHEDULES", "value": str(reschedules)})
     if task.python is not None:
         if task.python.from_dag_file:
             if run.dag.python_file is None:
@@ -145,6 +204,28 @@ def xcom_input_env(run: RunInfo, task: TaskSpec) -> list[dict[str, Any]]:
         }
         for inp in task.xcom_inputs or []
     ]
+
+
+def mapped_xcom_volume(
+    name: str, run_name: str, task_id: str, instance_keys: Sequence[Sequence[str]]
+) -> dict[str, Any]:
+    """One projected volume for every instance of a mapped ancestor: instance i's ConfigMap keys (and its
+    `.types` and `__context`) at `{i}/{key}`. Every source is optional, so an instance that pushed less (or
+    whose ConfigMap is gone) leaves files out instead of failing the pod."""
+    sources = [
+        {
+            "configMap": {
+                "name": names.xcom_configmap_name(run_name, task_id, index),
+                "optional": True,
+                "items": [
+                    {"key": key, "path": f"{index}/{key}"}
+                    for key in dict.fromkeys([*keys, TYPES_KEY, CONTEXT_KEY])
+                ],
+            }
+        }
+        for index, keys in enumerate(instance_keys)
+    ]
+    return {"name": name, "projected": {"sources": sources}}
 
 
 def _json(value: Any) -> str:
@@ -194,12 +275,35 @@ def render_task_pod(
     taskrun_uid: str,
     attempt: int,
     settings: ControllerSettings,
+    task_start: datetime | None = None,
+    reschedules: int = 0,
+    map_index: int | None = None,
+    mapped: Mapping[str, Sequence[Sequence[str]]] | None = None,
 ) -> dict[str, Any]:
-    """The Pod of attempt `attempt` (1-based) of the resolved `task`, owned by its TaskRun."""
+    """The Pod of attempt `attempt` (1-based) of the resolved `task`, owned by its TaskRun (`task_start`,
+    `reschedules`: see `task_env`).
+
+    `map_index`: the pod runs that instance of a mapped task. `mapped`: each mapped ancestor's instances,
+    by map index, as the ConfigMap keys each pushed (its TaskRun's status.xcomKeys): one projected volume
+    per mapped ancestor shows instance i's XComs at `{task}/{i}/{key}` (docs/design.md, "Delivery").
+    """
     image = task.image or settings.runner_image
     ancestor_ids = graph.ancestors(run.dag.tasks, task.id)
+    mapped = {tid: instance_keys for tid, instance_keys in (mapped or {}).items() if tid in ancestor_ids}
+    counts = {tid: len(instance_keys) for tid, instance_keys in mapped.items()}
     # HOME on the /tmp emptyDir: the root filesystem of runner containers is read-only.
-    kdag_env = [*task_env(run, task, attempt), {"name": "HOME", "value": "/tmp"}]
+    kdag_env = [
+        *task_env(
+            run,
+            task,
+            attempt,
+            task_start=task_start,
+            reschedules=reschedules,
+            map_index=map_index,
+            mapped=counts,
+        ),
+        {"name": "HOME", "value": "/tmp"},
+    ]
     env = [*kdag_env, *xcom_input_env(run, task)]
     user_env = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in task.env or []]
 
@@ -208,10 +312,14 @@ def render_task_pod(
         for i, tid in enumerate(ancestor_ids)
     ]
     volumes: list[dict[str, Any]] = [
-        {
-            "name": f"xcom-in-{i}",
-            "configMap": {"name": names.xcom_configmap_name(run.name, tid), "optional": True},
-        }
+        (
+            mapped_xcom_volume(f"xcom-in-{i}", run.name, tid, mapped[tid])
+            if mapped.get(tid)  # a mapped task with no instances has no ConfigMap: an empty volume
+            else {
+                "name": f"xcom-in-{i}",
+                "configMap": {"name": names.xcom_configmap_name(run.name, tid), "optional": True},
+            }
+        )
         for i, tid in enumerate(ancestor_ids)
     ]
     volumes.append({"name": "xcom-out", "emptyDir": {"sizeLimit": settings.xcom_out_size_limit}})
@@ -290,13 +398,13 @@ def render_task_pod(
     if task.timeout_seconds:
         pod_spec["activeDeadlineSeconds"] = task.timeout_seconds
 
-    labels = names.labels(run.dag_name, run.name, task.id)
+    labels = names.labels(run.dag_name, run.name, task.id, map_index)
     labels[names.ATTEMPT_LABEL] = str(attempt)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": names.pod_name(run.name, task.id, attempt),
+            "name": names.pod_name(run.name, task.id, attempt, map_index),
             "namespace": run.namespace,
             "labels": labels,
             "ownerReferences": [

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from kdag import graph, names
@@ -17,7 +17,9 @@ from kdag.attempts import AttemptResult, parse_attempt_result
 from kdag.graph import TaskState
 from kdag.render import format_time
 
-ACTIVE_PHASES = frozenset({TaskPhase.PENDING, TaskPhase.RUNNING, TaskPhase.RETRYING})
+ACTIVE_PHASES = frozenset(
+    {TaskPhase.PENDING, TaskPhase.RUNNING, TaskPhase.RETRYING, TaskPhase.UP_FOR_RESCHEDULE}
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,12 @@ def _seconds(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
 
+def _seconds_up(value: datetime) -> datetime:
+    """A time as the status stores it (UTC, whole seconds), rounded up: a poke never starts early."""
+    whole = _seconds(value)
+    return whole if whole == value else whole + timedelta(seconds=1)
+
+
 def settle(
     status: TaskRunStatus,
     pods: Mapping[int, Mapping[str, Any]],
@@ -66,20 +74,28 @@ def settle(
     now: datetime,
     *,
     run_name: str,
+    map_index: int | None = None,
 ) -> Settlement:
     """Bring one TaskRun's status in line with its pods (attempt number -> Pod) at `now`.
 
     A pod newer than the recorded attempt is adopted (a pass stopped before recording it); the current
-    attempt's pod finishing settles the attempt (success, skip, retry or failure); its pod gone before it
-    finished is a failed attempt; a pod stuck before running updates the message; older pods are ignored.
+    attempt's pod finishing settles the attempt (success, skip, reschedule, retry or failure); its pod gone
+    before it finished is a failed attempt; a pod stuck before running updates the message; older pods are
+    ignored. A reschedule (a sensor not done yet, exit code 5) makes the task UpForReschedule until the time
+    its report names (`nextAttemptAt`) and counts in `reschedules`, never against the retries.
     """
     phase = status.phase or TaskPhase.PENDING
     attempts = status.attempts or 0
+    reschedules = status.reschedules or 0
     next_at = status.next_attempt_at
     latest = max(pods) if pods else 0
     changes: dict[str, Any] = {}
     events: list[EventAction] = []
     finished: AttemptResult | None = None
+    skip_tasks = frozenset(status.skip_tasks or ())
+    # What mapped tasks downstream expand over (graph.decide reads them on every pass).
+    xcom_lengths = dict(status.xcom_lengths or {})
+    xcom_keys = frozenset(status.xcom_keys or ())
 
     if phase in ACTIVE_PHASES and latest > attempts:
         # A pod made by a pass that stopped before recording it: adopt it, never make another.
@@ -97,7 +113,7 @@ def settle(
             result = parse_attempt_result(pods[attempts])
         else:
             # The pod of the current attempt is gone (deleted, evicted) before it finished: a failed attempt.
-            pod_name = names.pod_name(run_name, task.id, attempts)
+            pod_name = names.pod_name(run_name, task.id, attempts, map_index)
             result = AttemptResult(finished=True, message=f"pod {pod_name} was deleted before it finished")
     if result is not None and result.finished:
         finished = result
@@ -106,8 +122,34 @@ def settle(
             # A skip is final, as in Airflow: no retry; graph.decide cascades it downstream.
             phase = TaskPhase.SUCCEEDED if result.succeeded else TaskPhase.SKIPPED
             changes.update(xcom_keys=list(result.xcom_keys), finish_time=_seconds(now))
+            xcom_keys = frozenset(result.xcom_keys)
+            if result.xcom_lengths:
+                changes["xcom_lengths"] = xcom_lengths = dict(result.xcom_lengths)
+            if result.rendered_map_index:
+                changes["rendered_map_index"] = result.rendered_map_index
+            if result.skip_tasks:
+                # Kept in the status: every later pass hands them to graph.decide again.
+                changes["skip_tasks"] = list(result.skip_tasks)
+                skip_tasks = frozenset(result.skip_tasks)
+        elif result.reschedule_at is not None:
+            # Not a try: the next attempt pokes again at the time the sensor asked for, no pod meanwhile.
+            phase = TaskPhase.UP_FOR_RESCHEDULE
+            reschedules += 1
+            next_at = _seconds_up(result.reschedule_at)
+            changes.update(xcom_keys=list(result.xcom_keys), next_attempt_at=next_at, reschedules=reschedules)
+            events.append(
+                EventAction(
+                    "Normal",
+                    "Rescheduled",
+                    f"attempt {attempts} of task {task.id!r} is up for reschedule; "
+                    f"the next attempt starts at {format_time(next_at)}",
+                )
+            )
         else:
-            next_at = graph.next_attempt_at(task, attempts, now)
+            # A failure the runner says is never retried (a sensor's timeout) fails the task at once.
+            next_at = (
+                graph.next_attempt_at(task, attempts, now, reschedules=reschedules) if result.retry else None
+            )
             if next_at is not None:
                 phase = TaskPhase.RETRYING
                 changes["next_attempt_at"] = _seconds(next_at)
@@ -134,7 +176,21 @@ def settle(
         # Stuck before running (an image that cannot be pulled, ...): say so where users look.
         changes["message"] = result.message
 
-    state = None if phase == TaskPhase.PENDING and latest == 0 else TaskState(phase, attempts, next_at)
+    if phase != TaskPhase.SUCCEEDED:
+        skip_tasks = frozenset()  # only a Succeeded task's requests count
+    state = (
+        None
+        if phase == TaskPhase.PENDING and latest == 0
+        else TaskState(
+            phase,
+            attempts,
+            next_at,
+            skip_tasks=skip_tasks,
+            reschedules=reschedules,
+            xcom_lengths=xcom_lengths,
+            xcom_keys=xcom_keys,
+        )
+    )
     return Settlement(
         patch=TaskRunStatus.model_validate(changes) if changes else None,
         state=state,

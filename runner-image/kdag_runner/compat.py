@@ -1,94 +1,159 @@
 """The ``airflow.*`` import shim and the DAG file loader.
 
 ``install()`` lets a DAG file written for Airflow (``from airflow import DAG``,
-``from airflow.operators.python_operator import PythonOperator``, ...) import kdag's classes. It only
-acts when Apache Airflow itself is not importable, it is never installed by importing
-``kdag_runner``, and its finder sits last on ``sys.meta_path``, so a real Airflow always wins.
+``from airflow.operators.python_operator import PythonOperator``, ``from airflow.sdk import dag, task``, ...)
+import kdag's classes. It only acts when Apache Airflow itself is not importable, it is never installed by
+importing ``kdag_runner``, and its finder sits last on ``sys.meta_path``, so a real Airflow always wins.
+
+What a shim module holds: its ``SHIM_MODULES`` entry (kdag's classes at their Airflow paths), then every name
+``shim_table.AIRFLOW_PATHS`` lists for that path that kdag implements anywhere (an entry of ``SHIM_MODULES``,
+``_own_names``), so a class added once is served under its Airflow 2 path, ``airflow.sdk``, the standard
+provider and ``airflow.providers.common.compat`` alike. A name kdag does not implement raises
+``NotSupportedError`` (an ImportError) from the module's ``__getattr__``, and an ``airflow.*`` module the
+shim does not know raises ``NotSupportedModuleError`` (a ModuleNotFoundError) from the finder: both name the
+feature and why. ``load_dags`` turns them into one line naming the DAG file and the line of the import.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
 import types
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kdag_runner import authoring, context, store, xcom
-from kdag_runner.authoring import DAG, DagDefinitionError
-
-
-def days_ago(n: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0) -> datetime:
-    """Midnight UTC (or the given time) ``n`` days ago, as Airflow's ``days_ago``."""
-    today = datetime.now(UTC).replace(hour=hour, minute=minute, second=second, microsecond=microsecond)
-    return today - timedelta(days=n)
+from kdag_runner import context, shim_helpers, shim_table, store, timetables, xcom
+from kdag_runner.airflow import (
+    DAG,
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    BaseOperator,
+    BashOperator,
+    DagDefinitionError,
+    DummyOperator,
+    EmptyOperator,
+    Label,
+    Param,
+    ParamsDict,
+    ParamValidationError,
+    PythonOperator,
+    TaskGroup,
+    TriggerRule,
+    XComArg,
+    branching,
+    chain,
+    chain_linear,
+    cross_downstream,
+    sensors,
+    setup,
+    task_group,
+    taskflow,
+    teardown,
+)
+from kdag_runner.airflow.dags import created_dags
+from kdag_runner.airflow.edges import EdgeModifier
+from kdag_runner.airflow.exceptions import (
+    AirflowRescheduleException,
+    AirflowSensorTimeout,
+    DownstreamTasksSkipped,
+)
+from kdag_runner.shim_helpers import days_ago
 
 
 def _python_module() -> dict[str, Any]:
     return {
-        "PythonOperator": authoring.PythonOperator,
+        "PythonOperator": PythonOperator,
+        "BranchPythonOperator": branching.BranchPythonOperator,
+        "ShortCircuitOperator": branching.ShortCircuitOperator,
         "get_current_context": context.get_current_context,
     }
 
 
+def _branching(*names: str) -> Callable[[], dict[str, Any]]:
+    """A shim module holding these names of ``kdag_runner.airflow.branching`` (served wherever
+    ``shim_table.AIRFLOW_PATHS`` lists them: ``airflow.sdk``, the standard provider, ...)."""
+    return lambda: {name: getattr(branching, name) for name in names}
+
+
 def _bash_module() -> dict[str, Any]:
-    return {"BashOperator": authoring.BashOperator}
+    return {"BashOperator": BashOperator}
 
 
 def _empty_module() -> dict[str, Any]:
-    return {"EmptyOperator": authoring.EmptyOperator, "DummyOperator": authoring.DummyOperator}
+    return {"EmptyOperator": EmptyOperator, "DummyOperator": DummyOperator}
 
 
 def _exceptions_module() -> dict[str, Any]:
     return {
-        "AirflowException": authoring.AirflowException,
-        "AirflowSkipException": authoring.AirflowSkipException,
-        "AirflowFailException": authoring.AirflowFailException,
+        "AirflowException": AirflowException,
+        "AirflowSkipException": AirflowSkipException,
+        "AirflowFailException": AirflowFailException,
+        "DownstreamTasksSkipped": DownstreamTasksSkipped,
+        "ParamValidationError": ParamValidationError,
+        "AirflowSensorTimeout": AirflowSensorTimeout,
+        "AirflowRescheduleException": AirflowRescheduleException,
     }
 
 
 def _models_module() -> dict[str, Any]:
     return {
         "DAG": DAG,
-        "BaseOperator": authoring.BaseOperator,
-        "Param": authoring.Param,
+        "BaseOperator": BaseOperator,
+        "Param": Param,
         "TaskInstance": xcom.TaskInstance,
     }
 
 
 def _decorators_module() -> dict[str, Any]:
-    return {"task": authoring.task, "dag": authoring.dag}
+    return {"task": taskflow.task, "dag": taskflow.dag}
 
 
 def _sdk_module() -> dict[str, Any]:
     return {
         **_decorators_module(),
-        "XComArg": authoring.XComArg,
+        "XComArg": XComArg,
         "DAG": DAG,
-        "BaseOperator": authoring.BaseOperator,
-        "Param": authoring.Param,
-        "TriggerRule": authoring.TriggerRule,
-        "chain": authoring.chain,
+        "BaseOperator": BaseOperator,
+        "Param": Param,
+        "TriggerRule": TriggerRule,
+        "chain": chain,
         "get_current_context": context.get_current_context,
     }
 
 
-# Module name -> its attributes. Every prefix of a name is a package (``airflow.operators``, ...).
+# Module name -> kdag's classes at that Airflow path. Every prefix of a name is a package
+# (``airflow.operators``, ...). A name given here is also served wherever shim_table.AIRFLOW_PATHS lists it
+# (``airflow.sdk``, the standard provider, ``airflow.providers.common.compat``, ...): add a feature's
+# entries after the ``airflow.operators.python`` entries or after the ``airflow.decorators`` entry.
 SHIM_MODULES: dict[str, Callable[[], dict[str, Any]]] = {
     "airflow": lambda: {"DAG": DAG},
     "airflow.models": _models_module,
     "airflow.models.dag": lambda: {"DAG": DAG},
-    "airflow.models.baseoperator": lambda: {"BaseOperator": authoring.BaseOperator, "chain": authoring.chain},
-    "airflow.models.param": lambda: {"Param": authoring.Param},
+    "airflow.models.baseoperator": lambda: {
+        "BaseOperator": BaseOperator,
+        "chain": chain,
+        "chain_linear": chain_linear,
+        "cross_downstream": cross_downstream,
+    },
+    "airflow.models.param": lambda: {"Param": Param, "ParamsDict": ParamsDict},
     "airflow.models.xcom": lambda: {"XCOM_RETURN_KEY": store.RETURN_KEY},
     "airflow.operators": lambda: {**_python_module(), **_bash_module(), **_empty_module()},
     "airflow.operators.python": _python_module,
     "airflow.operators.python_operator": _python_module,
+    "airflow.operators.branch": _branching("BaseBranchOperator", "BranchMixIn"),
+    "airflow.operators.latest_only": _branching("LatestOnlyOperator"),
+    "airflow.operators.weekday": _branching("BranchDayOfWeekOperator"),
+    "airflow.operators.datetime": _branching("BranchDateTimeOperator", "target_times_as_dates"),
+    "airflow.models.skipmixin": _branching("SkipMixin"),
+    "airflow.utils.weekday": _branching("WeekDay"),
     "airflow.operators.bash": _bash_module,
     "airflow.operators.bash_operator": _bash_module,
     "airflow.operators.empty": _empty_module,
@@ -99,33 +164,165 @@ SHIM_MODULES: dict[str, Callable[[], dict[str, Any]]] = {
     "airflow.providers.standard.operators.empty": _empty_module,
     "airflow.sdk": _sdk_module,
     "airflow.decorators": _decorators_module,
+    # Task groups, setup/teardown, edge labels and the dependency helpers (groups.py, taskflow.py,
+    # edges.py); AIRFLOW_PATHS serves them at airflow.sdk, airflow.decorators, airflow.sdk.definitions.*, ...
+    "airflow.utils.task_group": lambda: {"TaskGroup": TaskGroup},
+    "airflow.decorators.task_group": lambda: {"task_group": task_group},
+    "airflow.decorators.setup_teardown": lambda: {
+        "setup": setup,
+        "teardown": teardown,
+        "setup_task": setup,
+        "teardown_task": teardown,
+    },
+    "airflow.utils.edgemodifier": lambda: {"Label": Label, "EdgeModifier": EdgeModifier},
+    "airflow.utils.helpers": lambda: {"chain": chain, "cross_downstream": cross_downstream},
     "airflow.exceptions": _exceptions_module,
     "airflow.sdk.exceptions": _exceptions_module,
     "airflow.utils.dates": lambda: {"days_ago": days_ago},
-    "airflow.utils.trigger_rule": lambda: {"TriggerRule": authoring.TriggerRule},
+    "airflow.utils.trigger_rule": lambda: {"TriggerRule": TriggerRule},
+    # Sensors (airflow/sensors.py); AIRFLOW_PATHS serves them at airflow.sdk, airflow.sdk.bases.sensor, the
+    # standard provider's sensors.* and airflow.providers.common.compat.sdk.
+    "airflow.sensors.base": lambda: {
+        "BaseSensorOperator": sensors.BaseSensorOperator,
+        "PokeReturnValue": sensors.PokeReturnValue,
+        "poke_mode_only": sensors.poke_mode_only,
+    },
+    "airflow.sensors.python": lambda: {"PythonSensor": sensors.PythonSensor},
+    "airflow.sensors.time_delta": lambda: {
+        "TimeDeltaSensor": sensors.TimeDeltaSensor,
+        "TimeDeltaSensorAsync": sensors.TimeDeltaSensorAsync,
+    },
+    "airflow.sensors.date_time": lambda: {
+        "DateTimeSensor": sensors.DateTimeSensor,
+        "DateTimeSensorAsync": sensors.DateTimeSensorAsync,
+    },
 }
-_PACKAGES = {name.rsplit(".", i)[0] for name in SHIM_MODULES for i in range(1, name.count(".") + 1)}
-_ALL_NAMES = set(SHIM_MODULES) | _PACKAGES
+
+
+def _timetable_names() -> dict[str, Any]:
+    return {name: getattr(timetables, name) for name in timetables.__all__}
+
+
+def _own_names() -> dict[str, Any]:
+    """Names kdag serves wherever AIRFLOW_PATHS lists them, besides every name of a SHIM_MODULES entry."""
+    return {
+        **_timetable_names(),
+        "days_ago": days_ago,
+        "Context": shim_helpers.Context,
+        "State": shim_helpers.State,
+        "TaskInstanceState": shim_helpers.TaskInstanceState,
+        "DagRunState": shim_helpers.DagRunState,
+        "WeightRule": shim_helpers.WeightRule,
+        "is_venv_installed": shim_helpers.is_venv_installed,
+        "TaskInstance": xcom.TaskInstance,
+        "XCOM_RETURN_KEY": store.RETURN_KEY,
+        "macros": _macros(),
+    }
+
+
+@functools.cache
+def _macros() -> Any:
+    from kdag_runner.airflow.templating import _macros as macros
+
+    return macros()
+
+
+# Modules whose contents are their own (names such as `datetime` mean different things elsewhere).
+_OWN_MODULES: dict[str, Callable[[], dict[str, Any]]] = {
+    "airflow.utils.timezone": lambda: dict(shim_helpers.TIMEZONE_FUNCTIONS),
+    "airflow.sdk.timezone": lambda: dict(shim_helpers.TIMEZONE_FUNCTIONS),
+    "airflow.macros": lambda: {k: v for k, v in vars(_macros()).items() if not k.startswith("_")},
+}
+
+_MODULES = set(SHIM_MODULES) | set(shim_table.AIRFLOW_PATHS) | set(_OWN_MODULES)
+_PACKAGES = {name.rsplit(".", i)[0] for name in _MODULES for i in range(1, name.count(".") + 1)}
+_ALL_NAMES = _MODULES | _PACKAGES
+
+
+class NotSupportedError(ImportError):
+    """An Airflow name kdag does not implement; the message names it and why (one line)."""
+
+    def __init__(self, feature: str, reason: str, *, module: str) -> None:
+        super().__init__(f"{feature} is not supported by kdag: {reason}", name=module)
+        self.feature = feature
+        self.reason = reason
+
+
+class NotSupportedModuleError(NotSupportedError, ModuleNotFoundError):
+    """An ``airflow.*`` module the shim does not serve."""
+
+
+def _reason(name: str) -> str:
+    return shim_table.NOT_SUPPORTED.get(name, "kdag's Airflow layer does not implement it")
+
+
+def _module_reason(module: str) -> str:
+    prefixes = [p for p in shim_table.NOT_SUPPORTED_MODULES if module == p or module.startswith(p + ".")]
+    if prefixes:
+        return shim_table.NOT_SUPPORTED_MODULES[max(prefixes, key=len)]
+    return "kdag's airflow shim has no such module"
+
+
+def served_names() -> dict[str, Any]:
+    """Every name kdag implements, by Airflow name: the SHIM_MODULES entries' (first wins), then its own."""
+    served: dict[str, Any] = {}
+    for build in SHIM_MODULES.values():
+        for name, value in build().items():
+            served.setdefault(name, value)
+    for name, value in _own_names().items():
+        served.setdefault(name, value)
+    return served
+
+
+def module_attributes(module: str) -> dict[str, Any]:
+    """What the shim module ``module`` holds (names it does not hold raise ``NotSupportedError``)."""
+    attributes: dict[str, Any] = {}
+    if module in _OWN_MODULES:
+        attributes.update(_OWN_MODULES[module]())
+    if module in SHIM_MODULES:
+        attributes.update(SHIM_MODULES[module]())
+    listed = [name for name in shim_table.AIRFLOW_PATHS.get(module, ()) if name not in attributes]
+    if listed:
+        served = served_names()
+        attributes.update({name: served[name] for name in listed if name in served})
+    return attributes
+
+
+def _module_getattr(module: str) -> Callable[[str], Any]:
+    """The ``__getattr__`` of a shim module: submodules on demand, a clear error for anything else."""
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        if f"{module}.{name}" in _ALL_NAMES:
+            return importlib.import_module(f"{module}.{name}")
+        target = shim_table.MODULE_NAMES.get(name)
+        if target is not None and name in shim_table.AIRFLOW_PATHS.get(module, ()):
+            return importlib.import_module(target)
+        raise NotSupportedError(f"{module}.{name}", _reason(name), module=module)
+
+    return __getattr__
 
 
 class _AirflowShim(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves the ``airflow.*`` modules above; any other ``airflow.*`` name stays unimportable."""
+    """Serves the ``airflow.*`` modules above; any other ``airflow.*`` raises NotSupportedModuleError."""
 
     def find_spec(
         self, fullname: str, path: Any = None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in _ALL_NAMES:
-            return None
-        return importlib.util.spec_from_loader(fullname, self, is_package=fullname in _PACKAGES)
+        if fullname in _ALL_NAMES:
+            return importlib.util.spec_from_loader(fullname, self, is_package=fullname in _PACKAGES)
+        if fullname.startswith("airflow."):
+            raise NotSupportedModuleError(fullname, _module_reason(fullname), module=fullname)
+        return None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return None
 
     def exec_module(self, module: types.ModuleType) -> None:
-        build = SHIM_MODULES.get(module.__name__)
         module.__dict__["__kdag_shim__"] = True
-        if build is not None:
-            module.__dict__.update(build())
+        module.__dict__["__getattr__"] = _module_getattr(module.__name__)
+        module.__dict__.update(module_attributes(module.__name__))
 
 
 _shim = _AirflowShim()
@@ -164,16 +361,76 @@ def load_dags(path: str | Path) -> dict[str, DAG]:
     if folder not in sys.path:
         # Airflow puts the DAG folder on sys.path so DAG files import their helper modules.
         sys.path.append(folder)
-    first = len(authoring.created_dags)
+    first = len(created_dags)
     sys.modules[module_name] = module
-    exec(compile(source, str(file), "exec"), module.__dict__)
+    code = compile(source, str(file), "exec")
+    try:
+        exec(code, module.__dict__)
+    except NotSupportedError as err:
+        where = error_location(err, file, path)
+        raise DagDefinitionError(f"{where}: {_unsupported(err, source, file)}") from None
     dags: dict[str, DAG] = {}
-    for dag in authoring.created_dags[first:]:
+    for dag in created_dags[first:]:
         if dag.dag_id in dags and dags[dag.dag_id] is not dag:
             raise DagDefinitionError(f"DAG '{dag.dag_id}': defined twice in '{path}'")
         dag.fileloc = str(file)
         dags[dag.dag_id] = dag
     return dags
+
+
+def _user_frames(err: BaseException) -> list[tuple[str, int]]:
+    """(file, line) of the traceback's frames outside kdag_runner and importlib, outermost first."""
+    package = str(Path(__file__).resolve().parent)
+    frames: list[tuple[str, int]] = []
+    tb = err.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith("<frozen") and not filename.startswith(package):
+            frames.append((filename, tb.tb_lineno))
+        tb = tb.tb_next
+    return frames
+
+
+def error_location(err: BaseException, file: Path, shown: str | Path | None = None) -> str:
+    """``DAG file 'x.py', line N`` for an exception raised while ``file`` loaded (the innermost line of
+    the file; ``(in 'helper.py', line M)`` added when a module it imported raised); no line when the
+    traceback never passed through the file."""
+    where = f"DAG file '{file if shown is None else shown}'"
+    frames = _user_frames(err)
+    own = [line for name, line in frames if name == str(file)]
+    if own:
+        where += f", line {own[-1]}"
+        if frames and frames[-1][0] != str(file):
+            where += f" (in '{frames[-1][0]}', line {frames[-1][1]})"
+    return where
+
+
+def _unsupported(err: NotSupportedError, source: str, file: Path) -> str:
+    """The error's message; for a module the shim lacks, naming the name the import statement wanted."""
+    if not isinstance(err, NotSupportedModuleError):
+        return str(err)
+    frames = _user_frames(err)
+    if not frames:
+        return str(err)
+    filename, line = frames[-1]
+    try:
+        text = source if filename == str(file) else Path(filename).read_text(encoding="utf-8")
+        tree = ast.parse(text)
+    except (OSError, SyntaxError, ValueError):
+        return str(err)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if not node.lineno <= line <= (node.end_lineno or node.lineno):
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.module and node.level == 0 and node.names[0].name != "*":
+                return f"{node.module}.{node.names[0].name} is not supported by kdag: {err.reason}"
+        else:
+            wanted = [a.name for a in node.names if (a.name + ".").startswith(err.feature + ".")]
+            if wanted:
+                return f"{wanted[0]} is not supported by kdag: {err.reason}"
+    return str(err)
 
 
 def load_dag_file(path: str | Path, dag_id: str | None = None) -> DAG:

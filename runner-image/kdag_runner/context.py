@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from kdag_runner.environment import TaskEnvironment
 
 if TYPE_CHECKING:
-    from kdag_runner.authoring import DAG, BaseOperator
+    from kdag_runner.airflow import DAG, BaseOperator
     from kdag_runner.xcom import TaskInstance
 
 
@@ -22,18 +22,21 @@ class DagRunView:
     logical_date: datetime
     conf: dict[str, Any]
     run_type: str = "manual"
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
 
-    @property
-    def data_interval_start(self) -> datetime:
-        return self.logical_date
+    def __post_init__(self) -> None:
+        # A run without a data interval (a bare test environment) covers its logical date alone.
+        if self.data_interval_start is None:
+            object.__setattr__(self, "data_interval_start", self.logical_date)
+        if self.data_interval_end is None:
+            object.__setattr__(self, "data_interval_end", self.logical_date)
 
-    @property
-    def data_interval_end(self) -> datetime:
-        return self.logical_date
 
-
-def date_fields(logical_date: datetime) -> dict[str, Any]:
-    """The context keys derived from the logical date, formatted as Airflow 3 formats them."""
+def date_fields(
+    logical_date: datetime, interval_start: datetime | None = None, interval_end: datetime | None = None
+) -> dict[str, Any]:
+    """The context keys derived from the logical date and data interval, as Airflow 3 formats them."""
     ds = logical_date.strftime("%Y-%m-%d")
     ts = logical_date.isoformat()
     return {
@@ -43,8 +46,8 @@ def date_fields(logical_date: datetime) -> dict[str, Any]:
         "ts": ts,
         "ts_nodash": logical_date.strftime("%Y%m%dT%H%M%S"),
         "ts_nodash_with_tz": ts.replace("-", "").replace(":", ""),
-        "data_interval_start": logical_date,
-        "data_interval_end": logical_date,
+        "data_interval_start": interval_start or logical_date,
+        "data_interval_end": interval_end or logical_date,
     }
 
 
@@ -55,7 +58,15 @@ def build_context(
 
     ``conf`` is the run's conf (kdag has no Airflow configuration object to offer there).
     """
-    dag_run = DagRunView(env.dag_id, env.run_id, env.logical_date, dict(env.conf))
+    dag_run = DagRunView(
+        env.dag_id,
+        env.run_id,
+        env.logical_date,
+        dict(env.conf),
+        env.run_type,
+        env.data_interval_start,
+        env.data_interval_end,
+    )
     context: dict[str, Any] = {
         "ti": ti,
         "task_instance": ti,
@@ -68,8 +79,12 @@ def build_context(
         "task": task,
         "dag": dag,
         "task_instance_key_str": f"{env.dag_id}__{env.task_id}__{env.logical_date.strftime('%Y%m%d')}",
+        # Dynamic task mapping: `ti.map_index` is the instance; the template names it once it ran.
+        "map_index_template": (getattr(task, "options", None) or {}).get("map_index_template"),
+        # Airflow 3's count of this task's reschedules so far (a sensor in reschedule mode).
+        "task_reschedule_count": env.reschedules,
     }
-    context.update(date_fields(env.logical_date))
+    context.update(date_fields(env.logical_date, env.data_interval_start, env.data_interval_end))
     return context
 
 

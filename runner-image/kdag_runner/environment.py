@@ -34,6 +34,25 @@ class TaskEnvironment:
     xcom_configmap: str = ""
     # The DAG object's name (the kdag.dev/dag label); it may differ from the dag_id.
     dag_name: str = ""
+    data_interval_start: datetime | None = None
+    """The run's data interval; None (an older controller, a bare test) means the logical date."""
+    data_interval_end: datetime | None = None
+    run_type: str = "manual"
+    """Airflow's run type: `scheduled` (made by the controller for the DAG's schedule) or `manual`."""
+    task_start: datetime | None = None
+    """When the task's first attempt started (`KDAG_TASK_START`, the TaskRun's status.startTime): a
+    reschedule-mode sensor measures its timeout from it. None: this attempt is the first."""
+    reschedules: int = 0
+    """Attempts before this one that ended up for reschedule (`KDAG_RESCHEDULES`); they are no tries."""
+    map_index: int = -1
+    """The instance of a mapped task this attempt runs (`KDAG_MAP_INDEX`); -1: the task is not mapped."""
+    mapped: dict[str, int] = field(default_factory=dict)
+    """Mapped ancestors and their instance counts (`KDAG_MAPPED`): their XComs are in `{task}/{index}/`."""
+
+    @property
+    def try_number(self) -> int:
+        """Airflow's try number: the attempts that were not reschedules, this one included."""
+        return max(self.attempt - self.reschedules, 1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TaskEnvironment:
@@ -47,6 +66,12 @@ class TaskEnvironment:
             attempt = int(attempt_text)
         except ValueError:
             raise RunnerConfigError(f"KDAG_ATTEMPT must be an integer, got {attempt_text!r}") from None
+        reschedules_text = env.get("KDAG_RESCHEDULES", "0") or "0"
+        if not reschedules_text.isdigit():
+            raise RunnerConfigError(f"KDAG_RESCHEDULES must be an integer, got {reschedules_text!r}")
+        mapped = _json_object_env(env, "KDAG_MAPPED")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in mapped.values()):
+            raise RunnerConfigError("KDAG_MAPPED must be a JSON object of task ids to instance counts")
         xcom_in = env.get("KDAG_XCOM_IN")
         xcom_dir = env.get("KDAG_XCOM_DIR")
         return cls(
@@ -64,7 +89,33 @@ class TaskEnvironment:
             xcom_dir=Path(xcom_dir) if xcom_dir else None,
             xcom_configmap=env.get("KDAG_XCOM_CONFIGMAP", ""),
             dag_name=env.get("KDAG_DAG_NAME", ""),
+            data_interval_start=_optional_time(env, "KDAG_DATA_INTERVAL_START"),
+            data_interval_end=_optional_time(env, "KDAG_DATA_INTERVAL_END"),
+            run_type=env.get("KDAG_RUN_TYPE", "") or "manual",
+            task_start=_optional_time(env, "KDAG_TASK_START"),
+            reschedules=int(reschedules_text),
+            map_index=_int_env(env, "KDAG_MAP_INDEX", -1),
+            mapped=mapped,
         )
+
+
+def _optional_time(env: Mapping[str, str], name: str) -> datetime | None:
+    text = env.get(name, "")
+    return parse_time(name, text) if text else None
+
+
+def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
+    """An integer variable (-1 or more); `default` when unset."""
+    text = env.get(name, "")
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise RunnerConfigError(f"{name} must be an integer, got {text!r}") from None
+    if value < -1:
+        raise RunnerConfigError(f"{name} must be -1 or more, got {value}")
+    return value
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -97,10 +148,15 @@ def parse_logical_date(text: str) -> datetime:
     """Parse an RFC 3339 time as an aware UTC datetime; empty means now (a run without one)."""
     if not text:
         return datetime.now(UTC)
+    return parse_time("KDAG_LOGICAL_DATE", text)
+
+
+def parse_time(name: str, text: str) -> datetime:
+    """The RFC 3339 time in variable `name` as an aware UTC datetime (no zone means UTC)."""
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise RunnerConfigError(f"KDAG_LOGICAL_DATE is not an RFC 3339 time: {text!r}") from None
+        raise RunnerConfigError(f"{name} is not an RFC 3339 time: {text!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)

@@ -23,6 +23,8 @@ DAG_LABEL = f"{GROUP}/dag"
 DAGRUN_LABEL = f"{GROUP}/dagrun"
 TASK_LABEL = f"{GROUP}/task"
 ATTEMPT_LABEL = f"{GROUP}/attempt"
+MAP_INDEX_LABEL = f"{GROUP}/map-index"
+"""On the TaskRun and pods of one instance of a mapped task: its map index."""
 
 ANNOTATION_PREFIX = GROUP
 """Prefix of the annotations kopf keeps its progress and diff base under."""

@@ -3,6 +3,15 @@
 ``data[key]`` is the text form of a value (a ``str`` as itself, anything else as compact JSON) and
 ``data[".types"]`` maps every key to ``"str"`` or ``"json"`` so readers get the exact type back.
 The same files appear in a task directory: a ConfigMap volume or a local run's directory.
+
+XCom keys are any non-empty string, as in Airflow, except that keys beginning with ``__`` are kdag's own.
+ConfigMap keys allow only ``[-._a-zA-Z0-9]`` (at most 253 characters), so ``encode_key`` maps an XCom key to
+the ConfigMap key it is stored under: a key that is already a plain key (``PLAIN_KEY_PATTERN``) stays as it
+is; any other becomes ``-`` followed by the key with every UTF-8 byte outside ``[A-Za-z0-9_-]`` written as
+``.`` and two lower-case hex digits (``value from pusher 1`` -> ``-value.20from.20pusher.201``). A plain key
+never begins with ``-``, so the two forms never collide, and ``decode_key`` reverses either. Everything
+stored (``data``, ``.types``, task directories, a task's ``xcomKeys``) uses ConfigMap keys; what users see
+(``xcom_pull``, ``decode``, ``kdag xcom``, ``kdag run --local``) uses the keys as written.
 """
 
 from __future__ import annotations
@@ -19,8 +28,15 @@ CONTEXT_KEY = "__context"
 SIZE_LIMIT = 1_048_576 - 16_384
 # ConfigMap keys are at most 253 characters.
 MAX_KEY_LENGTH = 253
-KEY_PATTERN = r"^[A-Za-z0-9_][-._A-Za-z0-9]*$"
-_KEY_RE = re.compile(r"[A-Za-z0-9_][-._A-Za-z0-9]*")
+# An XCom key stored under its own name; kdag's own keys (``__context``) are plain keys too.
+PLAIN_KEY_PATTERN = r"^[A-Za-z0-9_][-._A-Za-z0-9]*$"
+KEY_PATTERN = PLAIN_KEY_PATTERN
+# Any ConfigMap key an XCom is stored under: a plain key or an escaped one (``-`` + escapes).
+STORE_KEY_PATTERN = r"^[-_A-Za-z0-9][-._A-Za-z0-9]*$"
+ESCAPE_PREFIX = "-"
+_KEY_RE = re.compile(PLAIN_KEY_PATTERN[1:-1])
+_ESCAPED_RE = re.compile(r"-(?:[-_A-Za-z0-9]|\.[0-9a-f]{2})*")
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 TEXT_TYPE = "str"
 JSON_TYPE = "json"
@@ -31,19 +47,72 @@ class XComError(Exception):
 
 
 def validate_key(key: object, task_id: str, *, internal: bool = False) -> str:
-    """Return ``key`` when it can name an XCom; user keys may not begin with ``__`` (kdag's own)."""
+    """Return ``key`` when it can name an XCom: a non-empty str whose ConfigMap key fits (253 characters);
+    user keys may not begin with ``__`` (kdag's own)."""
     if not isinstance(key, str):
         raise XComError(f"XCom key of task '{task_id}' must be a str, not {type(key).__name__}")
-    if not _KEY_RE.fullmatch(key) or len(key) > MAX_KEY_LENGTH:
-        raise XComError(
-            f"XCom key {key!r} of task '{task_id}' is invalid: keys match {KEY_PATTERN} "
-            f"and are at most {MAX_KEY_LENGTH} characters"
-        )
+    if not key:
+        raise XComError(f"XCom key of task '{task_id}' is empty: a key is a non-empty string")
     if key.startswith("__") and not internal:
         raise XComError(
             f"XCom key {key!r} of task '{task_id}' is reserved: keys beginning with '__' are kdag's"
         )
+    try:
+        stored = encode_key(key)
+    except UnicodeEncodeError as err:
+        raise XComError(
+            f"XCom key {key!r} of task '{task_id}' is not valid UTF-8 text: {err.reason} at {err.start}"
+        ) from None
+    if len(stored) > MAX_KEY_LENGTH:
+        raise XComError(
+            f"XCom key {key!r} of task '{task_id}' is too long: it is stored as a ConfigMap key of "
+            f"{len(stored)} characters, and ConfigMap keys are at most {MAX_KEY_LENGTH} "
+            "(characters other than letters, digits, '_', '-' and '.' take 3 each)"
+        )
     return key
+
+
+def encode_key(key: str) -> str:
+    """The ConfigMap key an XCom key is stored under: itself when plain, else its escaped form."""
+    if _KEY_RE.fullmatch(key):
+        return key
+    return ESCAPE_PREFIX + "".join(
+        chr(byte) if byte in _SAFE else f".{byte:02x}" for byte in key.encode("utf-8")
+    )
+
+
+def decode_key(stored: str) -> str:
+    """The XCom key a ConfigMap key stands for (``encode_key`` reversed); XComError if it is neither form."""
+    if _KEY_RE.fullmatch(stored):
+        return stored
+    if _ESCAPED_RE.fullmatch(stored):
+        raw = bytearray()
+        body, i = stored[1:], 0
+        while i < len(body):
+            if body[i] == ".":
+                raw.append(int(body[i + 1 : i + 3], 16))
+                i += 3
+            else:
+                raw.append(ord(body[i]))
+                i += 1
+        try:
+            key = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            key = ""
+        if key and encode_key(key) == stored:
+            return key
+    raise XComError(f"{stored!r} is not a ConfigMap key kdag stores an XCom under")
+
+
+def is_store_key(name: str) -> bool:
+    """Whether ``name`` is a ConfigMap key an XCom may be stored under (plain or escaped)."""
+    if _KEY_RE.fullmatch(name):
+        return True
+    try:
+        decode_key(name)
+    except XComError:
+        return False
+    return True
 
 
 def encode_value(key: str, value: object, task_id: str) -> tuple[str, str]:
@@ -87,21 +156,28 @@ def decode_value(text: str, type_name: str) -> object:
 
 def encode(xcoms: Mapping[str, object], task_id: str) -> dict[str, str]:
     """Return ConfigMap data for a task's XComs (``None`` values are not stored); checks keys and size."""
-    data: dict[str, str] = {}
+    texts: dict[str, str] = {}
     types: dict[str, str] = {}
     for key, value in xcoms.items():
         validate_key(key, task_id, internal=True)
         if value is None:
             continue
-        data[key], types[key] = encode_value(key, value, task_id)
-    return finish(data, types, task_id)
+        texts[key], types[key] = encode_value(key, value, task_id)
+    return finish(texts, types, task_id)
 
 
 def finish(texts: Mapping[str, str], types: Mapping[str, str], task_id: str) -> dict[str, str]:
-    """Return ConfigMap data for already encoded values: the texts plus ``.types``, size checked."""
-    data = dict(texts)
-    data[TYPES_KEY] = types_text(types)
+    """Return ConfigMap data for already encoded values by XCom key: each under its ConfigMap key
+    (``encode_key``), plus ``.types``; size checked."""
+    data = stored_form(texts, types)
     check_size(data, task_id)
+    return data
+
+
+def stored_form(texts: Mapping[str, str], types: Mapping[str, str]) -> dict[str, str]:
+    """ConfigMap data for encoded values by XCom key, without the size check."""
+    data = {encode_key(key): text for key, text in texts.items()}
+    data[TYPES_KEY] = types_text({encode_key(key): type_name for key, type_name in types.items()})
     return data
 
 
@@ -142,25 +218,60 @@ def types_of(data: Mapping[str, str]) -> dict[str, str]:
 
 
 def decode(data: Mapping[str, str]) -> dict[str, object]:
-    """Return the values of ConfigMap data, in the order ``.types`` lists them (the push order)."""
+    """Return the values of ConfigMap data by XCom key as written, in the order ``.types`` lists them
+    (the push order); keys that are no XCom's ConfigMap key are left out."""
     types = types_of(data)
     ordered = [key for key in types if key in data] + [
         key for key in data if key not in types and key != TYPES_KEY
     ]
     values: dict[str, object] = {}
-    for key in ordered:
+    for stored in ordered:
+        if not is_store_key(stored):
+            continue
+        key = decode_key(stored)
         try:
-            values[key] = decode_value(data[key], types.get(key, TEXT_TYPE))
+            values[key] = decode_value(data[stored], types.get(stored, TEXT_TYPE))
         except ValueError as err:
             raise XComError(f"XCom {key!r} is marked json but does not parse: {err}") from None
     return values
 
 
-def read_task_dir(path: Path) -> dict[str, str]:
-    """Return the ConfigMap data a task directory holds (``{}`` when it does not exist).
+def pushed_keys(data: Mapping[str, str]) -> list[str]:
+    """The XCom keys (as written) of ConfigMap data, in push order, without kdag's own ``__`` keys."""
+    return [key for key in decode_keys(data) if not key.startswith("__")]
 
-    A ConfigMap volume also holds ``..data`` and timestamped directories; user keys never begin
-    with a dot, so only ``.types`` and files whose names are valid keys are read.
+
+def decode_keys(data: Mapping[str, str]) -> list[str]:
+    """Every XCom key (as written) of ConfigMap data, in push order."""
+    types = types_of(data)
+    ordered = [k for k in types if k in data] + [k for k in data if k not in types and k != TYPES_KEY]
+    return [decode_key(k) for k in ordered if is_store_key(k)]
+
+
+def value_of(data: Mapping[str, str], key: str | None, task_id: str) -> object:
+    """The value ConfigMap data holds under XCom key ``key`` (None when absent); ``key=None`` is the
+    key pushed last (Airflow 2's "any key"), kdag's own keys aside."""
+    if key is None:
+        keys = pushed_keys(data)
+        if not keys:
+            return None
+        key = keys[-1]
+    stored = encode_key(key)
+    if stored not in data:
+        return None
+    try:
+        return decode_value(data[stored], types_of(data).get(stored, TEXT_TYPE))
+    except ValueError as err:
+        raise XComError(
+            f"XCom {key!r} of task '{task_id}' is marked json but does not parse: {err}"
+        ) from None
+
+
+def read_task_dir(path: Path) -> dict[str, str]:
+    """Return the ConfigMap data a task directory holds (``{}`` when it does not exist), by ConfigMap key.
+
+    A ConfigMap volume also holds ``..data`` and timestamped directories; stored keys never begin
+    with a dot, so only ``.types`` and files whose names are ConfigMap keys of XComs are read.
     """
     data: dict[str, str] = {}
     try:
@@ -169,7 +280,7 @@ def read_task_dir(path: Path) -> dict[str, str]:
         return data
     for entry in entries:
         name = entry.name
-        if name != TYPES_KEY and not _KEY_RE.fullmatch(name):
+        if name != TYPES_KEY and not is_store_key(name):
             continue
         try:
             data[name] = entry.read_text(encoding="utf-8")
@@ -179,5 +290,5 @@ def read_task_dir(path: Path) -> dict[str, str]:
 
 
 def read_task_values(path: Path) -> dict[str, object]:
-    """Return the values stored in a task directory."""
+    """Return the values stored in a task directory, by XCom key as written."""
     return decode(read_task_dir(path))

@@ -113,16 +113,20 @@ def test_compile_to_a_directory_writes_one_file_per_object(tmp_path: Path) -> No
     ("body", "message"),
     [
         (
-            "BashOperator(task_id='t', bash_command='true', trigger_rule='none_skipped', dag=dag)",
-            "error: task 't': trigger_rule 'none_skipped' is not supported by kdag",
+            "BashOperator(task_id='t', bash_command='true', trigger_rule='sometimes', dag=dag)",
+            "error: task 't': trigger_rule 'sometimes' is not one of all_success, all_failed, all_done,",
         ),
         (
             "BashOperator(task_id='t' * 64, bash_command='true', dag=dag)",
             "longer than 63 characters (a Kubernetes label value)",
         ),
         (
-            "dag.schedule = timedelta(days=1)\nBashOperator(task_id='t', bash_command='true', dag=dag)",
-            "schedule",
+            "dag.schedule = timedelta(seconds=30)\nBashOperator(task_id='t', bash_command='true', dag=dag)",
+            "spec.timetable.everySeconds: Input should be greater than or equal to 60",
+        ),
+        (
+            "dag.schedule = '@continuous'\nBashOperator(task_id='t', bash_command='true', dag=dag)",
+            "spec.schedule: '@continuous' is not a cron expression",
         ),
         ("", "error: DAG 'limits': defines no tasks"),
         ("raise RuntimeError('the file itself fails')", "RuntimeError: the file itself fails"),
@@ -157,6 +161,30 @@ def test_every_problem_of_a_yaml_dag_is_named_on_one_line(tmp_path: Path) -> Non
         "error: DAG 'both': task 'a' (spec.tasks[0]): a task needs exactly one of python or command; "
         "task 'a' (spec.tasks[0].env[0].name): 'KDAG_X' may not start with KDAG_ (kdag's own variables)\n"
     )
+
+
+def test_schedules_compile_as_airflow_3_reads_them(tmp_path: Path) -> None:
+    """schedule=None stays no schedule (the DAG then runs only when triggered); a timedelta is Airflow 3's
+    DeltaTriggerTimetable, its ticks aligned to start_date."""
+    header = (
+        "from datetime import datetime, timedelta\nfrom airflow import DAG\n"
+        "from airflow.operators.bash import BashOperator\n"
+    )
+    unscheduled = tmp_path / "unscheduled.py"
+    unscheduled.write_text(
+        header + "with DAG('unscheduled', schedule=None, start_date=datetime(2024, 1, 1)) as dag:\n"
+        "    BashOperator(task_id='t', bash_command='true')\n"
+    )
+    _, dag = compiled(unscheduled)
+    assert "schedule" not in dag["spec"] and "timetable" not in dag["spec"]
+    every = tmp_path / "every.py"
+    every.write_text(
+        header + "with DAG('every', schedule=timedelta(hours=1),\n"
+        "         start_date=datetime(2024, 1, 1, 0, 30)) as dag:\n"
+        "    BashOperator(task_id='t', bash_command='true')\n"
+    )
+    _, dag = compiled(every)
+    assert dag["spec"]["timetable"] == {"everySeconds": 3600, "start": "2024-01-01T00:30:00Z"}
 
 
 def test_once_schedule_is_kept(tmp_path: Path) -> None:

@@ -185,7 +185,7 @@ def test_crd_names_columns_and_rules() -> None:
 
     assert columns("DAG") == ["Tasks", "Schedule", "Ready", "Age"]
     assert columns("DAGRun") == ["DAG", "Phase", "Progress", "Age"]
-    assert columns("TaskRun") == ["Task", "Phase", "Attempts", "Pod", "Age"]
+    assert columns("TaskRun") == ["Task", "Index", "Phase", "Attempts", "Pod", "Age"]
     spec = by_kind["DAG"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     messages = [rule["message"] for rule in spec["x-kubernetes-validations"]]
     # Unique task ids: the API server enforces the keys of a map-type list (and names the duplicate).
@@ -201,6 +201,15 @@ def test_crd_names_columns_and_rules() -> None:
     assert limits["additionalProperties"] == {"x-kubernetes-int-or-string": True}
     status = by_kind["DAGRun"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
     assert "x-kubernetes-validations" not in yaml.safe_dump(status)
+    assert task["properties"]["triggerRule"]["enum"] == [rule.value for rule in TriggerRule]
+    assert len(TriggerRule) == 13
+    assert {task["properties"][f]["type"] for f in ("setup", "teardown", "failRunOnFailure")} == {"boolean"}
+    task_rules = [r["message"] for r in task["x-kubernetes-validations"]]
+    assert "a task may be a setup or a teardown, not both" in task_rules
+    assert "failRunOnFailure is for teardown tasks only" in task_rules
+    taskrun = by_kind["TaskRun"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    skip = taskrun["properties"]["skipTasks"]
+    assert (skip["x-kubernetes-list-type"], skip["maxItems"], skip["items"]["maxLength"]) == ("set", 2048, 63)
 
 
 def test_structural_schema_keeps_non_null_defaults() -> None:
@@ -269,8 +278,28 @@ def test_cycle_is_named() -> None:
         ),
         (
             spec_with(cmd("a", triggerRule="sometimes")),
-            "task 'a' (spec.tasks[0].triggerRule): Input should be 'all_success', 'all_done', 'one_success',"
-            " 'one_failed' or 'none_failed'",
+            "task 'a' (spec.tasks[0].triggerRule): Input should be 'all_success', 'all_failed', 'all_done',"
+            " 'all_done_min_one_success', 'all_done_setup_success', 'all_skipped', 'one_success',"
+            " 'one_failed', 'one_done', 'none_failed', 'none_failed_min_one_success', 'none_skipped'"
+            " or 'always'",
+        ),
+        (
+            spec_with(cmd("a", setup=True, teardown=True)),
+            "task 'a' (spec.tasks[0].teardown): a task may be a setup or a teardown, not both",
+        ),
+        (
+            spec_with(cmd("a", failRunOnFailure=True)),
+            "task 'a' (spec.tasks[0].failRunOnFailure): failRunOnFailure is for teardown tasks only",
+        ),
+        (
+            spec_with(cmd("s", setup=True), cmd("w", "s", triggerRule="all_done")),
+            "task 'w' (spec.tasks[1].triggerRule): a task directly after a setup task ('s') must be a"
+            " teardown or use the trigger rule all_success, not all_done",
+        ),
+        (
+            spec_with(cmd("s", setup=True), cmd("w", "s"), defaults={"triggerRule": "none_failed"}),
+            "task 'w' (spec.tasks[1].triggerRule): a task directly after a setup task ('s') must be a"
+            " teardown or use the trigger rule all_success, not none_failed",
         ),
         (
             spec_with(cmd("a"), cmd("b", "a", "a")),
@@ -341,6 +370,30 @@ def test_problems_name_field_and_task(spec: dict[str, Any], expected: str) -> No
     assert expected in dag_spec_problems(spec)
 
 
+@pytest.mark.parametrize("rule", list(TriggerRule))
+def test_every_airflow_trigger_rule_is_accepted(rule: TriggerRule) -> None:
+    assert dag_spec_problems(spec_with(cmd("a"), cmd("b", "a", triggerRule=rule.value))) == []
+
+
+def test_setup_and_teardown_dags_are_accepted() -> None:
+    spec = spec_with(
+        cmd("create", setup=True),
+        cmd("query", "create"),
+        cmd("delete", "create", "query", teardown=True, failRunOnFailure=True),
+        cmd("other", "delete", triggerRule="all_done"),
+        defaults={"triggerRule": "all_done"},  # not a teardown's, and query sets its own
+    )
+    assert dag_spec_problems({**spec, "defaults": {}}) == []
+    assert dag_spec_problems(spec) == [
+        "task 'query' (spec.tasks[1].triggerRule): a task directly after a setup task ('create') must be a"
+        " teardown or use the trigger rule all_success, not all_done"
+    ]
+    model, _ = check_dag_spec({**spec, "defaults": {}})
+    assert model is not None
+    assert [t.to_kube().get("setup") for t in model.tasks] == [True, None, None, None]
+    assert model.tasks[2].to_kube()["failRunOnFailure"] is True
+
+
 def test_every_problem_is_reported_not_only_the_first() -> None:
     problems = dag_spec_problems(
         spec_with(
@@ -409,3 +462,11 @@ def test_manifest_problems() -> None:
     assert [str(p) for p in manifest_problems({**run, "kind": "Job"})] == [
         "kind: expected DAG or DAGRun, got 'Job'"
     ]
+
+
+def test_crds_use_only_openapi_v3_0_keywords_the_api_server_takes() -> None:
+    """pydantic's `lt`/`gt` give JSON Schema 2020's numeric exclusiveMaximum, which a CRD refuses."""
+    for path in (Path(__file__).resolve().parents[2] / "crds").glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        assert "exclusiveMaximum: " not in text.replace("exclusiveMaximum: true", ""), path.name
+        assert "exclusiveMinimum: " not in text.replace("exclusiveMinimum: true", ""), path.name

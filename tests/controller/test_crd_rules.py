@@ -84,6 +84,9 @@ def refusal(kubeconfig: str, namespace: str, manifest: dict[str, Any]) -> str:
             "xcomInputs[].env may not start with KDAG_",
         ),
         (dag(cmd("a", triggerRule="sometimes")), "spec.tasks[0].triggerRule: Unsupported value"),
+        (dag(cmd("a", setup=True, teardown=True)), "a task may be a setup or a teardown, not both"),
+        (dag(cmd("a", failRunOnFailure=True)), "failRunOnFailure is for teardown tasks only"),
+        (dag(cmd("a", setup=True, failRunOnFailure=True)), "failRunOnFailure is for teardown tasks only"),
         (dag(cmd("a", retries=-1)), "spec.tasks[0].retries"),
         (dag(cmd("..")), "a task id may not be '.' or '..'"),
         (dag(cmd("a", env=[{"name": "KDAG_TASK_ID", "value": "x"}])), "env names may not start with KDAG_"),
@@ -98,6 +101,35 @@ def test_api_server_refuses_bad_manifests_naming_the_rule(
     kubeconfig: str, namespace: str, crds: None, manifest: dict[str, Any], message: str
 ) -> None:
     assert message in refusal(kubeconfig, namespace, manifest)
+
+
+def test_api_server_accepts_every_trigger_rule_and_setup_teardown_tasks(
+    kubeconfig: str, namespace: str, crds: None
+) -> None:
+    rules = [
+        "all_success",
+        "all_failed",
+        "all_done",
+        "all_done_min_one_success",
+        "all_done_setup_success",
+        "all_skipped",
+        "one_success",
+        "one_failed",
+        "one_done",
+        "none_failed",
+        "none_failed_min_one_success",
+        "none_skipped",
+        "always",
+    ]
+    tasks = [cmd("a"), *(cmd(f"r{i}", "a", triggerRule=rule) for i, rule in enumerate(rules))]
+    assert refusal(kubeconfig, namespace, dag(*tasks, defaults={"triggerRule": "always"})) == ""
+    cluster = dag(
+        cmd("create", setup=True, teardown=False),
+        cmd("query", "create"),
+        cmd("delete", "create", "query", teardown=True, failRunOnFailure=True),
+        cmd("after", "delete", setup=False, failRunOnFailure=False),
+    )
+    assert refusal(kubeconfig, namespace, cluster) == ""
 
 
 def test_api_server_keeps_any_json_in_conf(kubeconfig: str, namespace: str, crds: None) -> None:

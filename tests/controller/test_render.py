@@ -126,7 +126,8 @@ def test_python_task_pod() -> None:
     assert env["KDAG_NAMESPACE"] == "team-a"
     assert env["KDAG_LOGICAL_DATE"] == "2026-01-02T03:04:05Z"
     assert env["KDAG_ATTEMPT"] == "2"
-    assert json.loads(env["KDAG_PARAMS"]) == {"greeting": "hi", "n": 3}
+    # conf keys are params too (Airflow's dag_run_conf_overrides_params, True by default)
+    assert json.loads(env["KDAG_PARAMS"]) == {"greeting": "hi", "n": 3, "k": "v"}
     assert json.loads(env["KDAG_CONF"]) == {"k": "v"}
     assert json.loads(env["KDAG_ANCESTORS"]) == []
     assert env["KDAG_XCOM_IN"] == "/kdag/xcom/in"
@@ -147,7 +148,8 @@ def test_downstream_python_task_gets_ancestor_volumes_inputs_and_dag_file() -> N
     (container,) = pod["spec"]["containers"]
     env = env_of(container)
     assert json.loads(env["KDAG_ANCESTORS"]) == ["hello_task", "shell"]
-    assert json.loads(env["KDAG_PARAMS"]) == {"greeting": "hi", "n": 3}  # run params win over task params
+    # run params win over task params; conf keys are params too
+    assert json.loads(env["KDAG_PARAMS"]) == {"greeting": "hi", "n": 3, "k": "v"}
     assert env["KDAG_DAG_FILE"] == "/kdag/dag/lesson.py"
     assert "KDAG_PYTHON_SOURCE" not in env
     hello_cm = names.xcom_configmap_name(RUN.name, "hello_task")
@@ -270,6 +272,45 @@ def test_python_attempt_success_reads_keys_from_termination_message() -> None:
         started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         finished_at=datetime(2026, 1, 2, 3, 5, tzinfo=UTC),
     )
+
+
+def test_python_attempt_success_reads_the_tasks_it_asks_to_skip() -> None:
+    report = json.dumps({"xcomKeys": ["return_value"], "bytes": 9, "skipTasks": ["b", "c", "b"]})
+    pod = pod_with(render("hello_task"), "Succeeded", [terminated("task", 0, report)])
+    result = parse_attempt_result(pod)
+    assert result.succeeded
+    assert result.skip_tasks == ("b", "c")
+
+
+def test_skip_tasks_come_from_the_pushing_container_only() -> None:
+    # A command task: the collector (kdag's) reports; the user's container cannot ask for skips.
+    own = json.dumps({"xcomKeys": [], "bytes": 2, "skipTasks": ["goodbye_task"]})
+    collector = json.dumps({"xcomKeys": ["return_value"], "bytes": 5})
+    pod = pod_with(
+        render("shell"), "Succeeded", [terminated("task", 0, own)], init=[terminated("xcom", 0, collector)]
+    )
+    result = parse_attempt_result(pod)
+    assert result.succeeded and result.skip_tasks == ()
+    asked = json.dumps({"xcomKeys": [], "bytes": 2, "skipTasks": ["goodbye_task"]})
+    pod = pod_with(render("shell"), "Succeeded", [terminated("task", 0)], init=[terminated("xcom", 0, asked)])
+    assert parse_attempt_result(pod).skip_tasks == ("goodbye_task",)
+
+
+def test_skip_tasks_are_read_on_success_only_and_must_be_a_list_of_ids() -> None:
+    failed = json.dumps({"xcomKeys": [], "bytes": 2, "skipTasks": ["b"], "error": "ValueError: x"})
+    assert attempt_result(Termination(1, failed)).skip_tasks == ()
+    skipped = json.dumps({"xcomKeys": [], "bytes": 2, "skipTasks": ["b"], "skipped": "why"})
+    assert attempt_result(Termination(4, skipped)).skip_tasks == ()
+    # Strings that cannot be task ids name no task: dropped.
+    odd = json.dumps({"xcomKeys": [], "bytes": 2, "skipTasks": ["ok.id", "bad id", "x" * 64, ""]})
+    assert attempt_result(Termination(0, odd)).skip_tasks == ("ok.id",)
+    for bad in ("b", [1], {"b": True}):
+        result = attempt_result(Termination(0, json.dumps({"xcomKeys": ["k"], "bytes": 2, "skipTasks": bad})))
+        assert result.finished and not result.succeeded
+        assert result.message.startswith("invalid termination report: skipTasks must be a list of task ids")
+        assert result.xcom_keys == ("k",)
+    many = json.dumps({"xcomKeys": [], "bytes": 2, "skipTasks": [f"t{i}" for i in range(3000)]})
+    assert "at most 2048" in attempt_result(Termination(0, many)).message
 
 
 def test_python_attempt_that_skipped_itself_is_skipped_with_its_reason_and_keys() -> None:
@@ -402,9 +443,36 @@ def test_one_parser_reads_termination_reports_outside_a_pod_too() -> None:
     assert attempt_result(Termination(4, skip)) == AttemptResult(
         finished=True, skipped=True, exit_code=4, message="why", xcom_keys=("k",), xcom_bytes=9
     )
+    branch = json.dumps({"xcomKeys": [], "bytes": 2, "skipTasks": ["left"]})
+    assert attempt_result(Termination(0, branch)) == AttemptResult(
+        finished=True, succeeded=True, exit_code=0, xcom_bytes=2, skip_tasks=("left",)
+    )
     # A command (it has a collector) writing the runner's skip report has still failed.
     assert not attempt_result(Termination(4, skip), Termination(0)).skipped
     pushed = attempt_result(Termination(0), Termination(3, json.dumps({"error": "not JSON"})))
     assert (pushed.exit_code, pushed.message) == (3, "not JSON")
     crashed = attempt_result(Termination(0), Termination(1))
     assert crashed.message == "XCom push failed (exit code 1)"
+
+
+def test_a_sensor_attempt_gets_the_task_start_and_its_reschedules() -> None:
+    task = DAG.resolved_task("hello_task", SETTINGS.runner_image)
+    first = datetime(2026, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC)
+    pod = render_task_pod(
+        run=RUN,
+        task=task,
+        taskrun_name=names.taskrun_name(RUN.name, "hello_task"),
+        taskrun_uid="uid-tr",
+        attempt=4,
+        settings=SETTINGS,
+        task_start=first,
+        reschedules=3,
+    )
+    env = env_of(pod["spec"]["containers"][0])
+    assert env["KDAG_ATTEMPT"] == "4"
+    assert env["KDAG_TASK_START"] == "2026-01-02T03:04:05Z"
+    assert env["KDAG_RESCHEDULES"] == "3"
+    assert pod["metadata"]["name"] == names.pod_name(RUN.name, "hello_task", 4)
+    # Neither is set unless given (a first attempt of a task that was never rescheduled has no count).
+    plain = env_of(render("hello_task")["spec"]["containers"][0])
+    assert "KDAG_TASK_START" not in plain and "KDAG_RESCHEDULES" not in plain

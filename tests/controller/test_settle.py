@@ -98,6 +98,43 @@ def test_success_records_keys_exit_code_and_finish_time() -> None:
     assert outcome.finished.xcom_bytes == 64
 
 
+def test_success_keeps_the_tasks_it_asked_to_skip_for_every_later_decision() -> None:
+    branch = report(xcomKeys=["return_value"], bytes=9, skipTasks=["late", "never", "late"])
+    pod = py_pod(1, "Succeeded", [terminated("task", 0, branch)])
+    outcome = settled(running_status(), {1: pod})
+    assert patch_of(outcome)["skipTasks"] == ["late", "never"]
+    asked = frozenset({"late", "never"})
+    assert outcome.state == TaskState(TaskPhase.SUCCEEDED, attempts=1, skip_tasks=asked)
+    # A later pass reads them back from the status: graph.decide sees them as long as the run goes on.
+    done = status(phase="Succeeded", attempts=1, finishTime=STARTED, skipTasks=["late", "never"])
+    again = settled(done, {1: pod})
+    assert again.patch is None
+    assert again.state == TaskState(TaskPhase.SUCCEEDED, attempts=1, skip_tasks=asked)
+
+
+def test_a_success_without_skip_tasks_writes_none() -> None:
+    pod = py_pod(1, "Succeeded", [terminated("task", 0, report(xcomKeys=[], bytes=2, skipTasks=[]))])
+    outcome = settled(running_status(), {1: pod})
+    assert "skipTasks" not in patch_of(outcome)
+    assert outcome.state == TaskState(TaskPhase.SUCCEEDED, attempts=1)
+
+
+def test_skip_tasks_of_a_failed_attempt_are_not_kept() -> None:
+    failed = report(xcomKeys=[], bytes=2, skipTasks=["x"], error="ValueError: boom")
+    pod = py_pod(1, "Failed", [terminated("task", 1, failed, reason="Error")])
+    outcome = settled(running_status(), {1: pod})
+    assert "skipTasks" not in patch_of(outcome)
+    assert outcome.state == TaskState(TaskPhase.FAILED, attempts=1)
+
+
+def test_a_malformed_skip_list_fails_the_attempt() -> None:
+    bad = report(xcomKeys=[], bytes=2, skipTasks="late")
+    pod = py_pod(1, "Succeeded", [terminated("task", 0, bad)])
+    outcome = settled(running_status(), {1: pod}, RETRIED)
+    assert outcome.phase == TaskPhase.RETRYING
+    assert "skipTasks must be a list of task ids" in patch_of(outcome)["message"]
+
+
 def test_a_skip_is_final_even_with_retries_left() -> None:
     skip = report(xcomKeys=["seen"], bytes=20, skipped="nothing new today")
     pod = py_pod(1, "Failed", [terminated("task", 4, skip, reason="Error")])
@@ -306,3 +343,132 @@ def test_attempt_of_reads_the_label_else_the_name_suffix() -> None:
     unlabelled = {"metadata": {"name": names.pod_name(RUN.name, "hello_task", 2), "labels": {}}}
     assert attempt_of(unlabelled) == 2
     assert attempt_of({"metadata": {"name": "no-number-here"}}) == 0
+
+
+# --- sensors: reschedules (runner exit code 5) ------------------------------------------------------------
+
+
+def test_a_reschedule_is_up_for_reschedule_until_the_reported_time_and_no_try() -> None:
+    poke = report(xcomKeys=["polled"], bytes=20, reschedule="2026-01-02T03:11:00Z")
+    pod = py_pod(2, "Failed", [terminated("task", 5, poke, reason="Error")])
+    current = running_status(attempts=2).model_copy(update={"reschedules": 1})
+    outcome = settled(current, {2: pod}, RETRIED)
+    at = datetime(2026, 1, 2, 3, 11, tzinfo=UTC)
+    assert patch_of(outcome) == {
+        "phase": "UpForReschedule",
+        "exitCode": 5,
+        "message": "up for reschedule: the next attempt starts at 2026-01-02T03:11:00Z",
+        "xcomKeys": ["polled"],
+        "nextAttemptAt": "2026-01-02T03:11:00Z",
+        "reschedules": 2,
+    }
+    assert outcome.state == TaskState(
+        TaskPhase.UP_FOR_RESCHEDULE, attempts=2, next_attempt_at=at, reschedules=2
+    )
+    assert outcome.phase == TaskPhase.UP_FOR_RESCHEDULE
+    assert not outcome.phase.finished
+    assert outcome.events == (
+        EventAction(
+            "Normal",
+            "Rescheduled",
+            "attempt 2 of task 'hello_task' is up for reschedule; "
+            "the next attempt starts at 2026-01-02T03:11:00Z",
+        ),
+    )
+    assert outcome.finished is not None and outcome.finished.reschedule_at == at
+
+
+def test_a_reschedule_time_is_rounded_up_to_whole_seconds() -> None:
+    poke = report(xcomKeys=[], bytes=2, reschedule="2026-01-02T03:11:00.250+00:00")
+    pod = py_pod(1, "Failed", [terminated("task", 5, poke, reason="Error")])
+    outcome = settled(running_status(), {1: pod})
+    assert patch_of(outcome)["nextAttemptAt"] == "2026-01-02T03:11:01Z"  # never before the time asked
+
+
+def test_an_up_for_reschedule_task_waits_then_adopts_its_next_pod() -> None:
+    waiting = status(
+        phase="UpForReschedule",
+        attempts=1,
+        reschedules=1,
+        startTime=STARTED,
+        nextAttemptAt="2026-01-02T03:11:00Z",
+    )
+    done = py_pod(1, "Failed", [terminated("task", 5, report(xcomKeys=[], bytes=2, reschedule="x"))])
+    outcome = settled(waiting, {1: done})
+    at = datetime(2026, 1, 2, 3, 11, tzinfo=UTC)
+    assert outcome == Settlement(
+        patch=None,
+        state=TaskState(TaskPhase.UP_FOR_RESCHEDULE, attempts=1, next_attempt_at=at, reschedules=1),
+        phase=TaskPhase.UP_FOR_RESCHEDULE,
+    )
+    # A pass that made pod 2 and stopped before recording it: the pod is adopted, the reschedules kept.
+    outcome = settled(waiting, {1: done, 2: py_pod(2, "Running", [running("task")])})
+    assert patch_of(outcome)["phase"] == "Running"
+    assert patch_of(outcome)["attempts"] == 2
+    assert outcome.state == TaskState(TaskPhase.RUNNING, attempts=2, reschedules=1)
+
+
+def test_reschedules_use_no_retries() -> None:
+    """Attempt 3 of a task with retries=2 fails after two reschedules: its first try, two retries left."""
+    error = report(xcomKeys=[], bytes=2, error="ValueError: boom")
+    pod = py_pod(3, "Failed", [terminated("task", 1, error, reason="Error")])
+    current = running_status(attempts=3).model_copy(update={"reschedules": 2})
+    outcome = settled(current, {3: pod}, RETRIED)
+    assert outcome.phase == TaskPhase.RETRYING
+    assert patch_of(outcome)["nextAttemptAt"] == "2026-01-02T03:10:10Z"  # the first retry's delay
+    assert outcome.state == TaskState(
+        TaskPhase.RETRYING, attempts=3, next_attempt_at=NOW + timedelta(seconds=10), reschedules=2
+    )
+
+
+def test_a_failure_the_runner_says_is_never_retried_fails_the_task() -> None:
+    timeout = report(xcomKeys=[], bytes=2, error="AirflowSensorTimeout: Sensor has timed out", retry=False)
+    pod = py_pod(1, "Failed", [terminated("task", 1, timeout, reason="Error")])
+    outcome = settled(running_status(), {1: pod}, RETRIED)
+    assert outcome.phase == TaskPhase.FAILED
+    assert patch_of(outcome)["message"] == "AirflowSensorTimeout: Sensor has timed out"
+    assert outcome.events[0].reason == "TaskFailed"
+
+
+def test_exit_code_5_is_a_reschedule_only_with_the_runners_report() -> None:
+    # A command task's own exit code 5 is a failure; so is a runner report without a reschedule time.
+    shell = pod_with(
+        render("shell"),
+        "Failed",
+        [terminated("task", 5, reason="Error")],
+        init=[terminated("xcom", 0, report(xcomKeys=[], bytes=2, reschedule="2026-01-02T03:11:00Z"))],
+    )
+    assert settled(running_status(task_id="shell"), {1: shell}, SHELL).phase == TaskPhase.FAILED
+    bad = report(xcomKeys=[], bytes=2, reschedule="soon")
+    outcome = settled(running_status(), {1: py_pod(1, "Failed", [terminated("task", 5, bad)])})
+    assert outcome.phase == TaskPhase.FAILED
+    assert patch_of(outcome)["message"].startswith("invalid termination report: reschedule must be an RFC")
+    # retry: false in a user's command's own report is not read either.
+    own = report(error="nope", retry=False)
+    shell = pod_with(
+        render("shell"),
+        "Failed",
+        [terminated("task", 1, own, reason="Error")],
+        init=[terminated("xcom", 0, report(xcomKeys=[], bytes=2))],
+    )
+    assert settled(
+        running_status(task_id="shell"), {1: shell}, SHELL.model_copy(update={"retries": 1})
+    ).phase == (TaskPhase.RETRYING)
+
+
+def test_attempt_results_read_the_same_reports_locally() -> None:
+    from kdag.attempts import Termination, attempt_result
+
+    poke = report(xcomKeys=["k"], bytes=9, reschedule="2026-01-02T03:11:00Z")
+    result = attempt_result(Termination(5, poke))
+    assert result == AttemptResult(
+        finished=True,
+        exit_code=5,
+        message="up for reschedule: the next attempt starts at 2026-01-02T03:11:00Z",
+        xcom_keys=("k",),
+        xcom_bytes=9,
+        reschedule_at=datetime(2026, 1, 2, 3, 11, tzinfo=UTC),
+    )
+    assert not result.succeeded and not result.skipped
+    assert attempt_result(Termination(1, report(error="E", retry=False))).retry is False
+    assert attempt_result(Termination(1, report(error="E"))).retry is True

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 from controller_support import REPO, kubectl
-from kdag import names
+from kdag import manifests, names
 
 EXAMPLES = REPO / "examples"
 FINISHED = ("Succeeded", "Failed")
@@ -24,6 +24,13 @@ def load_example(name: str) -> dict[str, Any]:
 
 def apply(kubeconfig: str, namespace: str, manifest: dict[str, Any]) -> str:
     return kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
+
+
+def trigger(kubeconfig: str, namespace: str, dag: str) -> str:
+    """Start a run of an unscheduled DAG (as `kdag trigger` does); its name."""
+    run_name = names.manual_run_name(dag)
+    apply(kubeconfig, namespace, manifests.dagrun_manifest(dag, run_name))
+    return run_name
 
 
 def get(kubeconfig: str, namespace: str, *what: str) -> dict[str, Any]:

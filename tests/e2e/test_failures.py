@@ -43,6 +43,7 @@ def test_retries_back_off_and_failures_propagate(
             python_task("flaky", FAILS_FIRST_ATTEMPT, "flaky", retries=1, retryDelaySeconds=1),
             python_task("on_failure", NOOP, "noop", upstream=["fails"], triggerRule="one_failed"),
         ],
+        schedule="@once",
     )
     apply(kubeconfig, e2e_namespace, manifest)
     run = wait_for_run(kubeconfig, e2e_namespace, "failures")
@@ -92,6 +93,7 @@ def test_timeout_fails_the_attempt(
             python_task("slow", sleeper, "sleep", timeoutSeconds=3),
             python_task("after", NOOP, "noop", upstream=["slow"]),
         ],
+        schedule="@once",
     )
     apply(kubeconfig, e2e_namespace, manifest)
     run = wait_for_run(kubeconfig, e2e_namespace, "timeout", timeout=120)
@@ -116,6 +118,7 @@ def test_bad_xcoms_fail_the_task_and_nothing_downstream_runs(
             python_task("after_not_json", NOOP, "noop", upstream=["not_json"]),
             python_task("after_too_big", NOOP, "noop", upstream=["too_big"]),
         ],
+        schedule="@once",
     )
     apply(kubeconfig, e2e_namespace, manifest)
     run = wait_for_run(kubeconfig, e2e_namespace, "bad-xcoms")
@@ -146,7 +149,8 @@ def test_a_deleted_pod_is_a_failed_attempt(
         "    return 'attempt ' + os.environ['KDAG_ATTEMPT']\n"
     )
     apply(kubeconfig, e2e_namespace, dag_manifest(
-        "deleted-pod", [python_task("victim", source, "slow_first", retries=1, retryDelaySeconds=1)]
+        "deleted-pod", [python_task("victim", source, "slow_first", retries=1, retryDelaySeconds=1)],
+        schedule="@once",
     ))
     run_name = wait_until(lambda: _running_pod(kubeconfig, e2e_namespace, "deleted-pod"), "a running pod")
     pod_name = f"{run_name}-victim-1"

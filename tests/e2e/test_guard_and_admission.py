@@ -49,6 +49,7 @@ def test_a_task_cannot_write_another_tasks_xcoms(
             python_task("victim", "def victim(**_):\n    return 'genuine'\n", "victim"),
             python_task("attacker", WRITE_OTHER, "write_other", upstream=["victim"]),
         ],
+        schedule="@once",
     )
     apply(kubeconfig, e2e_namespace, manifest)
     run = wait_for_run(kubeconfig, e2e_namespace, "guard")

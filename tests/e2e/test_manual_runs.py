@@ -1,4 +1,6 @@
-"""Runs made by users: a DAGRun with its own params, conf and logical date; one naming a missing DAG."""
+"""Runs made by users: a DAGRun with its own params, conf and logical date; one naming a missing DAG.
+
+These DAGs have no schedule, so (as Airflow's `schedule=None`) only the runs the tests create run."""
 
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ def test_a_created_dagrun_runs_with_its_params_conf_and_logical_date(
         "manual", [python_task("report", source, "report", params={"where": "task"})],
         params={"who": "dag", "where": "dag"},
     ))
-    wait_for_run(kubeconfig, e2e_namespace, "manual")  # the initial run of the unscheduled DAG
+    _wait_observed(kubeconfig, e2e_namespace, "manual")
+    assert runs_of(kubeconfig, e2e_namespace, "manual") == [], "a DAG without a schedule ran by itself"
     apply(kubeconfig, e2e_namespace, _dagrun(
         "manual-by-hand", "manual", params={"who": "run"}, conf={"source": "test"},
         logicalDate="2024-01-02T03:04:05Z",
@@ -45,6 +48,17 @@ def test_a_created_dagrun_runs_with_its_params_conf_and_logical_date(
     assert run["status"]["phase"] == "Succeeded", run["status"]
     value = json.loads(xcoms(kubeconfig, e2e_namespace, "manual-by-hand", "report")["return_value"])
     assert value == {"who": "run", "where": "task", "ds": "2024-01-02", "conf": {"source": "test"}}
+    assert [r["metadata"]["name"] for r in runs_of(kubeconfig, e2e_namespace, "manual")] == ["manual-by-hand"]
+
+
+def _wait_observed(kubeconfig: str, namespace: str, dag: str) -> None:
+    """Until the controller has seen the DAG (and so would have started any run of its own)."""
+
+    def observed() -> bool:
+        obj = get(kubeconfig, namespace, "dag", dag)
+        return obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"]
+
+    wait_until(observed, f"the controller to observe DAG {dag}")
 
 
 def test_a_dagrun_of_a_missing_dag_is_stalled_with_the_field_named(
@@ -64,7 +78,7 @@ def test_a_dagrun_of_a_missing_dag_is_stalled_with_the_field_named(
                                 "--field-selector", "involvedObject.name=orphan", "-o", "json"))["items"]
     assert any(e["reason"] == "InvalidDAG" and "no-such-dag" in e["message"] for e in events), events
 
-    # The DAG arrives: the waiting run starts (besides the DAG's own initial run).
+    # The DAG arrives: the waiting run starts (the DAG has no schedule, so it is the only run).
     apply(kubeconfig, e2e_namespace, dag_manifest(
         "no-such-dag", [python_task("late", "def late(**_):\n    return 'late'\n", "late")]
     ))
@@ -76,6 +90,7 @@ def test_a_dagrun_of_a_missing_dag_is_stalled_with_the_field_named(
     )
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert xcoms(kubeconfig, e2e_namespace, "orphan", "late")["return_value"] == "late"
+    assert [r["metadata"]["name"] for r in runs_of(kubeconfig, e2e_namespace, "no-such-dag")] == ["orphan"]
 
 
 def test_finished_runs_beyond_the_history_limit_are_deleted(
@@ -84,9 +99,8 @@ def test_finished_runs_beyond_the_history_limit_are_deleted(
     apply(kubeconfig, e2e_namespace, dag_manifest(
         "history", [python_task("quick", "def quick(**_):\n    return 1\n", "quick")]
     ))
-    wait_for_run(kubeconfig, e2e_namespace, "history")
     extra = {"apiVersion": "v1", "kind": "List",
-             "items": [_dagrun(f"history-{i}", "history") for i in range(10)]}
+             "items": [_dagrun(f"history-{i}", "history") for i in range(11)]}
     kubectl(kubeconfig, "apply", "-n", e2e_namespace, "-f", "-", stdin=json.dumps(extra))
 
     def settled() -> list[dict[str, object]] | None:
@@ -104,7 +118,8 @@ def test_a_dags_run_history_limit_keeps_that_many_finished_runs(
     apply(kubeconfig, e2e_namespace, dag_manifest(
         "short-history", [python_task("quick", "def quick(**_):\n    return 1\n", "quick")], runHistoryLimit=2
     ))
-    wait_for_run(kubeconfig, e2e_namespace, "short-history")
+    apply(kubeconfig, e2e_namespace, _dagrun("short-history-first", "short-history"))
+    wait_for_run(kubeconfig, e2e_namespace, "short-history")  # it finishes first, so it goes first
     extra = {"apiVersion": "v1", "kind": "List",
              "items": [_dagrun(f"short-history-{i}", "short-history") for i in range(3)]}
     kubectl(kubeconfig, "apply", "-n", e2e_namespace, "-f", "-", stdin=json.dumps(extra))
@@ -123,7 +138,7 @@ def test_a_run_past_its_ttl_is_deleted_with_its_taskruns_pods_and_xcoms(
 ) -> None:
     apply(kubeconfig, e2e_namespace, dag_manifest(
         "short-lived", [python_task("quick", "def quick(**_):\n    return 1\n", "quick")],
-        ttlSecondsAfterFinished=5,
+        ttlSecondsAfterFinished=5, schedule="@once",  # the controller's run gets the DAG's TTL
     ))
     run = wait_for_run(kubeconfig, e2e_namespace, "short-lived")
     name = run["metadata"]["name"]

@@ -22,7 +22,9 @@ def _gone(kubeconfig: str, namespace: str) -> bool:
 
 def test_recreated_namespace_runs_tasks_again(kubeconfig: str, controller: ControllerProcess) -> None:
     namespace = f"kdag-e2e-again-{uuid.uuid4().hex[:6]}"
-    manifest = dag_manifest("again", [python_task("one", "def one(**_):\n    return 1\n", "one")])
+    manifest = dag_manifest(
+        "again", [python_task("one", "def one(**_):\n    return 1\n", "one")], schedule="@once"
+    )
     try:
         for _ in range(2):
             kubectl(kubeconfig, "create", "namespace", namespace)

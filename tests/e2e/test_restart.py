@@ -41,6 +41,7 @@ def test_killed_controller_resumes_without_duplicate_pods(
             python_task("third", "def third(ti, **_):\n    return ti.xcom_pull(task_ids='second') + 1\n",
                         "third", upstream=["second"]),
         ],
+        schedule="@once",
     )
     apply(kubeconfig, e2e_namespace, manifest)
     wait_until(
@@ -69,7 +70,7 @@ def test_killed_while_creating_pods_resumes_without_duplicates(
         python_task(f"w{i}", f"def w(**_):\n    return {i}\n", "w", upstream=["root"]) for i in range(6)
     ]
     root = python_task("root", "def root(**_):\n    return 0\n", "root")
-    manifest = dag_manifest("burst", [root, *workers])
+    manifest = dag_manifest("burst", [root, *workers], schedule="@once")
     apply(kubeconfig, e2e_namespace, manifest)
     wait_until(
         lambda: _task_pod_phase(kubeconfig, e2e_namespace, "burst", "root") == "Succeeded",

@@ -29,6 +29,7 @@ def test_a_skipped_task_is_skipped_not_failed_and_trigger_rules_follow(
             python_task("after_load", NOOP, "noop", upstream=["load"], triggerRule="none_failed"),
             python_task("report", PULLS, "report", upstream=["check"], triggerRule="none_failed"),
         ],
+        schedule="@once",
     )
     apply(kubeconfig, e2e_namespace, manifest)
     run = wait_for_run(kubeconfig, e2e_namespace, "skips")

@@ -76,14 +76,15 @@ def test_example_applies_server_side_runs_and_reapplies_without_conflict(
         assert obj is not None
         ready = {c["type"]: c for c in obj["status"]["conditions"]}["Ready"]
         assert ready["status"] == "True", ready
-        if not dag["spec"].get("schedule"):
+        if dag["spec"].get("schedule") == "@once":
             run = wait_for(
                 lambda: finished(kubeconfig, examples_namespace, name),  # noqa: B023 (used at once)
                 timeout=240,
-                what=f"the initial run of {name} to finish",
+                what=f"the one run of the @once DAG {name} to finish",
             )
             assert run is not None
             assert run["status"]["phase"] == "Succeeded", run["status"]
+            assert len(runs_of(kubeconfig, examples_namespace, name)) == 1
         # The controller wrote status; the spec is still kubectl's alone, so re-applying cannot conflict.
         apply(kubeconfig, examples_namespace, text)
         obj = kubectl_json(kubeconfig, "get", "dag", name, "-n", examples_namespace, "--show-managed-fields")

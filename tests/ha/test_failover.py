@@ -25,6 +25,7 @@ kind: DAG
 metadata:
   name: slow-handoff
 spec:
+  schedule: "@once"
   tasks:
     - id: slow
       python:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kdag_runner.authoring import (
+from kdag_runner.airflow import (
     DAG,
     AirflowException,
     AirflowSkipException,
@@ -17,9 +19,9 @@ from kdag_runner.authoring import (
     Param,
     PythonOperator,
     TriggerRule,
-    callable_kwargs,
     chain,
 )
+from kdag_runner.airflow.python import callable_kwargs
 from kdag_runner.context import build_context
 from kdag_runner.environment import TaskEnvironment
 from kdag_runner.xcom import TaskInstance
@@ -327,7 +329,7 @@ def test_templates_have_airflow_macros(tmp_path: Path) -> None:
 
 
 def test_task_decorator_builds_operators_and_dependencies_from_xcom_args() -> None:
-    from kdag_runner.authoring import XComArg, dag, task
+    from kdag_runner.airflow import XComArg, dag, task
 
     @task
     def extract() -> dict[str, int]:
@@ -358,7 +360,7 @@ def test_task_decorator_builds_operators_and_dependencies_from_xcom_args() -> No
 
 
 def test_dag_decorator_takes_an_id_and_dag_arguments() -> None:
-    from kdag_runner.authoring import dag
+    from kdag_runner.airflow import dag
 
     @dag("named", params={"p": 1})
     def builder() -> None:
@@ -366,3 +368,14 @@ def test_dag_decorator_takes_an_id_and_dag_arguments() -> None:
 
     built = builder()
     assert (built.dag_id, built.params, built.task_ids) == ("named", {"p": 1}, ["only"])
+
+
+def test_starting_the_runner_loads_neither_the_airflow_layer_nor_jinja2() -> None:
+    code = (
+        "import sys, kdag_runner.main\n"
+        "assert 'kdag_runner.airflow' not in sys.modules, 'kdag_runner.main loaded the airflow layer'\n"
+        "import kdag_runner.airflow, kdag_runner.compat\n"
+        "assert 'jinja2' not in sys.modules, 'defining DAGs loaded jinja2'\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr

@@ -103,3 +103,26 @@ def test_get_current_context_only_while_a_task_runs() -> None:
         assert get_current_context() == {"ds": "x"}
     finally:
         set_current_context(None)
+
+
+def test_data_interval_and_run_type_come_from_the_environment(tmp_path: Path) -> None:
+    extra = {
+        "KDAG_DATA_INTERVAL_START": "2026-01-01T00:00:00Z",
+        "KDAG_DATA_INTERVAL_END": "2026-01-02T00:00:00Z",
+        "KDAG_RUN_TYPE": "scheduled",
+    }
+    env = TaskEnvironment.from_env(task_env(tmp_path, "t", extra=extra))
+    context = build_context(env, TaskInstance.from_environment(env), None, None)
+    assert context["data_interval_start"] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert context["data_interval_end"] == datetime(2026, 1, 2, tzinfo=UTC)
+    assert context["dag_run"].data_interval_end == datetime(2026, 1, 2, tzinfo=UTC)
+    assert context["dag_run"].run_type == "scheduled"
+
+
+def test_without_a_data_interval_the_run_covers_its_logical_date(tmp_path: Path) -> None:
+    env = TaskEnvironment.from_env(task_env(tmp_path, "t"))
+    context = build_context(env, TaskInstance.from_environment(env), None, None)
+    assert context["data_interval_start"] == context["data_interval_end"] == context["logical_date"]
+    assert context["dag_run"].run_type == "manual"
+    with pytest.raises(RunnerConfigError, match="KDAG_DATA_INTERVAL_END"):
+        TaskEnvironment.from_env(task_env(tmp_path, "t", extra={"KDAG_DATA_INTERVAL_END": "soon"}))

@@ -45,7 +45,11 @@ def test_inline_task_pushes_its_return_value_and_pulls_ancestors(tmp_path: Path)
         "seen": [{"rows": 3}, "x"],
         "return_value": {"ds": "2024-03-05", "p": 1, "conf": {"c": True}},
     }
-    assert result.termination == {"xcomKeys": ["seen", "return_value"], "bytes": store.data_size(result.data)}
+    assert result.termination == {
+        "xcomKeys": ["seen", "return_value"],
+        "bytes": store.data_size(result.data),
+        "xcomLengths": {"return_value": 3, "seen": 2},  # what a mapped task downstream would expand over
+    }
     assert "Done. Returned value was: {'ds': '2024-03-05'" in result.stdout
 
 
@@ -372,6 +376,7 @@ def test_collect_pushes_json_files_when_done_appears(tmp_path: Path) -> None:
     assert result.termination == {
         "xcomKeys": ["count", "return_value", "rows"],
         "bytes": store.data_size(result.data),
+        "xcomLengths": {"rows": 2},
     }
 
 
@@ -392,7 +397,7 @@ def test_collect_pushes_on_sigterm(tmp_path: Path) -> None:
             {"return.json": "not json"},
             "XCom file 'return.json' of task 'shell' is not valid JSON: Expecting value",
         ),
-        ({"bad key.json": "1"}, "XCom file 'bad key.json': XCom key 'bad key' of task 'shell' is invalid"),
+        ({"__own.json": "1"}, "XCom file '__own.json': XCom key '__own' of task 'shell' is reserved"),
         (
             {"return.json": "1", "return_value.json": "2"},
             "XCom files 'return.json' and 'return_value.json' of task 'shell' both set 'return_value'",

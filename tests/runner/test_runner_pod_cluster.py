@@ -158,6 +158,7 @@ def test_a_python_task_pod_pulls_ancestors_and_applies_its_configmap(kubeconfig:
     assert json.loads(terminated["message"]) == {
         "xcomKeys": ["label", "return_value"],
         "bytes": store.data_size(stored["data"]),
+        "xcomLengths": {"return_value": 4},  # a list's or a dict's length, for mapping over it
     }
     owner = stored["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["uid"]) == ("DAGRun", "run-1", run["metadata"]["uid"])
@@ -222,4 +223,5 @@ def test_the_collector_sidecar_pushes_a_command_tasks_files_on_sigterm(
     assert json.loads(terminated["message"]) == {
         "xcomKeys": ["pair", "return_value"],
         "bytes": store.data_size(stored["data"]),
+        "xcomLengths": {"pair": 2},
     }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from kdag_runner import store
 from kdag_runner.store import XComError
+from kdag_runner.xcom import TaskInstance
 
 from .runner_support import write_store
 
@@ -67,14 +69,112 @@ def test_valid_user_keys(key: str) -> None:
     assert store.validate_key(key, "t") == key
 
 
-@pytest.mark.parametrize("key", ["", "-a", ".types", "a b", "a/b", "ключ", "K" * 254])
-def test_invalid_keys_are_refused_naming_key_task_and_rule(key: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "stored"),
+    [
+        ("value from pusher 1", "-value.20from.20pusher.201"),
+        ("a/b", "-a.2fb"),
+        ("ключ", "-.d0.ba.d0.bb.d1.8e.d1.87"),
+        ("-a", "--a"),
+        (".types", "-.2etypes"),
+        ("..data", "-.2e.2edata"),
+        ("a.b c", "-a.2eb.20c"),
+        ("_", "_"),
+        ("a-b.c_d", "a-b.c_d"),
+        ("日本 🙂", "-.e6.97.a5.e6.9c.ac.20.f0.9f.99.82"),
+        ("tab\there\n", "-tab.09here.0a"),
+    ],
+)
+def test_keys_of_any_string_are_stored_under_a_configmap_key_and_read_back(key: str, stored: str) -> None:
+    assert store.validate_key(key, "t") == key
+    assert store.encode_key(key) == stored
+    assert re.fullmatch(r"[-._a-zA-Z0-9]+", stored) and len(stored) <= 253
+    assert re.fullmatch(store.STORE_KEY_PATTERN, stored)
+    assert store.decode_key(stored) == key
+    data = store.encode({key: {"v": 1}, "plain": "x"}, "t")
+    assert set(data) == {stored, "plain", ".types"}
+    assert json.loads(data[".types"]) == {stored: "json", "plain": "str"}
+    assert store.decode(data) == {key: {"v": 1}, "plain": "x"}  # the keys as written
+    assert store.value_of(data, key, "t") == {"v": 1}
+    assert store.pushed_keys(data) == [key, "plain"]
+
+
+def test_escaped_keys_never_collide_with_plain_or_kdags_keys() -> None:
+    keys = ["a b", "a.20b", "-a.20b", "a_20b", "__context", "return_value", ".types", "-", "--", ".", "x"]
+    stored = [store.encode_key(k) for k in keys]
+    assert len(set(stored)) == len(keys)
+    escaped = [s for k, s in zip(keys, stored, strict=True) if s != k]
+    assert escaped and all(s.startswith("-") for s in escaped)  # plain keys never begin with '-'
+    assert store.encode_key("__context") == "__context" and store.encode_key(".types") != ".types"
+
+
+@pytest.mark.parametrize(
+    "stored", ["-a.2", "-A.2F", "-a.zz", "-abc", "-.ff", "a b", ".types", "..data", "-a.2eb"]
+)
+def test_names_that_are_no_stored_key_are_refused(stored: str) -> None:
+    # "-abc" is the plain key "abc" escaped, which encode_key never writes; ".ff" is not UTF-8;
+    # "-a.2eb" would be "a.b", a plain key.
+    assert not store.is_store_key(stored)
+    with pytest.raises(XComError, match="is not a ConfigMap key kdag stores an XCom under"):
+        store.decode_key(stored)
+
+
+def test_a_key_whose_stored_form_is_too_long_is_refused_naming_the_length() -> None:
+    assert store.validate_key("K" * 253, "t") == "K" * 253
     with pytest.raises(XComError) as caught:
-        store.validate_key(key, "hello_task")
+        store.validate_key("K" * 254, "hello_task")
     assert str(caught.value) == (
-        f"XCom key {key!r} of task 'hello_task' is invalid: keys match ^[A-Za-z0-9_][-._A-Za-z0-9]*$ "
-        "and are at most 253 characters"
+        f"XCom key {'K' * 254!r} of task 'hello_task' is too long: it is stored as a ConfigMap key of 254 "
+        "characters, and ConfigMap keys are at most 253 (characters other than letters, digits, '_', '-' "
+        "and '.' take 3 each)"
     )
+    assert store.validate_key("é" * 42, "t")  # '-' + 42 * 6 = 253 characters
+    with pytest.raises(XComError, match="stored as a ConfigMap key of 259 characters"):
+        store.validate_key("é" * 43, "t")
+
+
+def test_empty_and_non_utf8_keys_are_refused() -> None:
+    with pytest.raises(XComError, match=r"^XCom key of task 't' is empty: a key is a non-empty string$"):
+        store.validate_key("", "t")
+    with pytest.raises(XComError, match=r"is not valid UTF-8 text: surrogates not allowed at 1$"):
+        store.validate_key("a\udc80", "t")
+
+
+def test_size_limit_counts_the_stored_keys() -> None:
+    key = "k" * 10 + " "  # stored as '-kkkkkkkkkk.20' (14 characters)
+    types_bytes = len(".types") + len('{"-kkkkkkkkkk.20":"str"}')
+    exact = "x" * (store.SIZE_LIMIT - 14 - types_bytes)
+    assert store.data_size(store.encode({key: exact}, "t")) == store.SIZE_LIMIT
+    with pytest.raises(XComError, match="take 1032193 bytes"):
+        store.encode({key: exact + "x"}, "t")
+
+
+def test_task_directories_with_escaped_keys_read_back_as_written(tmp_path: Path) -> None:
+    write_store(tmp_path, "pusher", {"value from pusher 1": [1, 2, 3], "a/b": "x", "return_value": 1})
+    data = store.read_task_dir(tmp_path / "xcom" / "pusher")
+    assert set(data) == {"-value.20from.20pusher.201", "-a.2fb", "return_value", ".types"}
+    assert store.read_task_values(tmp_path / "xcom" / "pusher") == {
+        "value from pusher 1": [1, 2, 3],
+        "a/b": "x",
+        "return_value": 1,
+    }
+
+
+def test_xcom_push_and_pull_use_keys_as_written(tmp_path: Path) -> None:
+    write_store(tmp_path, "pusher", {"value from pusher 1": [1, 2, 3], "ключ": "значение"})
+    ti = TaskInstance(
+        task_id="puller", dag_id="d", run_id="r", ancestors=["pusher"], xcom_in=tmp_path / "xcom"
+    )
+    assert ti.xcom_pull(task_ids="pusher", key="value from pusher 1") == [1, 2, 3]
+    assert ti.xcom_pull(task_ids=["pusher"], key="ключ") == ["значение"]
+    assert ti.xcom_pull(task_ids="pusher", key=None) == "значение"  # the key pushed last
+    assert ti.xcom_pull(task_ids="pusher", key="-value.20from.20pusher.201") is None  # not an alias
+    ti.xcom_push("a b/c", {"n": 1})
+    ti.xcom_push(".types", "mine")
+    assert ti.xcom_pull(key="a b/c") == {"n": 1} and ti.xcom_pull(key=".types") == "mine"
+    data = ti.store_data()
+    assert set(data) == {"-a.20b.2fc", "-.2etypes", ".types"}
+    assert store.decode(data) == {"a b/c": {"n": 1}, ".types": "mine"}
 
 
 def test_keys_beginning_with_two_underscores_are_kdags() -> None:

@@ -107,7 +107,7 @@ KINDS = (
         short_name="dag",
         spec=DAGSpec,
         status=DAGStatus,
-        description="A DAG of tasks that pass XComs; without a schedule, creating it runs it once.",
+        description="A DAG of tasks that pass XComs; runs on its schedule or timetable, or when triggered.",
         columns=(
             {"name": "Tasks", "type": "integer", "jsonPath": ".status.taskCount"},
             {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
@@ -140,10 +140,13 @@ KINDS = (
         description="One task of one DAGRun; owns the task's pods. Made by the controller.",
         columns=(
             {"name": "Task", "type": "string", "jsonPath": ".spec.taskId"},
+            # A mapped task's instance (empty for a task that is not mapped).
+            {"name": "Index", "type": "integer", "jsonPath": ".spec.mapIndex"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts"},
             {"name": "Pod", "type": "string", "jsonPath": ".status.podName"},
             {"name": "DAGRun", "type": "string", "jsonPath": ".spec.dagRun", "priority": 1},
+            {"name": "Map Name", "type": "string", "jsonPath": ".status.renderedMapIndex", "priority": 1},
             {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ),

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 # The API group and version are spelled once, in the runner library (it writes ownerReferences too).
 from kdag_runner.keys import API_VERSION as API_VERSION
 from kdag_runner.keys import GROUP as GROUP
 from kdag_runner.keys import VERSION as VERSION
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 TASK_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
 TASK_ID_MAX = 63
-XCOM_KEY_PATTERN = r"^[A-Za-z0-9_][-._A-Za-z0-9]*$"
+# The ConfigMap key an XCom is stored under (kdag_runner.store.STORE_KEY_PATTERN): the key as pushed, or
+# its escaped form ("-" + the key, other UTF-8 bytes as ".xx") for keys with other characters.
+XCOM_KEY_PATTERN = r"^[-_A-Za-z0-9][-._A-Za-z0-9]*$"
 XCOM_KEY_MAX = 253
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_TASKS = 100
@@ -32,9 +34,16 @@ MAX_ARG_LENGTH = 8192
 # Delivered as one env var: Linux refuses a single env string over 128 KiB at exec.
 MAX_SOURCE_LENGTH = 65536
 NAME_MAX = 253
+# Tasks one successful attempt may ask to skip (`skipTasks` of its termination report).
+MAX_SKIP_TASKS = 2048
+# Dynamic task mapping: the most instances of one mapped task (Airflow's [core] max_map_length default;
+# kdag_runner.airflow.mapping.MAX_MAP_LENGTH), and the most terms a length expression combines.
+MAX_MAP_LENGTH = 1024
+MAX_MAP_TERMS = 16
 
 Arg = Annotated[str, Field(max_length=MAX_ARG_LENGTH)]
 TaskIdRef = Annotated[str, Field(max_length=TASK_ID_MAX)]
+_M = TypeVar("_M", bound=BaseModel)
 XComKey = Annotated[str, Field(max_length=XCOM_KEY_MAX)]
 
 DEFAULT_RETRY_DELAY_SECONDS = 1
@@ -72,13 +81,25 @@ class StatusModel(KubeModel):
 
 
 class TriggerRule(StrEnum):
-    """When a task runs, given the states of its upstream tasks (Airflow's rules of the same name)."""
+    """When a task runs, given the states of its upstream tasks: Airflow 3's rules of the same name.
+
+    `graph.evaluate_trigger_rule` gives their meaning (when the task runs, and whether it becomes
+    UpstreamFailed or Skipped when the rule can never hold), after Airflow's TriggerRuleDep.
+    """
 
     ALL_SUCCESS = "all_success"
+    ALL_FAILED = "all_failed"
     ALL_DONE = "all_done"
+    ALL_DONE_MIN_ONE_SUCCESS = "all_done_min_one_success"
+    ALL_DONE_SETUP_SUCCESS = "all_done_setup_success"
+    ALL_SKIPPED = "all_skipped"
     ONE_SUCCESS = "one_success"
     ONE_FAILED = "one_failed"
+    ONE_DONE = "one_done"
     NONE_FAILED = "none_failed"
+    NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
+    NONE_SKIPPED = "none_skipped"
+    ALWAYS = "always"
 
 
 class TaskPhase(StrEnum):
@@ -87,6 +108,8 @@ class TaskPhase(StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
     RETRYING = "Retrying"
+    UP_FOR_RESCHEDULE = "UpForReschedule"
+    """A sensor not done yet (runner exit code 5): its next attempt starts at nextAttemptAt, no pod before."""
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     UPSTREAM_FAILED = "UpstreamFailed"
@@ -215,7 +238,150 @@ class XComInput(KubeModel):
         default=RETURN_VALUE,
         max_length=XCOM_KEY_MAX,
         pattern=XCOM_KEY_PATTERN,
-        description="XCom key (default return_value).",
+        description=(
+            "XCom key (default return_value) as its ConfigMap key: the key as pushed, or for a key with"
+            " characters other than letters, digits, '_', '-', '.' its escaped form (see docs/design.md)."
+        ),
+    )
+
+
+_ONE_MAP_TERM = (
+    "(has(self.literal) ? 1 : 0) + (has(self.xcom) ? 1 : 0) + (has(self.zip) ? 1 : 0)"
+    " + (has(self.concat) ? 1 : 0) + (has(self.product) ? 1 : 0) == 1"
+)
+
+
+class MapXComRef(KubeModel):
+    """An upstream task's XCom a mapped task expands over: its length is an instance count."""
+
+    task: str = Field(
+        max_length=TASK_ID_MAX, pattern=TASK_ID_PATTERN, description="Id of the upstream task that pushes it."
+    )
+    key: str = Field(
+        default=RETURN_VALUE,
+        max_length=XCOM_KEY_MAX,
+        pattern=XCOM_KEY_PATTERN,
+        description="Its ConfigMap key (default return_value); the length is the one the task reported.",
+    )
+
+
+class MapLeaf(KubeModel):
+    """A length inside zip or concat of a term: a literal or an upstream XCom's."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("(has(self.literal) ? 1 : 0) + (has(self.xcom) ? 1 : 0) == 1", "one of literal or xcom")
+        )
+    )
+
+    literal: int | None = Field(default=None, ge=0, le=MAX_MAP_LENGTH, description="A literal's length.")
+    xcom: MapXComRef | None = Field(default=None, description="An upstream XCom's length (a list or dict).")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MapLeaf:
+        return _one_map_kind(self, "literal or xcom")
+
+
+def _one_map_kind(node: _M, kinds: str) -> _M:
+    """The CEL rules of MapLength/MapTerm/MapLeaf, for the validator: exactly one kind; fill with zip only."""
+    given = [
+        name
+        for name in ("literal", "xcom", "product", "zip", "concat")
+        if getattr(node, name, None) is not None
+    ]
+    if len(given) != 1:
+        raise ValueError(f"one of {kinds}")
+    if getattr(node, "fill", None) is not None and getattr(node, "zip", None) is None:
+        raise ValueError("fill is for zip")
+    return node
+
+
+class MapTerm(KubeModel):
+    """A length combined by product, zip or concat: a literal, an XCom, or a zip or concat of leaves."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "(has(self.literal) ? 1 : 0) + (has(self.xcom) ? 1 : 0) + (has(self.zip) ? 1 : 0)"
+                " + (has(self.concat) ? 1 : 0) == 1",
+                "one of literal, xcom, zip or concat",
+            ),
+            ("!has(self.fill) || has(self.zip)", "fill is for zip"),
+        )
+    )
+
+    literal: int | None = Field(default=None, ge=0, le=MAX_MAP_LENGTH, description="A literal's length.")
+    xcom: MapXComRef | None = Field(default=None, description="An upstream XCom's length (a list or dict).")
+    zip: list[MapLeaf] | None = Field(
+        default=None, min_length=1, max_length=MAX_MAP_TERMS, description="The shortest (fill: the longest)."
+    )
+    fill: bool | None = Field(default=None, description="zip with a fillvalue: as long as the longest.")
+    concat: list[MapLeaf] | None = Field(
+        default=None, min_length=1, max_length=MAX_MAP_TERMS, description="The sum of the lengths."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MapTerm:
+        return _one_map_kind(self, "literal, xcom, zip or concat")
+
+
+class MapLength(KubeModel):
+    """How many instances a mapped task has, from lengths the controller knows (docs/design.md, "Mapped
+    tasks"): exactly one of a literal, an upstream XCom's reported length, the product of several (one
+    instance per combination: several expand() arguments), their zip or their concat."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (_ONE_MAP_TERM, "one of literal, xcom, product, zip or concat"),
+            ("!has(self.fill) || has(self.zip)", "fill is for zip"),
+        )
+    )
+
+    literal: int | None = Field(
+        default=None, ge=0, description="A literal's length (a list or dict written in the DAG file)."
+    )
+    xcom: MapXComRef | None = Field(default=None, description="An upstream XCom's length (a list or dict).")
+    product: list[MapTerm] | None = Field(
+        default=None, min_length=1, max_length=MAX_MAP_TERMS, description="The product of the lengths."
+    )
+    zip: list[MapTerm] | None = Field(
+        default=None, min_length=1, max_length=MAX_MAP_TERMS, description="The shortest (fill: the longest)."
+    )
+    fill: bool | None = Field(default=None, description="zip with a fillvalue: as long as the longest.")
+    concat: list[MapTerm] | None = Field(
+        default=None, min_length=1, max_length=MAX_MAP_TERMS, description="The sum of the lengths."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MapLength:
+        return _one_map_kind(self, "literal, xcom, product, zip or concat")
+
+    def references(self) -> list[MapXComRef]:
+        """Every upstream XCom the length needs, in order."""
+        found: list[MapXComRef] = []
+        stack: list[MapLength | MapTerm | MapLeaf] = [self]
+        while stack:
+            node = stack.pop(0)
+            if node.xcom is not None:
+                found.append(node.xcom)
+            for children in (
+                getattr(node, "product", None),
+                getattr(node, "zip", None),
+                getattr(node, "concat", None),
+            ):
+                stack.extend(children or [])
+        return found
+
+
+class TaskMap(KubeModel):
+    """A mapped task (Airflow's expand/expand_kwargs): one TaskRun and pod per instance."""
+
+    length: MapLength = Field(description="How many instances, computed once the upstream tasks are done.")
+    max_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_MAP_LENGTH,
+        description="More instances than this fail the task (Airflow's max_map_length; default 1024).",
     )
 
 
@@ -259,6 +425,15 @@ class TaskSpec(KubeModel):
             ),
             ("!has(self.args) || has(self.command)", "args need a command"),
             ("self.id != '.' && self.id != '..'", "a task id may not be '.' or '..' (it names a directory)"),
+            (
+                "!(has(self.setup) && self.setup && has(self.teardown) && self.teardown)",
+                "a task may be a setup or a teardown, not both",
+            ),
+            (
+                "!has(self.failRunOnFailure) || !self.failRunOnFailure"
+                " || (has(self.teardown) && self.teardown)",
+                "failRunOnFailure is for teardown tasks only",
+            ),
         )
     )
 
@@ -315,10 +490,33 @@ class TaskSpec(KubeModel):
         default=None, ge=1, description="Time limit of one attempt (the pod's activeDeadlineSeconds)."
     )
     trigger_rule: TriggerRule | None = Field(
-        default=None, description="When the task runs given its upstream states (default all_success)."
+        default=None,
+        description="When the task runs given its upstream states"
+        " (default all_success; all_done_setup_success for a teardown).",
+    )
+    setup: bool | None = Field(
+        default=None,
+        description="A setup task (Airflow's as_setup): its teardowns run once it succeeded, even if"
+        " work failed.",
+    )
+    teardown: bool | None = Field(
+        default=None,
+        description="A teardown task (Airflow's as_teardown): its failure does not fail the run, unless"
+        " failRunOnFailure.",
+    )
+    fail_run_on_failure: bool | None = Field(
+        default=None,
+        description="A teardown whose failure fails the run (Airflow's on_failure_fail_dagrun).",
     )
     params: dict[str, Any] | None = Field(
-        default=None, description="Task params (override DAG params; run params override both)."
+        default=None,
+        description="Task params with their default values (override the DAG's; a run's conf and params"
+        " override both).",
+    )
+    param_schemas: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="JSON schema of each of the task's own params (Airflow's Param(**schema)); it replaces"
+        " the DAG's schema of that param for this task. A param here without a default in params has none.",
     )
     xcom_inputs: list[XComInput] | None = Field(
         default=None,
@@ -326,6 +524,16 @@ class TaskSpec(KubeModel):
         description="XComs of ancestor tasks delivered as environment variables.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["env"]},
     )
+    map: TaskMap | None = Field(
+        default=None,
+        description="Run the task as instances (Airflow's dynamic task mapping): as many as map.length"
+        " comes to once the upstream tasks are done, each with KDAG_MAP_INDEX; none: Skipped.",
+    )
+
+    @property
+    def is_mapped(self) -> bool:
+        """True for a mapped task (``map``): it runs as instances."""
+        return self.map is not None
 
     @property
     def upstream_ids(self) -> list[str]:
@@ -333,9 +541,19 @@ class TaskSpec(KubeModel):
         return list(self.upstream or [])
 
     @property
+    def is_setup(self) -> bool:
+        """True for a setup task."""
+        return bool(self.setup)
+
+    @property
+    def is_teardown(self) -> bool:
+        """True for a teardown task."""
+        return bool(self.teardown)
+
+    @property
     def effective_trigger_rule(self) -> TriggerRule:
-        """The trigger rule, Airflow's all_success when unset."""
-        return self.trigger_rule or TriggerRule.ALL_SUCCESS
+        """The trigger rule: all_success when unset, all_done_setup_success for a teardown (as_teardown's)."""
+        return self.trigger_rule or default_trigger_rule(self)
 
 
 class PythonFileRef(KubeModel):
@@ -343,6 +561,92 @@ class PythonFileRef(KubeModel):
 
     config_map: str = Field(max_length=NAME_MAX, description="Name of the ConfigMap holding the file.")
     key: str = Field(max_length=XCOM_KEY_MAX, description="Key of the file in the ConfigMap.")
+
+
+MAX_CRONS = 32
+MAX_EVENTS = 1000
+MIN_EVERY_SECONDS = 60  # scheduled runs are named by their minute
+TIMEZONE_MAX = 64
+
+
+class Timetable(KubeModel):
+    """When a DAG runs, as one of Airflow's timetables: exactly one of cron, crons, everySeconds, events.
+
+    cron: CronTriggerTimetable (a run at each tick), or CronDataIntervalTimetable with dataIntervals: true
+    (a run when each interval between two ticks ends). crons: MultipleCronTriggerTimetable. everySeconds:
+    DeltaTriggerTimetable, or DeltaDataIntervalTimetable with dataIntervals: true. events:
+    EventsTimetable. A run's logical date is its data interval's start; catchup is off.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "(has(self.cron) ? 1 : 0) + (has(self.crons) ? 1 : 0) + (has(self.everySeconds) ? 1 : 0)"
+                " + (has(self.events) ? 1 : 0) == 1",
+                "a timetable needs exactly one of cron, crons, everySeconds or events",
+            ),
+            (
+                "!has(self.dataIntervals) || !self.dataIntervals || has(self.cron) || has(self.everySeconds)",
+                "dataIntervals is for cron and everySeconds",
+            ),
+            (
+                "!has(self.intervalSeconds) || !has(self.events)"
+                " && !(has(self.dataIntervals) && self.dataIntervals)",
+                "intervalSeconds is for trigger timetables (cron, crons, everySeconds without dataIntervals)",
+            ),
+            ("!has(self.timezone) || has(self.cron) || has(self.crons)", "timezone is for cron and crons"),
+            ("!has(self.restrictToEvents) || has(self.events)", "restrictToEvents is for events"),
+            ("!has(self.start) || !has(self.end) || self.start <= self.end", "end may not be before start"),
+        )
+    )
+
+    cron: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Cron expression (5 fields or a preset such as @daily): a run at each tick.",
+    )
+    crons: list[Annotated[str, Field(max_length=256)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CRONS,
+        description="Cron expressions: a run at each tick of any of them (MultipleCronTriggerTimetable).",
+    )
+    every_seconds: int | None = Field(
+        default=None,
+        ge=MIN_EVERY_SECONDS,
+        description="A run every this many seconds, the ticks aligned to start (else to the Unix epoch).",
+    )
+    events: list[datetime] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_EVENTS,
+        description="A run at each of these times (RFC 3339), at most one per minute (EventsTimetable).",
+    )
+    data_intervals: bool | None = Field(
+        default=None,
+        description="cron, everySeconds: each run covers the interval between two ticks and starts when it"
+        " ends, its logical date the interval's start (Airflow's *DataIntervalTimetable).",
+    )
+    interval_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="Trigger timetables: each run's data interval ends at its tick and lasts this long"
+        " (default 0: the tick itself).",
+    )
+    timezone: str | None = Field(
+        default=None,
+        max_length=TIMEZONE_MAX,
+        description="cron, crons: the IANA time zone the expressions are read in (default UTC).",
+    )
+    start: datetime | None = Field(
+        default=None,
+        description="No run before this time (Airflow's start_date); everySeconds ticks from it.",
+    )
+    end: datetime | None = Field(default=None, description="No run after this time (Airflow's end_date).")
+    restrict_to_events: bool | None = Field(
+        default=None,
+        description="events: a manual run's data interval is the latest event before it (else its own time).",
+    )
 
 
 class DAGSpec(KubeModel):
@@ -364,6 +668,7 @@ class DAGSpec(KubeModel):
                 " && t.python.fromDagFile)",
                 "tasks with python.fromDagFile need spec.pythonFile",
             ),
+            ("!has(self.schedule) || !has(self.timetable)", "give schedule or timetable, not both"),
         )
     )
 
@@ -375,9 +680,19 @@ class DAGSpec(KubeModel):
     schedule: str | None = Field(
         default=None,
         max_length=256,
-        description="Cron schedule (5 fields or @daily, ...); without one, creating the DAG runs it.",
+        description="Cron schedule in UTC (5 fields or a preset such as @daily), or @once: one run when the"
+        " DAG is created. Without schedule or timetable the DAG runs only when triggered.",
+    )
+    timetable: Timetable | None = Field(
+        default=None, description="When the DAG runs, as one of Airflow's timetables (instead of schedule)."
     )
     params: dict[str, Any] | None = Field(default=None, description="DAG params with their default values.")
+    param_schemas: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="JSON schema of each param (Airflow's Param(**schema): type, enum, minimum, pattern,"
+        " format, ...); every run's values are checked against it before any task starts. A param here"
+        " without a default in params has none: every run must give it.",
+    )
     defaults: TaskDefaults | None = Field(default=None, description="Values every task gets (default_args).")
     python_file: PythonFileRef | None = Field(
         default=None, description="ConfigMap holding the DAG's Python file (for python.fromDagFile tasks)."
@@ -412,6 +727,14 @@ class DAGSpec(KubeModel):
         return resolve_task(self.task(task_id), self.defaults, runner_image)
 
 
+def default_trigger_rule(task: TaskSpec, defaults: TaskDefaults | None = None) -> TriggerRule:
+    """The rule of a task that sets none: a teardown's is all_done_setup_success (Airflow's `as_teardown`
+    sets it over default_args), any other task's the DAG's default, else all_success."""
+    if task.is_teardown:
+        return TriggerRule.ALL_DONE_SETUP_SUCCESS
+    return (defaults.trigger_rule if defaults else None) or TriggerRule.ALL_SUCCESS
+
+
 def resolve_task(task: TaskSpec, defaults: TaskDefaults | None, runner_image: str) -> TaskSpec:
     """Fill unset task fields from the DAG's defaults, then from kdag's built-in defaults."""
     d = defaults or TaskDefaults()
@@ -427,7 +750,7 @@ def resolve_task(task: TaskSpec, defaults: TaskDefaults | None, runner_image: st
                 task.max_retry_delay_seconds, d.max_retry_delay_seconds, DEFAULT_MAX_RETRY_DELAY_SECONDS
             ),
             "timeout_seconds": task.timeout_seconds or d.timeout_seconds,
-            "trigger_rule": task.trigger_rule or d.trigger_rule or TriggerRule.ALL_SUCCESS,
+            "trigger_rule": task.trigger_rule or default_trigger_rule(task, d),
             "resources": task.resources or d.resources,
             "env": env or None,
         }
@@ -464,6 +787,17 @@ class DAGRef(KubeModel):
     name: str = Field(min_length=1, max_length=NAME_MAX, description="metadata.name of the DAG.")
 
 
+class DataInterval(KubeModel):
+    """The period of data a run covers (Airflow's data_interval_start/end)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(("self.start <= self.end", "end may not be before start"))
+    )
+
+    start: datetime = Field(description="data_interval_start (RFC 3339).")
+    end: datetime = Field(description="data_interval_end (RFC 3339).")
+
+
 class DAGRunSpec(KubeModel):
     """One execution of a DAG."""
 
@@ -472,10 +806,22 @@ class DAGRunSpec(KubeModel):
     )
 
     dag_ref: DAGRef = Field(description="The DAG to run.")
-    params: dict[str, Any] | None = Field(default=None, description="Param overrides for this run.")
-    conf: dict[str, Any] | None = Field(default=None, description="The run's conf (dag_run.conf).")
+    params: dict[str, Any] | None = Field(
+        default=None,
+        description="Param values of this run: they override the DAG's and tasks' defaults and conf keys of"
+        " the same name, and are checked against the DAG's paramSchemas.",
+    )
+    conf: dict[str, Any] | None = Field(
+        default=None,
+        description="The run's conf (dag_run.conf); as in Airflow, its keys also override params.",
+    )
     logical_date: datetime | None = Field(
         default=None, description="Logical date (gives ds, ts, ...); defaults to the creation time."
+    )
+    data_interval: DataInterval | None = Field(
+        default=None,
+        description="The data interval; scheduled runs get their timetable's. Default: what the DAG's"
+        " timetable infers for a manual run at the logical date (Airflow's rule).",
     )
     ttl_seconds_after_finished: int | None = Field(
         default=None,
@@ -497,12 +843,28 @@ class DAGRunStatus(StatusModel):
         description="Ready, Reconciling, Stalled.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    tasks: dict[str, TaskPhase] | None = Field(default=None, description="Phase of each task, by task id.")
+    tasks: dict[str, TaskPhase] | None = Field(
+        default=None,
+        description="Phase of each task, by task id (a mapped task's: Running until every instance finished,"
+        " then Failed, UpstreamFailed, Succeeded or Skipped, the first any instance has).",
+    )
+    mapped: dict[str, MappedTaskStatus] | None = Field(
+        default=None, description="Each mapped task that expanded: its instance count and phases."
+    )
     dag: DAGSpec | None = Field(
         default=None,
         description="The DAG spec snapshotted at run start; later edits of the DAG do not apply.",
     )
     observed_generation: int | None = Field(default=None, description="The generation last reconciled.")
+
+
+class MappedTaskStatus(StatusModel):
+    """A mapped task's instances in a run: how many, and how many are in each phase."""
+
+    length: int = Field(ge=0, description="Instances the task expanded into.")
+    phases: dict[str, int] | None = Field(
+        default=None, description="Instances by phase, e.g. {Succeeded: 9}."
+    )
 
 
 class TaskRunSpec(KubeModel):
@@ -515,6 +877,13 @@ class TaskRunSpec(KubeModel):
         min_length=1, max_length=TASK_ID_MAX, pattern=TASK_ID_PATTERN, description="Id of the task."
     )
     task: TaskSpec = Field(description="The task spec as resolved at run start (DAG defaults applied).")
+    map_index: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MAP_LENGTH - 1,
+        description="The instance of a mapped task (spec.task.map) this TaskRun runs; unset for a task that"
+        " is not mapped, and for a mapped task marked as a whole (Skipped for an empty length, ...).",
+    )
 
 
 class TaskRunStatus(StatusModel):
@@ -528,12 +897,35 @@ class TaskRunStatus(StatusModel):
     xcom_keys: list[XComKey] | None = Field(
         default=None,
         max_length=1024,
-        description="XCom keys the task pushed.",
+        description="ConfigMap keys of the XComs the task pushed (escaped for keys with other characters).",
         json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    skip_tasks: list[TaskIdRef] | None = Field(
+        default=None,
+        max_length=MAX_SKIP_TASKS,
+        description="Tasks of the run the successful attempt asked to skip (a branch's tasks not followed);"
+        " the controller marks those not started yet Skipped.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    xcom_lengths: dict[str, int] | None = Field(
+        default=None,
+        description="Length of each pushed XCom that is a list or dict, by ConfigMap key (what a mapped task"
+        " downstream expands over), as the successful attempt's termination report gives it.",
+    )
+    rendered_map_index: str | None = Field(
+        default=None, max_length=250, description="A mapped instance's name: its map_index_template rendered."
     )
     start_time: datetime | None = Field(default=None, description="When the first attempt started.")
     finish_time: datetime | None = Field(default=None, description="When the task finished.")
-    next_attempt_at: datetime | None = Field(default=None, description="When the next retry starts.")
+    next_attempt_at: datetime | None = Field(
+        default=None,
+        description="When the next attempt starts: a retry, or the next poke of an UpForReschedule sensor.",
+    )
+    reschedules: int | None = Field(
+        default=None,
+        ge=0,
+        description="Attempts that ended up for reschedule (a sensor not done yet); they use no retries.",
+    )
 
 
 class ObjectMeta(StatusModel):

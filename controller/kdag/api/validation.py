@@ -1,8 +1,9 @@
 """kdag's one validator of DAG (and DAGRun) manifests; every problem names its field path and task id.
 
 It makes the checks the CRD's schema and CEL rules make (so the CLI refuses what `kubectl apply` would),
-plus what CEL cannot check: cycles, xcomInputs from non-ancestors, cron syntax. The webhook, the handlers,
-`kdag compile`/`apply`/`graph` and `kdag run --local` all call it; `graph` holds no validation of its own.
+plus what CEL cannot check: cycles, xcomInputs from non-ancestors, cron syntax, time zones, param schemas
+and defaults (`kdag.params`). The webhook, the handlers, `kdag compile`/`apply`/`graph` and `kdag run
+--local` all call it; `graph` holds no validation of its own.
 
 Fields are read as the API server reads JSON (strict types: `retries: "3"` is refused, as there), so what
 passes here passes the CRD's schema too.
@@ -17,15 +18,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from croniter import croniter
 from kdag_runner import keys
 from pydantic import BaseModel, ValidationError
 
-from kdag import graph
-from kdag.api.models import API_VERSION, DAGRunSpec, DAGSpec, EnvVar, TaskSpec
+from kdag import graph, params, schedules
+from kdag.api.models import (
+    API_VERSION,
+    DAGRunSpec,
+    DAGSpec,
+    EnvVar,
+    TaskSpec,
+    Timetable,
+    TriggerRule,
+    default_trigger_rule,
+)
 
-SCHEDULE_ONCE = "@once"
-"""Airflow's `@once`: no cron schedule; creating the DAG runs it once, like a DAG without a schedule."""
+SCHEDULE_ONCE = schedules.ONCE
+"""Airflow's `@once`: no cron schedule; creating the DAG runs it once (a DAG without a schedule never
+runs by itself: only when triggered)."""
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -123,6 +133,10 @@ def _task_problems(task: TaskSpec, index: int, spec: DAGSpec) -> list[Problem]:
         add("args", "args need a command")
     if task.id in (".", ".."):
         add("id", "a task id may not be '.' or '..' (it names a directory)")
+    if task.is_setup and task.is_teardown:
+        add("teardown", "a task may be a setup or a teardown, not both")
+    if task.fail_run_on_failure and not task.is_teardown:
+        add("failRunOnFailure", "failRunOnFailure is for teardown tasks only")
     problems.extend(_env_problems(task.env or [], f"{at}.env", task.id))
     for i, up in enumerate(task.upstream_ids):
         if up in task.upstream_ids[:i]:
@@ -135,6 +149,11 @@ def _task_problems(task: TaskSpec, index: int, spec: DAGSpec) -> list[Problem]:
             add("python", "python needs either source and callable, or fromDagFile: true")
         if from_file and spec.python_file is None:
             add("python.fromDagFile", "tasks with python.fromDagFile need spec.pythonFile")
+    if task.map is not None:
+        # A mapped task's length reads its upstream tasks' reported lengths (dynamic task mapping).
+        for ref in task.map.length.references():
+            if ref.task not in task.upstream_ids:
+                add("map.length", f"xcom task {ref.task!r} must be an upstream task of the mapped task")
     envs: set[str] = set()
     for i, inp in enumerate(task.xcom_inputs or []):
         if inp.env.startswith("KDAG_"):
@@ -199,6 +218,30 @@ def _graph_problems(spec: DAGSpec) -> list[Problem]:
     return problems
 
 
+def _setup_follower_problems(spec: DAGSpec) -> list[Problem]:
+    """Airflow's `validate_setup_teardown`: a task directly after a setup is a teardown or runs all_success.
+
+    The rule is the task's own, else the DAG's default (a teardown's default is all_done_setup_success).
+    """
+    setups = {task.id for task in spec.tasks if task.is_setup}
+    problems: list[Problem] = []
+    for i, task in enumerate(spec.tasks):
+        if task.is_teardown or not setups.intersection(task.upstream_ids):
+            continue
+        rule = task.trigger_rule or default_trigger_rule(task, spec.defaults)
+        if rule != TriggerRule.ALL_SUCCESS:
+            after = ", ".join(repr(up) for up in task.upstream_ids if up in setups)
+            problems.append(
+                Problem(
+                    f"spec.tasks[{i}].triggerRule",
+                    f"a task directly after a setup task ({after}) must be a teardown or use the"
+                    f" trigger rule all_success, not {rule.value}",
+                    task.id,
+                )
+            )
+    return problems
+
+
 def schedule_problem(schedule: str) -> str | None:
     """Why `schedule` is not one kdag runs, or None: 5 cron fields, a preset such as `@daily`, or `@once`.
 
@@ -206,13 +249,52 @@ def schedule_problem(schedule: str) -> str | None:
     """
     if schedule == SCHEDULE_ONCE:
         return None
-    preset = schedule.strip().startswith("@")
-    if (preset or len(schedule.split()) == 5) and croniter.is_valid(schedule):
-        return None
-    return (
-        f"{schedule!r} is not a cron expression: give 5 fields (minute hour day month weekday)"
-        " or a preset such as '@daily' or '@once'"
-    )
+    why = schedules.cron_problem(schedule)
+    return None if why is None else f"{why} or a preset such as '@daily' or '@once'"
+
+
+def timetable_problems(timetable: Timetable) -> list[Problem]:
+    """The CEL rules of `spec.timetable`, and what CEL cannot check: cron syntax, time zones, and events
+    that would share a run name (scheduled runs are named by their minute)."""
+    at = "spec.timetable"
+    problems: list[Problem] = []
+    kinds = [timetable.cron, timetable.crons, timetable.every_seconds, timetable.events]
+    if sum(kind is not None for kind in kinds) != 1:
+        problems.append(Problem(at, "a timetable needs exactly one of cron, crons, everySeconds or events"))
+    uses_cron = timetable.cron is not None or timetable.crons is not None
+    if timetable.data_intervals and timetable.cron is None and timetable.every_seconds is None:
+        problems.append(Problem(f"{at}.dataIntervals", "dataIntervals is for cron and everySeconds"))
+    if timetable.interval_seconds is not None and (timetable.events is not None or timetable.data_intervals):
+        problems.append(
+            Problem(
+                f"{at}.intervalSeconds",
+                "intervalSeconds is for trigger timetables (cron, crons, everySeconds without dataIntervals)",
+            )
+        )
+    if timetable.timezone is not None:
+        if not uses_cron:
+            problems.append(Problem(f"{at}.timezone", "timezone is for cron and crons"))
+        elif (why := schedules.timezone_problem(timetable.timezone)) is not None:
+            problems.append(Problem(f"{at}.timezone", why))
+    if timetable.restrict_to_events is not None and timetable.events is None:
+        problems.append(Problem(f"{at}.restrictToEvents", "restrictToEvents is for events"))
+    start, end = timetable.start, timetable.end
+    if start is not None and end is not None and schedules.utc(end) < schedules.utc(start):
+        problems.append(Problem(f"{at}.end", "end may not be before start"))
+    if timetable.cron is not None and (why := schedules.cron_problem(timetable.cron)) is not None:
+        problems.append(Problem(f"{at}.cron", f"{why} or a preset such as '@daily'"))
+    for i, cron in enumerate(timetable.crons or []):
+        if (why := schedules.cron_problem(cron)) is not None:
+            problems.append(Problem(f"{at}.crons[{i}]", f"{why} or a preset such as '@daily'"))
+    for first, second in schedules.minute_collisions(timetable.events or []):
+        problems.append(
+            Problem(
+                f"{at}.events",
+                f"{first.isoformat()} and {second.isoformat()} fall in the same minute"
+                " (scheduled runs are named by their minute)",
+            )
+        )
+    return problems
 
 
 def check_dag_spec(spec: Mapping[str, Any]) -> tuple[DAGSpec | None, list[Problem]]:
@@ -225,10 +307,17 @@ def check_dag_spec(spec: Mapping[str, Any]) -> tuple[DAGSpec | None, list[Proble
     for i, task in enumerate(model.tasks):
         problems.extend(_task_problems(task, i, model))
     problems.extend(_graph_problems(model))
+    problems.extend(_setup_follower_problems(model))
     if model.schedule is not None:
         why = schedule_problem(model.schedule)
         if why is not None:
             problems.append(Problem("spec.schedule", why))
+    if model.timetable is not None:
+        if model.schedule is not None:
+            problems.append(Problem("spec.timetable", "give schedule or timetable, not both"))
+        problems.extend(timetable_problems(model.timetable))
+    # Params: valid JSON schemas, task values the DAG's schema accepts, valid defaults on a schedule.
+    problems.extend(Problem(p.path, p.message, p.task_id) for p in params.dag_param_problems(model))
     return model, problems
 
 
@@ -285,4 +374,8 @@ def manifest_problems(manifest: Mapping[str, Any]) -> list[Problem]:
     spec = manifest.get("spec")
     if not isinstance(spec, Mapping):
         return [*problems, Problem("spec", "required: an object")]
-    return [*problems, *_parse(DAGRunSpec, spec)[1]]
+    run, run_problems = _parse(DAGRunSpec, spec)
+    interval = run.data_interval if run is not None else None
+    if interval is not None and schedules.utc(interval.end) < schedules.utc(interval.start):
+        run_problems.append(Problem("spec.dataInterval.end", "end may not be before start"))
+    return [*problems, *run_problems]

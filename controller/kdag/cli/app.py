@@ -27,6 +27,7 @@ from kdag.cli.options import (
     parse_date,
     parse_params,
 )
+from kdag.cli.run_params import check_run_params, typed_params
 
 app = typer.Typer(
     name="kdag",
@@ -74,8 +75,9 @@ def run_command(
 
     with reported():
         loaded = compiler.load(dag_file, dag_id=dag_id)
-        run_params = parse_params(param)
+        run_params = typed_params(param, loaded.spec)
         run_conf = parse_conf(conf)
+        check_run_params(loaded.name, loaded.spec, run_params, run_conf)  # as `kdag trigger` does
         date = parse_date(logical_date)
         if workdir is not None and workdir.exists() and any(workdir.iterdir()):
             # XComs left by another run would show up as this run's rows.

@@ -18,6 +18,7 @@ from kdag_runner import keys
 
 from kdag import manifests, names
 from kdag.api.models import DAGSpec
+from kdag.cli import run_params
 from kdag.cli.errors import EXIT_FAILED, UserError, reported
 from kdag.cli.options import (
     ConfOption,
@@ -29,7 +30,6 @@ from kdag.cli.options import (
     ParamOption,
     parse_conf,
     parse_date,
-    parse_params,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ AIRFLOW_TASK_STATE = {
     "Skipped": "skipped",
     "Running": "running",
     "Retrying": "up_for_retry",
+    "UpForReschedule": "up_for_reschedule",
     "Pending": "queued",
 }
 APPLIED_KINDS = {("v1", "ConfigMap"), (keys.API_VERSION, keys.DAG_KIND), (keys.API_VERSION, keys.DAGRUN_KIND)}
@@ -111,14 +112,17 @@ def trigger_command(
 
     with reported(), connect(kubeconfig) as api:
         namespace = namespace or api.namespace
-        require(api, DAG, namespace, dag)
+        spec = run_params.dag_spec_of(require(api, DAG, namespace, dag))
+        values, run_conf = run_params.typed_params(param, spec), parse_conf(conf)
+        if spec is not None:  # refused here, before the DAGRun exists (the controller would stall it)
+            run_params.check_run_params(dag, spec, values, run_conf)
         run_name = names.manual_run_name(dag)
         manifest = manifests.dagrun_manifest(
             dag,
             run_name,
             logical_date=parse_date(logical_date),
-            params=parse_params(param),
-            conf=parse_conf(conf),
+            params=values,
+            conf=run_conf,
         )
         created = api.create(manifest, namespace)
         print(run_name)
@@ -168,7 +172,8 @@ def wait_for_run(
 def _show(progress: Any, bar: Any, name: str, dagrun: Mapping[str, Any]) -> None:
     status = dagrun.get("status") or {}
     done, _, total = str(status.get("progress") or "0/0").partition("/")
-    running = [tid for tid, phase in (status.get("tasks") or {}).items() if phase in ("Running", "Retrying")]
+    waiting = ("Running", "Retrying", "UpForReschedule")
+    running = [tid for tid, phase in (status.get("tasks") or {}).items() if phase in waiting]
     description = f"{name} {status.get('phase') or 'Pending'}"
     if running:
         description += f" ({', '.join(running)})"
@@ -191,10 +196,9 @@ def status_command(
         namespace = namespace or api.namespace
         dagrun = require(api, DAGRUN, namespace, run)
         status = dagrun.get("status") or {}
-        taskruns = {
-            tr["spec"]["taskId"]: tr
-            for tr in api.list(TASKRUN, namespace, {names.DAGRUN_LABEL: names.label_value(run)})
-        }
+        listed = api.list(TASKRUN, namespace, {names.DAGRUN_LABEL: names.label_value(run)})
+        taskruns = {tr["spec"]["taskId"]: tr for tr in listed if tr["spec"].get("mapIndex") is None}
+        instances = _instances(listed)
         order = _task_order(dagrun)
         tasks = status.get("tasks") or {}
         if output == Output.json:
@@ -210,6 +214,17 @@ def status_command(
                             for tid in order
                             if (message := ((taskruns.get(tid) or {}).get("status") or {}).get("message"))
                         },
+                        # A mapped task that expanded: its instance count and phases (status.mapped), and
+                        # each instance's phase by map index.
+                        "mapped": status.get("mapped") or {},
+                        "instances": {
+                            tid: {
+                                str(i): (tr.get("status") or {}).get("phase")
+                                for i, tr in sorted(instances[tid].items())
+                            }
+                            for tid in order
+                            if tid in instances
+                        },
                     }
                 )
             )
@@ -217,17 +232,38 @@ def status_command(
         console = Console()
         console.print(f"[bold]{run}[/]: {status.get('phase') or 'Pending'} ({status.get('progress') or '-'})")
         table = Table()
-        for column in ("task", "phase", "attempts", "message"):
+        for column in ("task", "map index", "phase", "attempts", "message"):
             table.add_column(column, overflow="fold")
         for tid in order:
             tr_status = (taskruns.get(tid) or {}).get("status") or {}
             table.add_row(
                 tid,
+                "",
                 tasks.get(tid) or "-",
                 str(tr_status.get("attempts") or ""),
                 tr_status.get("message") or "",
             )
+            for index, instance in sorted(instances.get(tid, {}).items()):
+                in_status = instance.get("status") or {}
+                name = in_status.get("renderedMapIndex")
+                table.add_row(
+                    "",
+                    f"{index} ({name})" if name else str(index),
+                    in_status.get("phase") or "-",
+                    str(in_status.get("attempts") or ""),
+                    in_status.get("message") or "",
+                )
         console.print(table)
+
+
+def _instances(taskruns: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    """The TaskRuns of mapped tasks' instances, by task id and map index."""
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    for taskrun in taskruns:
+        index = taskrun["spec"].get("mapIndex")
+        if index is not None:
+            found.setdefault(taskrun["spec"]["taskId"], {})[int(index)] = taskrun
+    return found
 
 
 def _task_order(dagrun: Mapping[str, Any]) -> list[str]:
@@ -244,25 +280,38 @@ def run_xcoms(api: SyncKubeApi, namespace: str, run: str) -> dict[str, Any]:
     """The run as `kdag run --local -o json` prints it: state, task states and every pushed XCom."""
     from kdag_runner import store
 
-    from kdag.kube import CONFIGMAP, DAGRUN
+    from kdag.kube import CONFIGMAP, DAGRUN, TASKRUN
 
     dagrun = require(api, DAGRUN, namespace, run)
     status = dagrun.get("status") or {}
     order = _task_order(dagrun)
+    selector = {names.DAGRUN_LABEL: names.label_value(run)}
+    # One list each: a mapped task's instances have a ConfigMap (and a TaskRun) apiece.
+    configmaps = {cm["metadata"]["name"]: cm for cm in api.list(CONFIGMAP, namespace, selector)}
+    instances = _instances(api.list(TASKRUN, namespace, selector))
     rows: list[dict[str, Any]] = []
+    tasks: dict[str, str] = {}
+    phases = status.get("tasks") or {}
     for tid in order:
-        configmap = api.get(CONFIGMAP, namespace, names.xcom_configmap_name(run, tid))
-        if configmap is None:
+        # A mapped instance is `task[i]` with its rows' `map_index`, as `kdag run --local -o json` says.
+        for index, taskrun in sorted(instances.get(tid, {}).items()):
+            phase = (taskrun.get("status") or {}).get("phase") or ""
+            tasks[f"{tid}[{index}]"] = AIRFLOW_TASK_STATE.get(phase, "none")
+            configmap = configmaps.get(names.xcom_configmap_name(run, tid, index)) or {}
+            for key, value in store.decode(configmap.get("data") or {}).items():
+                rows.append({"task_id": tid, "key": key, "value": value, "map_index": index})
+        if tid in instances:
             continue
+        tasks[tid] = AIRFLOW_TASK_STATE.get(phases.get(tid, ""), "none")
+        configmap = configmaps.get(names.xcom_configmap_name(run, tid)) or {}
         for key, value in store.decode(configmap.get("data") or {}).items():
             rows.append({"task_id": tid, "key": key, "value": value})
     dag_spec = status.get("dag") or {}
-    phases = status.get("tasks") or {}
     return {
         "dag_id": dag_spec.get("dagId") or dagrun["spec"]["dagRef"]["name"],
         "run_id": run,
         "state": AIRFLOW_RUN_STATE.get(status.get("phase") or "Pending", "queued"),
-        "tasks": {tid: AIRFLOW_TASK_STATE.get(phases.get(tid, ""), "none") for tid in order},
+        "tasks": tasks,
         "xcoms": rows,
     }
 
@@ -286,7 +335,8 @@ def xcom_command(
     from kdag.cli.local_view import xcom_table
     from kdag.local.run import XComRow
 
-    Console().print(xcom_table(XComRow(r["task_id"], r["key"], r["value"]) for r in result["xcoms"]))
+    rows = (XComRow(r["task_id"], r["key"], r["value"], r.get("map_index", -1)) for r in result["xcoms"])
+    Console().print(xcom_table(rows))
 
 
 def logs_command(
@@ -295,15 +345,19 @@ def logs_command(
     container: Annotated[
         str, typer.Option("--container", "-c", help="task, or xcom (the sidecar).")
     ] = "task",
+    map_index: Annotated[
+        int | None, typer.Option("--map-index", help="The instance of a mapped task.", min=0)
+    ] = None,
     namespace: NamespaceOption = None,
     kubeconfig: KubeconfigOption = None,
 ) -> None:
-    """The log of a task's latest attempt (its pod's `task` container)."""
+    """The log of a task's latest attempt (its pod's `task` container); of one instance of a mapped task
+    with --map-index."""
     from kdag.kube import TASKRUN
 
     with reported(), connect(kubeconfig) as api:
         namespace = namespace or api.namespace
-        taskrun = require(api, TASKRUN, namespace, names.taskrun_name(run, task_id))
+        taskrun = require(api, TASKRUN, namespace, names.taskrun_name(run, task_id, map_index))
         pod = (taskrun.get("status") or {}).get("podName")
         if not pod:
             raise UserError(f"task '{task_id}' of run '{run}' has no pod yet")

@@ -21,34 +21,52 @@ STATE_STYLE = {
     "skipped": "magenta",
     "running": "cyan",
     "up_for_retry": "yellow",
+    "up_for_reschedule": "turquoise2",
     "queued": "white",
     "none": "dim",
 }
 
 
 def task_table(title: str, reports: Iterable[TaskReport]) -> Table:
-    """One row per task: state, attempts, and why it failed."""
+    """One row per task (per instance of a mapped task: its map index, and its name when it has one):
+    state, attempts, and why it failed."""
+    reports = list(reports)
+    mapped = any(report.map_index is not None for report in reports)
     table = Table(title=title, title_justify="left")
     table.add_column("task")
+    if mapped:
+        table.add_column("map index", justify="right")
     table.add_column("state")
     table.add_column("attempts", justify="right")
     table.add_column("message", overflow="fold")
     for report in reports:
         style = STATE_STYLE.get(report.state, "")
-        table.add_row(
-            report.task_id, f"[{style}]{report.state}[/]", str(report.attempts or ""), report.message
-        )
+        cells = [report.task_id, f"[{style}]{report.state}[/]", str(report.attempts or ""), report.message]
+        if mapped:
+            index = "" if report.map_index is None else str(report.map_index)
+            if report.rendered_map_index:
+                index += f" ({report.rendered_map_index})"
+            cells.insert(1, index)
+        table.add_row(*cells)
     return table
 
 
 def xcom_table(rows: Iterable[XComRow]) -> Table:
-    """One row per XCom: task, key and the value as JSON."""
+    """One row per XCom: task (and map index, when a mapped task's instance pushed it), key and the value
+    as JSON."""
+    rows = list(rows)
+    mapped = any(row.map_index != -1 for row in rows)
     table = Table(title="XComs", title_justify="left")
     table.add_column("task")
+    if mapped:
+        table.add_column("map index", justify="right")
     table.add_column("key")
     table.add_column("value", overflow="fold")
     for row in rows:
-        table.add_row(row.task_id, row.key, json.dumps(row.value))
+        cells = [row.task_id, row.key, json.dumps(row.value)]
+        if mapped:
+            cells.insert(1, "" if row.map_index == -1 else str(row.map_index))
+        table.add_row(*cells)
     return table
 
 
@@ -68,7 +86,9 @@ def run_with_live_view(
     with Live(task_table(title, reports.values()), console=console, refresh_per_second=8) as live:
 
         def changed(report: TaskReport) -> None:
-            reports[report.task_id] = report
+            if report.map_index is not None:  # an instance of a mapped task takes the task's row
+                reports.pop(report.task_id, None)
+            reports[report.key] = report
             live.update(task_table(title, reports.values()))
 
         result = run_local(

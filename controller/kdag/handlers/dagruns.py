@@ -19,10 +19,11 @@ from typing import Any
 import kopf
 from kdag_runner import keys
 
-from kdag import conditions, graph, history, manifests, metrics, names, policy, settle
+from kdag import conditions, graph, history, manifests, metrics, names, params, patches, policy, settle
 from kdag.api.models import (
     DAGRunStatus,
     DAGSpec,
+    MappedTaskStatus,
     RunPhase,
     StatusModel,
     TaskPhase,
@@ -89,9 +90,11 @@ async def _write_status(api: KubeApi, kind: Kind, namespace: str, name: str, sta
     await api.patch_status(kind, namespace, name, status.to_patch())
 
 
-async def _ensure_taskrun(runtime: Runtime, run: RunInfo, run_uid: str, task: TaskSpec) -> JSONObject:
-    """The TaskRun of `task`, created if missing."""
-    manifest = manifests.taskrun_manifest(run.namespace, run.dag_name, run.name, run_uid, task)
+async def _ensure_taskrun(
+    runtime: Runtime, run: RunInfo, run_uid: str, task: TaskSpec, map_index: int | None = None
+) -> JSONObject:
+    """The TaskRun of `task` (of its instance `map_index`, for a mapped task), created if missing."""
+    manifest = manifests.taskrun_manifest(run.namespace, run.dag_name, run.name, run_uid, task, map_index)
     created = await runtime.api.create_if_absent(manifest, run.namespace)
     if created is not None:
         return created
@@ -121,12 +124,27 @@ def _observe_handoff(runtime: Runtime, run: RunInfo, task: TaskSpec) -> None:
 
 
 async def _start_attempt(
-    runtime: Runtime, run: RunInfo, taskrun: JSONObject, task: TaskSpec, attempt: int, now: datetime
+    runtime: Runtime,
+    run: RunInfo,
+    taskrun: JSONObject,
+    task: TaskSpec,
+    attempt: int,
+    now: datetime,
+    reschedules: int = 0,
+    mapped: Mapping[str, list[list[str]]] | None = None,
 ) -> None:
-    """Create the pod of `attempt` and record it in the TaskRun status."""
+    """Create the pod of `attempt` and record it in the TaskRun status.
+
+    `mapped`: the XCom keys of each instance of the mapped tasks of the run (`_mapped_inputs`); the pod of
+    a mapped task's instance carries its `spec.mapIndex`.
+
+    `reschedules`: the attempts before it that ended up for reschedule (settled this pass, so not read from
+    `taskrun`, which was read before); the pod gets them and the task's first start for a sensor's timeout.
+    """
     api = runtime.api
     await _ensure_task_rbac(runtime, run.namespace)
     meta = taskrun["metadata"]
+    current = TaskRunStatus.model_validate(taskrun.get("status") or {})
     pod = render_task_pod(
         run=run,
         task=task,
@@ -134,6 +152,10 @@ async def _start_attempt(
         taskrun_uid=meta["uid"],
         attempt=attempt,
         settings=runtime.settings,
+        task_start=current.start_time or now,
+        reschedules=reschedules,
+        map_index=taskrun["spec"].get("mapIndex"),
+        mapped=mapped,
     )
     try:
         created = await api.create_if_absent(pod, run.namespace)
@@ -146,7 +168,6 @@ async def _start_attempt(
         created = await api.create_if_absent(pod, run.namespace)
     if created is not None:
         _observe_handoff(runtime, run, task)
-    current = TaskRunStatus.model_validate(taskrun.get("status") or {})
     started = TaskRunStatus(
         phase=TaskPhase.RUNNING,
         attempts=attempt,
@@ -165,7 +186,9 @@ async def _settle_taskrun(
     name = taskrun["metadata"]["name"]
     task = TaskSpec.model_validate(taskrun["spec"]["task"])
     status = TaskRunStatus.model_validate(taskrun.get("status") or {})
-    outcome = settle.settle(status, pods, task, now, run_name=run.name)
+    outcome = settle.settle(
+        status, pods, task, now, run_name=run.name, map_index=taskrun["spec"].get("mapIndex")
+    )
     if outcome.finished is not None:
         runtime.finished_seen_at.setdefault((run.namespace, name), time.time())
         if outcome.finished.xcom_bytes:
@@ -265,18 +288,41 @@ def _failure_message(phases: Mapping[str, TaskPhase]) -> str:
 async def _read_run(
     api: KubeApi, namespace: str, name: str
 ) -> tuple[dict[str, JSONObject], dict[str, dict[int, JSONObject]]]:
-    """The run's TaskRuns by task id, and its pods by task id and attempt."""
+    """The run's TaskRuns by task id, and its pods by task id and attempt; an instance of a mapped task (a
+    TaskRun with spec.mapIndex, pods labelled with the map index) by `graph.instance_key`: `task[i]`."""
     selector = {names.DAGRUN_LABEL: names.label_value(name)}
     listed, pods = await asyncio.gather(
         api.list(TASKRUN, namespace, selector), api.list(POD, namespace, selector)
     )
-    taskruns = {tr["spec"]["taskId"]: tr for tr in listed}
+    taskruns = {_taskrun_key(tr["spec"]["taskId"], tr["spec"].get("mapIndex")): tr for tr in listed}
     pods_by_task: dict[str, dict[int, JSONObject]] = {}
     for pod in pods:
-        task_id = pod["metadata"].get("labels", {}).get(names.TASK_LABEL)
+        labels = pod["metadata"].get("labels", {})
+        task_id = labels.get(names.TASK_LABEL)
+        index = labels.get(names.MAP_INDEX_LABEL)
         if task_id:
-            pods_by_task.setdefault(task_id, {})[settle.attempt_of(pod)] = pod
+            key = _taskrun_key(task_id, int(index) if index and index.isdigit() else None)
+            pods_by_task.setdefault(key, {})[settle.attempt_of(pod)] = pod
     return taskruns, pods_by_task
+
+
+def _taskrun_key(task_id: str, map_index: int | None) -> str:
+    return task_id if map_index is None else graph.instance_key(task_id, map_index)
+
+
+def _mapped_inputs(
+    decision: graph.Decision, instances: Mapping[str, Mapping[int, TaskState]]
+) -> dict[str, list[list[str]]]:
+    """For every mapped task of the run: the ConfigMap keys each instance pushed, by map index (empty for
+    a mapped task marked as a whole). Read from this pass's settled states, which are newer than the
+    TaskRuns listed before it: a pod started now sees what an instance that just finished pushed."""
+    return {
+        task_id: [
+            sorted(instances[task_id][i].xcom_keys) if i in instances.get(task_id, {}) else []
+            for i in range(length)
+        ]
+        for task_id, length in decision.lengths.items()
+    }
 
 
 async def _reconcile(runtime: Runtime, key: RunKey) -> None:
@@ -293,6 +339,13 @@ async def _reconcile(runtime: Runtime, key: RunKey) -> None:
     if dag is None:
         await _stall(runtime, dagrun, "InvalidDAG", problem)
         return
+    if not status.get("dag"):
+        # Not started: its params must satisfy the DAG's schemas (kdag trigger checked them; kubectl did not).
+        spec = dagrun.get("spec") or {}
+        wrong = params.run_param_problems(dag, spec.get("params"), spec.get("conf"))
+        if wrong:
+            await _stall(runtime, dagrun, "InvalidParams", params.describe(wrong))
+            return
     run = RunInfo.from_dagrun(dagrun, dag)
     run_uid = dagrun["metadata"]["uid"]
     now = _now()
@@ -304,39 +357,52 @@ async def _reconcile(runtime: Runtime, key: RunKey) -> None:
         if state is not None:
             states[task_id] = state
 
-    decision = graph.decide(dag.tasks, states, now)
+    plain, instances = graph.split_states(states)
+    decision = graph.decide(dag.tasks, plain, now, defaults=dag.defaults, instances=instances)
+    mapped = _mapped_inputs(decision, instances)
     runner_image = runtime.settings.runner_image
 
     async def mark(task_id: str, phase: TaskPhase) -> None:
         taskrun = await _ensure_taskrun(runtime, run, run_uid, dag.resolved_task(task_id, runner_image))
         upstream = ", ".join(dag.task(task_id).upstream_ids)
-        marked = TaskRunStatus(
-            phase=phase,
-            attempts=0,
-            message=f"{phase.value} by trigger rule over upstream tasks {upstream}",
-            finish_time=now,
+        by = decision.skipped_by.get(task_id) if phase == TaskPhase.SKIPPED else None
+        message = (
+            f"skipped by task {by!r}"
+            if by
+            else decision.messages.get(task_id)  # a mapped task marked as a whole says why
+            or f"{phase.value} by trigger rule over upstream tasks {upstream}"
         )
+        marked = TaskRunStatus(phase=phase, attempts=0, message=message, finish_time=now)
         await _write_status(api, TASKRUN, namespace, taskrun["metadata"]["name"], marked)
         metrics.TASKS.labels(phase=phase.value).inc()
 
-    async def start(task_id: str) -> None:
+    async def start(task_id: str, map_index: int | None = None) -> None:
         task = dag.resolved_task(task_id, runner_image)
-        taskrun = taskruns.get(task_id) or await _ensure_taskrun(runtime, run, run_uid, task)
-        await _start_attempt(runtime, run, taskrun, task, 1, now)
+        taskrun = taskruns.get(_taskrun_key(task_id, map_index)) or await _ensure_taskrun(
+            runtime, run, run_uid, task, map_index
+        )
+        await _start_attempt(runtime, run, taskrun, task, 1, now, mapped=mapped)
 
-    async def retry(task_id: str) -> None:
-        taskrun = taskruns[task_id]
+    async def retry(task_id: str, map_index: int | None = None) -> None:
+        key = _taskrun_key(task_id, map_index)
+        taskrun = taskruns[key]
         task = TaskSpec.model_validate(taskrun["spec"]["task"])
-        await _start_attempt(runtime, run, taskrun, task, states[task_id].attempts + 1, now)
+        state = states[key]
+        await _start_attempt(
+            runtime, run, taskrun, task, state.attempts + 1, now, state.reschedules, mapped=mapped
+        )
 
-    if decision.start or decision.retry:
+    if decision.start or decision.retry or decision.start_instances or decision.retry_instances:
         await _ensure_task_rbac(runtime, namespace)
     # Independent tasks are written concurrently: a fan-out of N starts in about the time of one.
     await _all(
         *(mark(t, TaskPhase.UPSTREAM_FAILED) for t in decision.upstream_failed),
         *(mark(t, TaskPhase.SKIPPED) for t in decision.skipped),
+        *(mark(t, TaskPhase.FAILED) for t in decision.failed),
         *(start(t) for t in decision.start),
         *(retry(t) for t in decision.retry),
+        *(start(t, i) for t, i in decision.start_instances),
+        *(retry(t, i) for t, i in decision.retry_instances),
     )
     if decision.wake_at is not None:
         _wake(runtime, key, (decision.wake_at - _now()).total_seconds() + 0.05)
@@ -364,6 +430,14 @@ async def _write_run_status(
         phase=run_phase,
         progress=decision.progress,
         tasks=dict(sorted(phases.items())),
+        # One summary per mapped task that expanded, however many instances: the status stays small.
+        mapped={
+            tid: MappedTaskStatus(
+                length=decision.lengths[tid], phases={p.value: n for p, n in sorted(counts.items())}
+            )
+            for tid, counts in sorted(decision.instance_phases.items())
+        }
+        or None,
         start_time=current.start_time or now,
         observed_generation=generation,
         conditions=conditions.merge_conditions(
@@ -377,13 +451,15 @@ async def _write_run_status(
         # The snapshot is written whole, in the form the API server stores a DAG spec.
         patch["dag"] = dag.to_kube()
     # Only the fields whose value changed: most passes write one or two of them.
-    changed = {k: v for k, v in patch.items() if status.get(k) != v}
+    changed = {k: patches.merge_patch(status.get(k), v) for k, v in patch.items() if status.get(k) != v}
     if changed:
         await runtime.api.patch_status(DAGRUN, namespace, name, changed)
     metrics.observe_run_phase(f"{namespace}/{name}", run_phase.value)
     if status.get("phase") != run_phase.value and finished:
         for task in dag.tasks:
             runtime.finished_seen_at.pop((namespace, names.taskrun_name(name, task.id)), None)
+            for index in range(decision.lengths.get(task.id, 0)):
+                runtime.finished_seen_at.pop((namespace, names.taskrun_name(name, task.id, index)), None)
         await _prune_history(runtime.api, namespace, run.dag_name)
         if (dagrun.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
             await _expire(runtime, key, {**dagrun, "status": {**status, **changed}})

@@ -40,6 +40,7 @@ AIRFLOW_STATE = {
     TaskPhase.SKIPPED: "skipped",
     TaskPhase.RUNNING: "running",
     TaskPhase.RETRYING: "up_for_retry",
+    TaskPhase.UP_FOR_RESCHEDULE: "up_for_reschedule",
     TaskPhase.PENDING: "queued",
 }
 AIRFLOW_RUN_STATE = {RunPhase.SUCCEEDED: "success", RunPhase.FAILED: "failed", RunPhase.RUNNING: "running"}
@@ -70,10 +71,16 @@ class XComRow:
     task_id: str
     key: str
     value: Any
+    map_index: int = -1
+    """The instance of a mapped task that pushed it; -1 for a task that is not mapped (Airflow's)."""
 
     def as_json(self) -> dict[str, Any]:
-        """The row as its JSON object."""
-        return {"task_id": self.task_id, "key": self.key, "value": self.value}
+        """The row as its JSON object (`map_index` only on a mapped instance's rows, as Airflow's rows
+        read back by bench/airflow_reference.py)."""
+        row: dict[str, Any] = {"task_id": self.task_id, "key": self.key, "value": self.value}
+        if self.map_index != -1:
+            row["map_index"] = self.map_index
+        return row
 
 
 @dataclass
@@ -87,6 +94,15 @@ class TaskReport:
     message: str = ""
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    map_index: int | None = None
+    """The instance of a mapped task this reports on; None for a task (or a mapped task as a whole)."""
+    rendered_map_index: str = ""
+    """A mapped instance's name (its map_index_template rendered)."""
+
+    @property
+    def key(self) -> str:
+        """`task_id`, or `task_id[i]` for instance i of a mapped task (the run's `tasks` in `-o json`)."""
+        return self.task_id if self.map_index is None else graph.instance_key(self.task_id, self.map_index)
 
     @property
     def state(self) -> str:
@@ -124,6 +140,7 @@ class LocalRunResult:
 @dataclass(frozen=True)
 class _AttemptDone:
     task_id: str
+    """The task id, or `task_id[i]` for an instance of a mapped task (`instance_key`)."""
     attempt: int
     result: AttemptResult
     finished_at: datetime
@@ -132,6 +149,7 @@ class _AttemptDone:
 @dataclass
 class _RunState:
     states: dict[str, graph.TaskState] = field(default_factory=dict)
+    """By task id, and by `graph.instance_key` for an instance of a mapped task."""
     running: set[str] = field(default_factory=set)
 
 
@@ -153,14 +171,21 @@ def run_local(
 ) -> LocalRunResult:
     """Run every task of `dag` to the end, as many at a time as the graph allows.
 
-    Task logs go to `{workdir}/logs/{task_id}.log`, XComs to `{workdir}/xcom/{task_id}/`.
-    `on_change` is called (from this thread) each time a task changes phase.
+    Task logs go to `{workdir}/logs/{task_id}.log`, XComs to `{workdir}/xcom/{task_id}/`; instance i of a
+    mapped task logs to `{task_id}[i].log` and pushes to `{workdir}/xcom/{task_id}/{i}/` (the layout a
+    mapped ancestor's projected volume has in a pod). `on_change` is called (from this thread) each time a
+    task, or a mapped task's instance, changes phase.
     """
     from kdag.api.validation import dag_spec_problems  # the webhook's validator
+    from kdag.params import describe as describe_params
+    from kdag.params import run_param_problems
 
     problems = dag_spec_problems(dag.spec.to_kube())
     if problems:
         raise LocalRunError(f"DAG '{dag.name}': " + "; ".join(problems))
+    refused = run_param_problems(dag.spec, params, conf)  # as the controller checks a run before it starts
+    if refused:
+        raise LocalRunError(f"DAG '{dag.name}': {describe_params(refused)}")
     for task in dag.spec.tasks:
         if task.python is not None and task.python.from_dag_file and dag.python_file is None:
             raise LocalRunError(f"task {task.id!r}: python.fromDagFile needs the DAG's Python file")
@@ -181,7 +206,13 @@ def run_local(
     done: queue.Queue[_AttemptDone] = queue.Queue()
     state = _RunState()
 
+    lengths: dict[str, int] = {}  # mapped tasks decided: their instance counts (0: marked as a whole)
+
     def set_phase(tid: str, phase: TaskPhase, **changes: Any) -> None:
+        if tid not in reports:  # an instance of a mapped task that expanded
+            task_id, index = graph.split_instance_key(tid)
+            reports.pop(task_id, None)
+            reports[tid] = TaskReport(task_id, map_index=index)
         report = reports[tid]
         report.phase = phase
         for name, value in changes.items():
@@ -191,26 +222,56 @@ def run_local(
 
     def start(tid: str) -> None:
         attempt = state.states[tid].attempts + 1 if tid in state.states else 1
-        state.states[tid] = graph.TaskState(TaskPhase.RUNNING, attempts=attempt)
+        # A sensor's reschedules are no tries: carried along to count its retries and its timeout.
+        reschedules = state.states[tid].reschedules if tid in state.states else 0
+        state.states[tid] = graph.TaskState(TaskPhase.RUNNING, attempts=attempt, reschedules=reschedules)
         state.running.add(tid)
         now = datetime.now(UTC)
-        set_phase(tid, TaskPhase.RUNNING, attempts=attempt, started_at=reports[tid].started_at or now)
-        env = _attempt_env(run, dag, tasks[tid], attempt, workdir)
+        first = reports[tid].started_at if tid in reports and reports[tid].started_at else now
+        set_phase(tid, TaskPhase.RUNNING, attempts=attempt, started_at=first)
+        task_id, index = graph.split_instance_key(tid)
+        ancestors = graph.ancestors(dag.spec.tasks, task_id)
+        mapped = {a: lengths[a] for a in ancestors if a in lengths}
+        env = _attempt_env(
+            run,
+            dag,
+            tasks[task_id],
+            attempt,
+            workdir,
+            task_start=first,
+            reschedules=reschedules,
+            map_index=index,
+            mapped=mapped,
+        )
         thread = threading.Thread(
-            target=_run_attempt, args=(tasks[tid], attempt, env, workdir, done), daemon=True
+            target=_run_attempt, args=(tasks[task_id], attempt, env, workdir, done, tid), daemon=True
         )
         thread.start()
 
     while True:
-        decision = graph.decide(dag.spec.tasks, state.states, datetime.now(UTC))
+        plain, instances = graph.split_states(state.states)
+        decision = graph.decide(
+            dag.spec.tasks, plain, datetime.now(UTC), defaults=dag.spec.defaults, instances=instances
+        )
+        lengths.update(decision.lengths)
         for tid in decision.upstream_failed:
             state.states[tid] = graph.TaskState(TaskPhase.UPSTREAM_FAILED)
-            set_phase(tid, TaskPhase.UPSTREAM_FAILED)
+            set_phase(tid, TaskPhase.UPSTREAM_FAILED, **_why(decision, tid))
         for tid in decision.skipped:
             state.states[tid] = graph.TaskState(TaskPhase.SKIPPED)
-            set_phase(tid, TaskPhase.SKIPPED)
+            by = decision.skipped_by.get(tid)
+            set_phase(
+                tid,
+                TaskPhase.SKIPPED,
+                **({"message": f"skipped by task {by!r}"} if by else _why(decision, tid)),
+            )
+        for tid in decision.failed:  # a mapped task with more instances than its maxLength
+            state.states[tid] = graph.TaskState(TaskPhase.FAILED)
+            set_phase(tid, TaskPhase.FAILED, **_why(decision, tid))
         for tid in (*decision.start, *decision.retry):
             start(tid)
+        for task_id, index in (*decision.start_instances, *decision.retry_instances):
+            start(graph.instance_key(task_id, index))
         if decision.phase != RunPhase.RUNNING and not state.running:
             break
         timeout = None
@@ -222,17 +283,29 @@ def run_local(
             result = done.get(timeout=timeout)
         except queue.Empty:
             continue
-        _record(result, tasks[result.task_id], state, set_phase)
+        _record(result, tasks[graph.split_instance_key(result.task_id)[0]], state, set_phase)
 
-    phases = {tid: report.phase for tid, report in reports.items() if report.phase is not None}
+    # Tasks in topological order, a mapped task's instances in its place in map order.
+    ordered = {
+        key: report
+        for tid in graph.topological_order(dag.spec.tasks)
+        for key, report in sorted(reports.items(), key=lambda item: item[1].map_index or 0)
+        if report.task_id == tid
+    }
     return LocalRunResult(
         dag_id=run.dag_id,
         run_id=run.name,
-        phase=graph.run_phase(dag.spec.tasks, phases),
-        tasks=reports,
-        xcoms=read_xcoms(workdir / "xcom", graph.topological_order(dag.spec.tasks)),
+        phase=decision.phase,
+        tasks=ordered,
+        xcoms=read_xcoms(workdir / "xcom", graph.topological_order(dag.spec.tasks), lengths),
         workdir=workdir,
     )
+
+
+def _why(decision: graph.Decision, task_id: str) -> dict[str, Any]:
+    """The message of a mapped task marked as a whole (Skipped, UpstreamFailed, Failed), if it was."""
+    message = decision.messages.get(task_id)
+    return {"message": message} if message else {}
 
 
 def _record(
@@ -243,43 +316,83 @@ def _record(
 ) -> None:
     tid = result.task_id
     state.running.discard(tid)
-    common = {"exit_code": result.result.exit_code, "message": result.result.message}
+    common: dict[str, Any] = {"exit_code": result.result.exit_code, "message": result.result.message}
+    if result.result.rendered_map_index:
+        common["rendered_map_index"] = result.result.rendered_map_index
     if result.result.skipped:
         # Final, as in Airflow: no retry; graph.decide cascades it downstream.
         state.states[tid] = graph.TaskState(TaskPhase.SKIPPED, attempts=result.attempt)
         set_phase(tid, TaskPhase.SKIPPED, finished_at=result.finished_at, **common)
         return
     if result.result.succeeded:
-        state.states[tid] = graph.TaskState(TaskPhase.SUCCEEDED, attempts=result.attempt)
+        # The tasks it asked to skip (a branch's): graph.decide marks those not started yet Skipped.
+        skip = frozenset(result.result.skip_tasks)
+        state.states[tid] = graph.TaskState(
+            TaskPhase.SUCCEEDED,
+            attempts=result.attempt,
+            skip_tasks=skip,
+            xcom_lengths=dict(result.result.xcom_lengths),
+            xcom_keys=frozenset(result.result.xcom_keys),
+        )
         set_phase(tid, TaskPhase.SUCCEEDED, finished_at=result.finished_at, **common)
         return
-    next_at = graph.next_attempt_at(task, result.attempt, result.finished_at)
+    prior = state.states.get(tid)
+    reschedules = prior.reschedules if prior is not None else 0
+    if result.result.reschedule_at is not None:
+        # A sensor not done yet: not a try; the next attempt starts at the time it asked for (graph.decide).
+        state.states[tid] = graph.TaskState(
+            TaskPhase.UP_FOR_RESCHEDULE,
+            attempts=result.attempt,
+            next_attempt_at=result.result.reschedule_at,
+            reschedules=reschedules + 1,
+        )
+        set_phase(tid, TaskPhase.UP_FOR_RESCHEDULE, **common)
+        return
+    next_at = (
+        graph.next_attempt_at(task, result.attempt, result.finished_at, reschedules=reschedules)
+        if result.result.retry
+        else None
+    )
     if next_at is None:
-        state.states[tid] = graph.TaskState(TaskPhase.FAILED, attempts=result.attempt)
+        state.states[tid] = graph.TaskState(TaskPhase.FAILED, result.attempt, reschedules=reschedules)
         set_phase(tid, TaskPhase.FAILED, finished_at=result.finished_at, **common)
     else:
         state.states[tid] = graph.TaskState(
-            TaskPhase.RETRYING, attempts=result.attempt, next_attempt_at=next_at
+            TaskPhase.RETRYING, attempts=result.attempt, next_attempt_at=next_at, reschedules=reschedules
         )
         set_phase(tid, TaskPhase.RETRYING, **common)
 
 
 def _attempt_env(
-    run: render.RunInfo, dag: LocalDag, task: TaskSpec, attempt: int, workdir: Path
+    run: render.RunInfo,
+    dag: LocalDag,
+    task: TaskSpec,
+    attempt: int,
+    workdir: Path,
+    *,
+    task_start: datetime | None = None,
+    reschedules: int = 0,
+    map_index: int | None = None,
+    mapped: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """The pod's environment, with the local directories in place of the pod's mounts."""
     # The host's environment (PATH, locale) minus any KDAG_* of its own, which would steer the runner.
     env = {name: value for name, value in os.environ.items() if not name.startswith("KDAG_")}
-    for var in render.task_env(run, task, attempt):
+    task_env = render.task_env(
+        run, task, attempt, task_start=task_start, reschedules=reschedules, map_index=map_index, mapped=mapped
+    )
+    key = task.id if map_index is None else graph.instance_key(task.id, map_index)
+    for var in task_env:
         if var["name"] != "HOME":  # the pod's HOME is its /tmp; locally the user's own stays
             env[var["name"]] = var["value"]
-    out_dir = workdir / "out" / task.id
+    out_dir = workdir / "out" / key
     shutil.rmtree(out_dir, ignore_errors=True)  # each attempt's pod gets a fresh emptyDir
     out_dir.mkdir(parents=True)
+    sink = workdir / "xcom" / task.id
     env["KDAG_XCOM_IN"] = str(workdir / "xcom")
     env["KDAG_XCOM_DIR"] = str(out_dir)
-    env["KDAG_XCOM_SINK"] = f"dir:{workdir / 'xcom' / task.id}"
-    env["KDAG_TERMINATION_LOG"] = str(workdir / "logs" / f"{task.id}.termination")
+    env["KDAG_XCOM_SINK"] = f"dir:{sink if map_index is None else sink / str(map_index)}"
+    env["KDAG_TERMINATION_LOG"] = str(workdir / "logs" / f"{key}.termination")
     if "KDAG_DAG_FILE" in env:
         assert dag.python_file is not None  # checked before the run starts
         env["KDAG_DAG_FILE"] = str(dag.python_file)
@@ -297,10 +410,17 @@ def _attempt_env(
 
 
 def _run_attempt(
-    task: TaskSpec, attempt: int, env: dict[str, str], workdir: Path, done: queue.Queue[_AttemptDone]
+    task: TaskSpec,
+    attempt: int,
+    env: dict[str, str],
+    workdir: Path,
+    done: queue.Queue[_AttemptDone],
+    key: str | None = None,
 ) -> None:
-    """Run one attempt to the end in this (worker) thread and report it on `done`."""
-    log_path = workdir / "logs" / f"{task.id}.log"
+    """Run one attempt to the end in this (worker) thread and report it on `done` (under `key`: the task
+    id, or a mapped instance's `instance_key`)."""
+    key = key or task.id
+    log_path = workdir / "logs" / f"{key}.log"
     termination = Path(env["KDAG_TERMINATION_LOG"])
     for path in (termination, _task_termination(termination)):
         path.unlink(missing_ok=True)
@@ -320,7 +440,7 @@ def _run_attempt(
     except OSError as err:
         message = f"could not start task {task.id!r}: {err}"
         result = AttemptResult(finished=True, exit_code=127, message=message)
-    done.put(_AttemptDone(task.id, attempt, result, datetime.now(UTC)))
+    done.put(_AttemptDone(key, attempt, result, datetime.now(UTC)))
 
 
 class _TimedOut(Exception):
@@ -404,10 +524,16 @@ def _last_log_line(log_path: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def read_xcoms(xcom_root: Path, order: list[str]) -> list[XComRow]:
-    """Every XCom in a run's directory, task by task in topological order, keys as the task pushed them."""
+def read_xcoms(xcom_root: Path, order: list[str], mapped: Mapping[str, int] | None = None) -> list[XComRow]:
+    """Every XCom in a run's directory, task by task in topological order, keys as the task pushed them;
+    a mapped task's (`mapped`: its instance count) instance by instance, in map order."""
     rows: list[XComRow] = []
     for tid in order:
+        if mapped is not None and tid in mapped:
+            for index in range(mapped[tid]):
+                for key, value in store.read_task_values(xcom_root / tid / str(index)).items():
+                    rows.append(XComRow(tid, key, value, index))
+            continue
         for key, value in store.read_task_values(xcom_root / tid).items():
             rows.append(XComRow(tid, key, value))
     return rows

@@ -1,0 +1,1 @@
+select '{{ params.who }}' as who, '{{ ds }}' as day
