@@ -108,7 +108,9 @@ class _TaskFunction:
         other.partial_kwargs = dict(self.partial_kwargs)
         return other
 
-    def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
+    def _operator_options(self) -> tuple[dict[str, Any], str, bool]:
+        """The operator's arguments, its unique task id and `on_failure_fail_dagrun`, for a call and a
+        mapped call alike."""
         options = dict(self.options)
         if self.is_teardown:
             if "trigger_rule" in options:
@@ -121,13 +123,21 @@ class _TaskFunction:
         task_id = _unique_task_id(label, options.get("dag"), options.get("task_group"))
         if options.get("multiple_outputs") is None:
             options["multiple_outputs"] = self.multiple_outputs
+        return options, task_id, bool(fail_dagrun)
+
+    def _output(self, operator: Any, fail_dagrun: bool) -> XComArg:
+        """The new operator marked setup/teardown as the decorator says; its XComArg."""
+        operator.is_setup = self.is_setup
+        operator.is_teardown = self.is_teardown
+        operator.on_failure_fail_dagrun = fail_dagrun
+        return XComArg(operator)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
+        options, task_id, fail_dagrun = self._operator_options()
         operator = self.operator_class(
             task_id=task_id, python_callable=self.function, op_args=args, op_kwargs=kwargs, **options
         )
-        operator.is_setup = self.is_setup
-        operator.is_teardown = self.is_teardown
-        operator.on_failure_fail_dagrun = bool(fail_dagrun)
-        return XComArg(operator)
+        return self._output(operator, fail_dagrun)
 
     # -- dynamic task mapping (mapping.py) -------------------------------------------------------
 
@@ -159,18 +169,7 @@ class _TaskFunction:
         return self._mapped(mapping.ListOfDictsExpandInput(kwargs), strict=strict)
 
     def _mapped(self, expand_input: mapping.ExpandInput, *, strict: bool) -> XComArg:
-        options = dict(self.options)
-        if self.is_teardown:
-            if "trigger_rule" in options:
-                raise DagDefinitionError(
-                    f"@teardown '{self.function.__name__}': trigger rule not configurable for teardown tasks"
-                )
-            options["trigger_rule"] = TriggerRule.ALL_DONE_SETUP_SUCCESS
-        fail_dagrun = options.pop("on_failure_fail_dagrun", self.on_failure_fail_dagrun)
-        label = options.pop("task_id", None) or self.function.__name__
-        task_id = _unique_task_id(label, options.get("dag"), options.get("task_group"))
-        if options.get("multiple_outputs") is None:
-            options["multiple_outputs"] = self.multiple_outputs
+        options, task_id, fail_dagrun = self._operator_options()
         operator = mapping.mapped_task_function(
             function=self.function,
             operator_class=self.operator_class,
@@ -180,10 +179,7 @@ class _TaskFunction:
             expand_input=expand_input,
             strict=strict,
         )
-        operator.is_setup = self.is_setup
-        operator.is_teardown = self.is_teardown
-        operator.on_failure_fail_dagrun = bool(fail_dagrun)
-        return XComArg(operator)
+        return self._output(operator, fail_dagrun)
 
 
 def _unique_task_id(task_id: str, dag: DAG | None, group: TaskGroup | None) -> str:
