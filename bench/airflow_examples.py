@@ -7,9 +7,11 @@ several) runs under `airflow dags test DAG DATE -f FILE -B BUNDLE` in the refere
 `[core] load_examples` on, so the examples are Airflow's own bundles (`example_dags`,
 `apache-airflow-providers-standard-example-dags`, ...) with their plugins loaded, and under
 `kdag run --local FILE --dag-id DAG -o json --logical-date DATE` with the same logical date (and the same
-conf, `RUN_CONF`). Task states and XCom rows are compared; the table gives one verdict per DAG and ends with
-an `N/M match` line over the DAGs in scope. Examples that need a system outside this machine, or cannot
-finish under `airflow dags test`, are listed in `EXCLUDED` with the reason and run on neither side.
+conf, `RUN_CONF`; every example folder given with `--dag-folder`, where a TriggerDagRunOperator finds the
+DAG it triggers, as Airflow finds it among the bundles it loaded). Task states and XCom rows are
+compared; the table gives one verdict per DAG and ends with an `N/M match` line over the DAGs in scope.
+Examples that need a system outside this machine, or cannot finish under `airflow dags test`, are listed in
+`EXCLUDED` with the reason and run on neither side.
 
 Airflow's results do not change for one version and logical date, so they are kept per DAG in
 `~/.cache/kdag/airflow-examples/<version>/<date>/` (with Airflow's log beside them): a second run only
@@ -99,10 +101,17 @@ EXCLUDED: dict[str, str] = {
     "standard/example_sensors.py": "a deferrable TimeSensor an hour ahead: `airflow dags test` runs its "
     "trigger inline for the whole hour (the sensor's timeout=1 is not applied there)",
     "standard/example_external_task_marker_dag.py:example_external_task_marker_child": "ExternalTaskSensor "
-    "waits for another DAG's run (needs a scheduler running that DAG)",
+    "waits for the parent DAG's run, which `airflow dags test` never makes (a 600 s timeout on both sides)",
     "standard/example_external_task_parent_deferrable.py": "triggers child_dag and waits for its run "
     "(ExternalTaskSensor; needs a scheduler running that DAG)",
     "common.sql/example_analytics.py": "SQL analytics over S3, GCS, Azure storage (connections)",
+    # Plugins extend Airflow's own scheduler, and these two import theirs from inside the Airflow package
+    # (`airflow.example_dags.plugins`), which exists only where Airflow is installed. kdag's controller runs
+    # no user code to decide when or in what order tasks run (docs/design.md, "Airflow semantics").
+    "example_custom_weight.py": "an Airflow plugin: a priority-weight strategy from `airflow.example_dags."
+    "plugins` (kdag starts every ready task at once; `weight_rule` is accepted with a warning)",
+    "example_workday_timetable.py": "an Airflow plugin: a custom timetable class from `airflow.example_dags."
+    "plugins` (the scheduler would run its Python code; kdag's controller runs no user code)",
 }
 
 # Examples whose XCom values are random (or the time they ran): values compared by JSON type only.
@@ -471,12 +480,25 @@ def run_airflow(venv: Path, homes: AirflowHomes, example: Example, date: str, lo
     return Result(state=state, run_id=run_id, tasks=tasks, xcoms=rows, seconds=seconds, home=str(home))
 
 
-def run_kdag(kdag: Path, file: Path, dag_id: str, date: str, conf: dict[str, Any] | None = None) -> Result:
-    """`kdag run --local FILE --dag-id DAG -o json`; a failed task's error from its termination message."""
+def run_kdag(
+    kdag: Path,
+    file: Path,
+    dag_id: str,
+    date: str,
+    conf: dict[str, Any] | None = None,
+    dag_folders: tuple[Path, ...] = (),
+) -> Result:
+    """`kdag run --local FILE --dag-id DAG -o json`; a failed task's error from its termination message.
+
+    `dag_folders` (`--dag-folder`): where a TriggerDagRunOperator finds the DAG it triggers, as Airflow
+    finds it among the example bundles it loaded.
+    """
     with tempfile.TemporaryDirectory(prefix="kdag-example-") as workdir:
         started = time.perf_counter()
         command = [str(kdag), "run", "--local", str(file), "--dag-id", dag_id, "-o", "json"]
         command += ["--logical-date", date, "--workdir", workdir]
+        for folder in dag_folders:
+            command += ["--dag-folder", str(folder)]
         if conf is not None:
             command += ["--conf", json.dumps(conf)]
         # Airflow's tasks see its AIRFLOW_HOME (example_bash_operator reports `$AIRFLOW_HOME/dags`); kdag's
@@ -559,7 +581,9 @@ def outcome(
     airflow = cached_airflow(venv, homes, cache, example, date, refresh)
     conf = RUN_CONF.get(example.name)
     kdag = (
-        run_kdag(args.kdag, example.file, example.dag_id, date, conf) if airflow.failure is None else Result()
+        run_kdag(args.kdag, example.file, example.dag_id, date, conf, args.dag_folders)
+        if airflow.failure is None
+        else Result()
     )
     by_shape = example.name in RANDOM_VALUES
     verdict = compare(airflow, kdag, by_shape)
@@ -599,6 +623,8 @@ def main() -> int:
         if selected(example_name(relative), dag_id, args.only)
     ]
     todo.sort(key=lambda e: (e.name.count("/"), e.name, e.dag_id))
+    # Every example folder, as Airflow loads every example bundle: where triggered DAGs are found.
+    args.dag_folders = tuple(sorted({(root / relative).parent for relative in files}))
     print(f"Apache Airflow {version} ({venv}), logical date {date}, {len(todo)} DAGs", flush=True)
 
     outcomes: dict[Example, dict[str, Any]] = {}

@@ -15,6 +15,7 @@ from kdag import graph
 from kdag.api.models import DAGSpec, TaskPhase
 from kdag.render import RunInfo, render_task_pod
 from kdag.settings import ControllerSettings
+from kdag.task_state import TaskState
 
 TASKS = 100
 REPEAT = 200
@@ -34,7 +35,7 @@ def main() -> None:
         for i in range(TASKS)
     ]
     dag = DAGSpec.model_validate({"tasks": tasks})
-    states = {f"t{i}": graph.TaskState(TaskPhase.SUCCEEDED) for i in range(TASKS // 2)}
+    states = {f"t{i}": TaskState(TaskPhase.SUCCEEDED) for i in range(TASKS // 2)}
     now = datetime.now(UTC)
     settings = ControllerSettings()
     run = RunInfo(namespace="ns", dag_name="d", name="d-1", uid="u", logical_date=now, dag=dag)

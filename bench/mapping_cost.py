@@ -7,7 +7,7 @@ how many pods, TaskRuns and ConfigMaps the run made; the controller's writes (`k
 from the host controller's metrics as bench/controller_chain.py does) in all, per instance and by verb and
 resource; the time from `make` finishing to the last instance's pod being created; the size of the reduce
 pod's manifest and its projected volume's sources. With `--fan` the same N as a plain fan-out of N unmapped
-tasks (at most 98: a DAG holds 100 tasks), for comparison.
+tasks (at most 30: a task has at most 30 upstream tasks), for comparison.
 
     KUBECONFIG=... .venv/bin/python bench/mapping_cost.py [--instances 100] [--fan]
 """
@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from controller_support import ControllerProcess, apply_controller_prerequisites, kubectl
+from kdag.api.models import MAX_UPSTREAM
 
 
 def metric_samples(text: str, name: str) -> dict[str, float]:
@@ -192,8 +193,9 @@ def main() -> None:
             kubeconfig, process, namespace, mapped_dag("mapped", args.instances), args.instances, args.timeout
         )
         if args.fan:
-            # A DAG holds at most 100 tasks (make, reduce and 98 workers); a mapped task has no such limit.
-            width = min(args.instances, 98)
+            # A task has at most MAX_UPSTREAM (30) upstream tasks, so the unmapped join reads at most 30
+            # workers; a mapped task has no such limit (one upstream, any number of instances).
+            width = min(args.instances, MAX_UPSTREAM)
             measure(kubeconfig, process, namespace, fan_dag("fan", width), width, args.timeout)
     finally:
         process.stop()

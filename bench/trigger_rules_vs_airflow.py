@@ -29,6 +29,7 @@ from typing import Any
 from airflow_reference import airflow_dags_test, airflow_venv, airflow_version, latest_run, migrate
 from kdag import graph
 from kdag.api.models import RunPhase, TaskPhase, TaskSpec, TriggerRule
+from kdag.task_state import TaskState
 
 LOGICAL_DATE = "2026-01-01"
 AIRFLOW_STATES = {
@@ -248,20 +249,20 @@ def run_kdag(tasks: list[Task]) -> tuple[str, dict[str, TaskPhase]]:
         for t in tasks
     ]
     by_id = {t.id: t for t in tasks}
-    states: dict[str, graph.TaskState] = {}
+    states: dict[str, TaskState] = {}
     now = datetime.now(UTC)
     while True:
         decision = graph.decide(specs, states, now)
         for tid in decision.upstream_failed:
-            states[tid] = graph.TaskState(TaskPhase.UPSTREAM_FAILED)
+            states[tid] = TaskState(TaskPhase.UPSTREAM_FAILED)
         for tid in decision.skipped:
-            states[tid] = graph.TaskState(TaskPhase.SKIPPED)
+            states[tid] = TaskState(TaskPhase.SKIPPED)
         for tid in decision.start:
             if by_id[tid].fails:
-                states[tid] = graph.TaskState(TaskPhase.FAILED, attempts=1)
+                states[tid] = TaskState(TaskPhase.FAILED, attempts=1)
             else:
                 skip = skip_tasks(by_id[tid], tasks)
-                states[tid] = graph.TaskState(TaskPhase.SUCCEEDED, attempts=1, skip_tasks=skip)
+                states[tid] = TaskState(TaskPhase.SUCCEEDED, attempts=1, skip_tasks=skip)
         if not (decision.start or decision.upstream_failed or decision.skipped):
             phase = {RunPhase.SUCCEEDED: "success", RunPhase.FAILED: "failed"}.get(decision.phase, "running")
             return phase, dict(decision.phases)

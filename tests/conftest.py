@@ -3,10 +3,15 @@
 `kubeconfig` finds or makes one: `$KUBECONFIG` when the caller gives one; else a kind cluster through
 pytest-kind when kind and a working Docker engine exist; else the local cluster of `tests/cluster/up`.
 Tests marked `cluster` get it even without asking for the fixture.
+
+Under pytest-xdist (`KDAG_TEST_WORKERS=2 bash tests/run` passes `-n 2 --dist loadgroup`), every test that
+needs the cluster is in one group, `cluster`, so one worker runs them in order, with one cluster session and
+one host controller, while the other worker runs the tests that need no cluster.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -131,9 +136,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that restart the cluster go last, so no other test loses its cluster or session fixtures."""
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that restart the cluster go last, so no other test loses its cluster or session fixtures; under
+    xdist the tests that need the cluster form one group, run by one worker in this order."""
     items.sort(key=lambda item: item.get_closest_marker("cluster_lifecycle") is not None)
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            if _needs_cluster(item):
+                item.add_marker(pytest.mark.xdist_group("cluster"))
 
 
 def _needs_cluster(item: pytest.Item) -> bool:
@@ -151,9 +162,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         reporter.write_line(
             "test cluster: making sure the Kubernetes binaries are built (minutes the first time)"
         )
-    completed = subprocess.run(
-        [str(CLUSTER_SCRIPTS / "build-k8s")], capture_output=True, text=True, check=False, timeout=3600
-    )
+    # Each xdist worker collects every test: the first builds, the other waits and finds them built.
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    with (CACHE_ROOT / "build-k8s.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        completed = subprocess.run(
+            [str(CLUSTER_SCRIPTS / "build-k8s")], capture_output=True, text=True, check=False, timeout=3600
+        )
     if completed.returncode != 0:
         raise pytest.UsageError(f"tests/cluster/build-k8s failed:\n{completed.stderr[-4000:]}")
     _add_kubernetes_binaries_to_path()

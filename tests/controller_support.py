@@ -168,12 +168,14 @@ def running_controllers() -> list[ControllerProcess]:
 
 
 def apply_controller_prerequisites(kubeconfig: str) -> None:
-    """CRDs (crds/, or $KDAG_TEST_CRDS_DIR) and the cluster-wide XCom guard, as the chart installs them."""
+    """CRDs (crds/, or $KDAG_TEST_CRDS_DIR), the cluster-wide XCom guard and the task ClusterRole `kdag-task`
+    the controller binds in each namespace: the generated files the chart installs too."""
     crds = os.environ.get("KDAG_TEST_CRDS_DIR") or str(REPO / "crds")
     kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", crds)
-    guard = REPO / "deploy" / "xcom-guard.yaml"
-    if guard.exists():
-        kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(guard))
+    for generated in ("xcom-guard.yaml", "task-clusterrole.yaml"):
+        path = REPO / "deploy" / generated
+        if path.exists():
+            kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(path))
     kubectl(
         kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
         "crd/dags.kdag.dev", "crd/dagruns.kdag.dev", "crd/taskruns.kdag.dev",

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from kdag_runner.main import EXIT_RESCHEDULE, EXIT_SKIPPED
+from kdag_runner.report import EXIT_RESCHEDULE, EXIT_SKIPPED
 
 from kdag.api.models import MAX_SKIP_TASKS, TASK_ID_MAX, TASK_ID_PATTERN
-from kdag.render import SIDECAR_CONTAINER, TASK_CONTAINER, format_time, parse_time
+from kdag.questions import Questions, describe, parse
+from kdag.render import INPUTS_CONTAINER, SIDECAR_CONTAINER, TASK_CONTAINER, parse_time
+from kdag.triggers import TriggerRequest
 
 MESSAGE_MAX = 4096
 _TASK_ID = re.compile(TASK_ID_PATTERN)
@@ -49,8 +51,16 @@ class AttemptResult:
     """A success's `xcomLengths`: the length of each pushed list or dict, by ConfigMap key (mapping)."""
     rendered_map_index: str = ""
     """A mapped instance's `renderedMapIndex` (its map_index_template rendered), "" without one."""
+    questions: Questions = field(default_factory=Questions)
+    """A reschedule report's questions about other runs (`kdag.questions`): a TriggerDagRunOperator's
+    request, an ExternalTaskSensor's question."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+    @property
+    def trigger_request(self) -> TriggerRequest | None:
+        """A TriggerDagRunOperator's request (`triggerDagRun` of a reschedule report): the run to start."""
+        return self.questions.trigger
 
 
 @dataclass(frozen=True)
@@ -99,13 +109,19 @@ def attempt_result(
             return AttemptResult(
                 finished=True, exit_code=task.exit_code, message=problem, xcom_keys=keys, xcom_bytes=size
             )
+        questions, problem = parse(report)  # about other runs, e.g. a TriggerDagRunOperator's request
+        if problem:
+            return AttemptResult(
+                finished=True, exit_code=task.exit_code, message=problem, xcom_keys=keys, xcom_bytes=size
+            )
         return AttemptResult(
             finished=True,
             exit_code=task.exit_code,
-            message=f"up for reschedule: the next attempt starts at {format_time(at)}",
+            message=describe(questions, at),
             xcom_keys=keys,
             xcom_bytes=size,
             reschedule_at=at,
+            questions=questions,
         )
     if task.exit_code != 0:
         task_report = _report(task.message)
@@ -119,7 +135,16 @@ def attempt_result(
                 message += ": " + _tail(detail)
         # Only the runner's own report may refuse a retry (a sensor's timeout), never a user's command.
         retry = not (sidecar is None and task_report is not None and task_report.get("retry") is False)
-        return AttemptResult(finished=True, exit_code=task.exit_code, message=message, retry=retry)
+        # The XComs stored before the task failed stay, as in Airflow: tasks downstream may pull them.
+        keys, size = _pushed(report)
+        return AttemptResult(
+            finished=True,
+            exit_code=task.exit_code,
+            message=message,
+            retry=retry,
+            xcom_keys=keys,
+            xcom_bytes=size,
+        )
     if pusher.exit_code != 0 or (report is not None and "error" in report):
         if report is not None and "error" in report:
             message = str(report["error"])
@@ -273,6 +298,12 @@ def parse_attempt_result(pod: Mapping[str, Any]) -> AttemptResult:
             started_at=started_at,
             finished_at=finished_at,
         )
+    inputs_term = terms.get(INPUTS_CONTAINER)
+    if task_term is None and inputs_term is not None and inputs_term.get("exitCode"):
+        # The xcomInputs check stopped the pod before the command could fail to start: its report says
+        # which input and is never retried (`"retry": false`), as the runner's own reports are read.
+        result = attempt_result(_termination(inputs_term, default_reason="Error"))
+        return replace(result, started_at=started_at, finished_at=finished_at)
     if task_term is None:
         reason = status.get("reason") or phase or "unknown"
         detail = status.get("message") or ""

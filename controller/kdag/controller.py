@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -21,14 +22,40 @@ import kopf
 from kdag_runner import keys
 
 from kdag import metrics
+from kdag.handlers import dags
 from kdag.handlers.registry import build_registry
 from kdag.handlers.runtime import Runtime
-from kdag.kube import KubeApi
+from kdag.kube import VALIDATING_WEBHOOK_CONFIGURATION, KubeApi, KubeApiError
 from kdag.settings import ControllerSettings
-from kdag.webhook import self_signed_certificate
+from kdag.webhook import self_signed_certificate, webhook_configuration
+
+logger = logging.getLogger("kdag.controller")
 
 WEBHOOK_CONFIGURATION = "kdag.dev"
 """Name of the ValidatingWebhookConfiguration the controller manages when it runs on the host."""
+WEBHOOK_READY_SECONDS = 60.0
+"""How long the host controller waits for its webhook server to listen before registering it anyway."""
+
+
+@dataclass(frozen=True)
+class HostWebhook:
+    """The webhook server of a controller on the host: its self-signed certificate, and where it listens."""
+
+    host: str
+    port: int
+    certfile: Path
+    pkeyfile: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    @classmethod
+    def make(cls, settings: ControllerSettings) -> HostWebhook:
+        """A certificate for the address the API server calls (loopback for a wildcard address)."""
+        host = settings.webhook_host if settings.webhook_host not in ("0.0.0.0", "::") else "127.0.0.1"
+        certfile, pkeyfile = self_signed_certificate(Path(tempfile.mkdtemp(prefix="kdag-webhook-")), host)
+        return cls(host, settings.webhook_port, certfile, pkeyfile)
 
 
 @dataclass(frozen=True)
@@ -71,7 +98,10 @@ def _int_env(name: str, raw: str | None) -> int | None:
 
 
 def _configure(
-    settings: ControllerSettings, options: ProcessOptions, kopf_settings: kopf.OperatorSettings
+    settings: ControllerSettings,
+    options: ProcessOptions,
+    kopf_settings: kopf.OperatorSettings,
+    host_webhook: HostWebhook | None = None,
 ) -> None:
     kopf_settings.posting.enabled = False  # kdag posts its own Events; kopf's would double them
     kopf_settings.watching.server_timeout = 300
@@ -100,31 +130,83 @@ def _configure(
             pkeyfile=options.webhook_keyfile,
         )
         return
-    # On the host: a self-signed certificate for the address the API server calls; kopf manages the config.
-    host = settings.webhook_host if settings.webhook_host not in ("0.0.0.0", "::") else "127.0.0.1"
-    certfile, pkeyfile = self_signed_certificate(Path(tempfile.mkdtemp(prefix="kdag-webhook-")), host)
+    # On the host: a self-signed certificate for the address the API server calls; kdag registers the
+    # webhooks itself (`register_host_webhook`): kopf's managed configuration has no matchConditions.
+    if host_webhook is None:
+        raise ValueError("a controller on the host needs its webhook's certificate (HostWebhook.make)")
     kopf_settings.admission.server = kopf.WebhookServer(
         addr=settings.webhook_host,
         port=settings.webhook_port,
-        host=host,
-        certfile=str(certfile),
-        pkeyfile=str(pkeyfile),
+        host=host_webhook.host,
+        certfile=str(host_webhook.certfile),
+        pkeyfile=str(host_webhook.pkeyfile),
     )
-    kopf_settings.admission.managed = WEBHOOK_CONFIGURATION
+
+
+async def _listening(host: str, port: int, timeout: float) -> bool:
+    """Whether a TCP server accepts connections at host:port within `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+async def register_host_webhook(api: KubeApi, webhook: HostWebhook) -> None:
+    """Register the webhooks of a controller on the host once its server listens (so no request meets a
+    closed port), with their matchConditions (`kdag.webhook.webhook_configuration`)."""
+    if not await _listening(webhook.host, webhook.port, WEBHOOK_READY_SECONDS):
+        logger.warning("the webhook server does not listen at %s yet; registering it anyway", webhook.url)
+    configuration = webhook_configuration(WEBHOOK_CONFIGURATION, webhook.url, webhook.certfile.read_bytes())
+    try:
+        # Made anew, so that no webhook of an earlier controller (another port) stays in it.
+        if await api.create_if_absent(configuration, "") is None:
+            await api.delete(VALIDATING_WEBHOOK_CONFIGURATION, "", WEBHOOK_CONFIGURATION)
+            await api.create(configuration, "")
+    except KubeApiError:
+        logger.exception("could not register the validating webhooks at %s", webhook.url)
+        raise
+    logger.info("registered the validating webhooks at %s", webhook.url)
+
+
+async def unregister_host_webhook(api: KubeApi, webhook: HostWebhook) -> None:
+    """Delete the webhook configuration when it still points at this controller: a webhook nobody serves
+    would refuse every new DAG and DAGRun (never their deletion or metadata: see `kdag.webhook`)."""
+    try:
+        current = await api.get(VALIDATING_WEBHOOK_CONFIGURATION, "", WEBHOOK_CONFIGURATION)
+        hooks = (current or {}).get("webhooks") or []
+        urls = [str((hook.get("clientConfig") or {}).get("url", "")) for hook in hooks]
+        if any(url.startswith(webhook.url + "/") for url in urls):
+            await api.delete(VALIDATING_WEBHOOK_CONFIGURATION, "", WEBHOOK_CONFIGURATION)
+    except KubeApiError as error:
+        logger.warning("could not unregister the validating webhooks: %s", error)
 
 
 async def operate(settings: ControllerSettings, options: ProcessOptions) -> None:
     """Run the operator until it is stopped (SIGINT/SIGTERM)."""
     runtime = Runtime(settings=settings, api=await KubeApi.connect(options.kubeconfig))
     registry = build_registry(webhook=bool(settings.webhook_port))
+    in_cluster_webhook = bool(options.webhook_certfile and options.webhook_keyfile)
+    host_webhook = HostWebhook.make(settings) if settings.webhook_port and not in_cluster_webhook else None
 
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        _configure(runtime.settings, options, settings)
+        _configure(runtime.settings, options, settings, host_webhook)
 
     kopf.on.startup(registry=registry)(configure)
+    registering = (
+        asyncio.create_task(register_host_webhook(runtime.api, host_webhook)) if host_webhook else None
+    )
     try:
-        # Metrics listen where the webhook does: loopback on the host, all addresses in a pod.
-        metrics.serve(settings.metrics_port, settings.webhook_host)
+        # Loopback unless told otherwise: the chart listens on the pod's address behind its NetworkPolicy.
+        metrics.serve(settings.metrics_port, settings.metrics_host)
         await kopf.operator(
             registry=registry,
             memo=runtime,
@@ -135,6 +217,13 @@ async def operate(settings: ControllerSettings, options: ProcessOptions) -> None
             liveness_endpoint=options.liveness_endpoint,
         )
     finally:
+        await dags.stop_schedules(runtime)
+        if registering is not None:
+            registering.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await registering
+        if host_webhook is not None:
+            await unregister_host_webhook(runtime.api, host_webhook)
         await runtime.api.close()
 
 
@@ -145,7 +234,7 @@ def run(settings: ControllerSettings | None = None, options: ProcessOptions | No
     asyncio.run(operate(settings, options))
 
 
-_WATCH_EVENT_HANDLERS = ("'task_pod_changed'", "'dagrun_deleted'")
+_WATCH_EVENT_HANDLERS = ("'task_pod_changed'", "'dagrun_deleted'", "'dag_event'")
 
 
 def _quiet_watch_events(record: logging.LogRecord) -> bool:

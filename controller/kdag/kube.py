@@ -36,7 +36,8 @@ from kubernetes_asyncio import client, config
 from kdag import metrics
 
 __all__ = [
-    "CONFIGMAP", "DAG", "DAGRUN", "EVENT", "POD", "ROLE", "ROLEBINDING", "SERVICEACCOUNT", "TASKRUN",
+    "CLUSTERROLE", "CONFIGMAP", "DAG", "DAGRUN", "EVENT", "POD", "ROLE", "ROLEBINDING", "SERVICEACCOUNT",
+    "TASKRUN", "VALIDATING_WEBHOOK_CONFIGURATION",
     "Conflict", "Forbidden", "Invalid", "JSONObject", "Kind", "KubeApi", "KubeApiError", "NotFound",
     "SyncKubeApi", "Unreachable", "kind_of", "method_name", "retry_delay",
 ]  # fmt: skip
@@ -59,6 +60,8 @@ class Kind:
     api_version: str
     kind: str
     plural: str
+    namespaced: bool = True
+    """False for a cluster-scoped kind: its calls take no namespace (pass "")."""
 
     @property
     def group(self) -> str:
@@ -80,9 +83,17 @@ SERVICEACCOUNT = Kind("v1", "ServiceAccount", "serviceaccounts")
 EVENT = Kind("v1", "Event", "events")
 ROLE = Kind(RBAC_API_VERSION, "Role", "roles")
 ROLEBINDING = Kind(RBAC_API_VERSION, "RoleBinding", "rolebindings")
+CLUSTERROLE = Kind(RBAC_API_VERSION, "ClusterRole", "clusterroles", namespaced=False)
+VALIDATING_WEBHOOK_CONFIGURATION = Kind(
+    "admissionregistration.k8s.io/v1",
+    "ValidatingWebhookConfiguration",
+    "validatingwebhookconfigurations",
+    namespaced=False,
+)
 
 # Which kubernetes_asyncio API class serves a kind, and the stem of its generated methods
-# (`{verb}_namespaced_{stem}[_{subresource}]`). kdag's own kinds go through CustomObjectsApi.
+# (`{verb}_namespaced_{stem}[_{subresource}]`, `{verb}_{stem}` when cluster-scoped). kdag's own kinds go
+# through CustomObjectsApi.
 _ROUTES: dict[Kind, tuple[type[Any], str]] = {
     DAG: (client.CustomObjectsApi, "custom_object"),
     DAGRUN: (client.CustomObjectsApi, "custom_object"),
@@ -93,6 +104,8 @@ _ROUTES: dict[Kind, tuple[type[Any], str]] = {
     EVENT: (client.CoreV1Api, "event"),
     ROLE: (client.RbacAuthorizationV1Api, "role"),
     ROLEBINDING: (client.RbacAuthorizationV1Api, "role_binding"),
+    CLUSTERROLE: (client.RbacAuthorizationV1Api, "cluster_role"),
+    VALIDATING_WEBHOOK_CONFIGURATION: (client.AdmissionregistrationV1Api, "validating_webhook_configuration"),
 }
 _KINDS_BY_API = {(kind.api_version, kind.kind): kind for kind in _ROUTES}
 
@@ -110,7 +123,8 @@ def method_name(kind: Kind, verb: str, subresource: str = "") -> str:
     api, stem = _ROUTES[kind]
     if api is client.CustomObjectsApi and verb == "read":
         verb = "get"
-    return f"{verb}_namespaced_{stem}" + (f"_{subresource}" if subresource else "")
+    scope = "namespaced_" if kind.namespaced else ""
+    return f"{verb}_{scope}{stem}" + (f"_{subresource}" if subresource else "")
 
 
 def retry_delay(status: int, attempt: int, retry_after: str | None = None) -> float | None:
@@ -243,12 +257,13 @@ class KubeApi:
     ) -> Any:  # fmt: skip
         """One generated method, retried: the body's bytes, or with `stream` the open 2xx response."""
         method = self._method(kind, verb, subresource)
-        args: dict[str, Any] = {"namespace": namespace, **params}
+        args: dict[str, Any] = {"namespace": namespace, **params} if kind.namespaced else dict(params)
         if kind.group == keys.GROUP:
             args.update(group=kind.group, version=kind.version, plural=kind.plural)
         if verb in ("read", "delete", "patch"):
             args["name"] = name
-        what = f"{http_method} {kind.kind} {namespace}/{name}"
+        where = f"{namespace}/{name}" if kind.namespaced else name
+        what = f"{http_method} {kind.kind} {where}"
         if not name:
             what = f"{http_method} {kind.plural} in {namespace}"
         resource = kind.plural + (f"/{subresource}" if subresource else "")
@@ -290,10 +305,15 @@ class KubeApi:
         except Conflict:
             return None
 
-    async def delete(self, kind: Kind, namespace: str, name: str) -> bool:
-        """Delete in the background (dependents go by garbage collection); False if it was already gone."""
+    async def delete(self, kind: Kind, namespace: str, name: str, *, foreground: bool = False) -> bool:
+        """Delete in the background (dependents go by garbage collection); False if it was already gone.
+
+        `foreground`: the object stays (with a deletionTimestamp) until its dependents are gone, so one of
+        the same name made afterwards never meets them (a TriggerDagRunOperator's reset).
+        """
+        policy = "Foreground" if foreground else "Background"
         try:
-            await self._call("DELETE", "delete", kind, namespace, name, propagation_policy="Background")
+            await self._call("DELETE", "delete", kind, namespace, name, propagation_policy=policy)
         except NotFound:
             return False
         return True
@@ -308,9 +328,13 @@ class KubeApi:
 
     async def apply(self, obj: JSONObject, namespace: str, field_manager: str) -> JSONObject:
         """Server-side apply of the whole object (force: this manager takes over conflicting fields)."""
-        body = {**obj, "metadata": {**(obj.get("metadata") or {}), "namespace": namespace}}
+        kind = kind_of(obj)
+        metadata = {**(obj.get("metadata") or {})}
+        if kind.namespaced:
+            metadata["namespace"] = namespace
+        body = {**obj, "metadata": metadata}
         answer = await self._call(
-            "PATCH", "patch", kind_of(obj), namespace, str(body["metadata"].get("name", "")), body=body,
+            "PATCH", "patch", kind, namespace, str(body["metadata"].get("name", "")), body=body,
             field_manager=field_manager, force=True, _content_type="application/apply-patch+yaml",
         )  # fmt: skip
         return _json(answer)

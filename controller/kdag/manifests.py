@@ -12,6 +12,11 @@ from kdag import names
 from kdag.api.models import TaskSpec
 from kdag.render import format_time
 
+SCHEDULED = "scheduled"
+"""The run type (`kdag.dev/run-type`) of the runs the controller makes for a DAG's schedule or `@once`."""
+MANUAL = "manual"
+"""The run type of `kdag trigger`'s runs."""
+
 
 def dagrun_manifest(
     dag_name: str,
@@ -23,11 +28,15 @@ def dagrun_manifest(
     ttl_seconds_after_finished: int | None = None,
     owner_uid: str | None = None,
     namespace: str | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+    run_type: str | None = None,
 ) -> dict[str, Any]:
-    """A DAGRun of the DAG `dag_name` (the schedule's, the initial one, or `kdag trigger`'s).
+    """A DAGRun of the DAG `dag_name` (the schedule's, the initial one, `kdag trigger`'s, or a
+    TriggerDagRunOperator's, whose `extra_labels` name the TaskRun that asked).
 
-    With `owner_uid` the run is owned by the DAG, so deleting the DAG deletes its runs. Empty params and
-    conf are left out, as is a logical date of None (the controller then takes the creation time).
+    With `owner_uid` the run is owned by the DAG, so deleting the DAG deletes its runs. `run_type`
+    (`SCHEDULED`, `MANUAL`) labels it with Airflow's run type. Empty params and conf are left out, as is a
+    logical date of None (the controller then takes the creation time).
     """
     spec: dict[str, Any] = {"dagRef": {"name": dag_name}}
     if logical_date is not None:
@@ -41,12 +50,17 @@ def dagrun_manifest(
     metadata: dict[str, Any] = {"name": run_name}
     if namespace is not None:
         metadata["namespace"] = namespace
-    metadata["labels"] = names.labels(dag_name, run_name)
+    metadata["labels"] = {**names.labels(dag_name, run_name), **(extra_labels or {})}
+    if run_type is not None:
+        metadata["labels"][keys.RUN_TYPE_LABEL] = run_type
     if owner_uid is not None:
-        metadata["ownerReferences"] = [
-            {"apiVersion": keys.API_VERSION, "kind": keys.DAG_KIND, "name": dag_name, "uid": owner_uid}
-        ]
+        metadata["ownerReferences"] = [dag_owner_reference(dag_name, owner_uid)]
     return {"apiVersion": keys.API_VERSION, "kind": keys.DAGRUN_KIND, "metadata": metadata, "spec": spec}
+
+
+def dag_owner_reference(dag_name: str, dag_uid: str) -> dict[str, str]:
+    """An ownerReference to a DAG: what it owns (its runs, its source ConfigMaps) goes when it is deleted."""
+    return {"apiVersion": keys.API_VERSION, "kind": keys.DAG_KIND, "name": dag_name, "uid": dag_uid}
 
 
 def taskrun_manifest(
@@ -77,3 +91,18 @@ def taskrun_manifest(
         },
         "spec": spec,
     }
+
+
+def owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
+    """Whether `obj` names `owner_uid` among its ownerReferences: how kdag tells its own objects from others
+    of the same name or labels (a label can be set by anyone who can write the object; a uid cannot be
+    chosen)."""
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(owner.get("uid") == owner_uid for owner in owners)
+
+
+def owner_names(obj: Mapping[str, Any]) -> str:
+    """The ownerReferences of `obj` as `Kind name (uid ...)`, for messages; `no owner` when it has none."""
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    listed = [f"{o.get('kind')} {o.get('name')} (uid {o.get('uid')})" for o in owners]
+    return ", ".join(listed) or "no owner"

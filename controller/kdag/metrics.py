@@ -36,7 +36,7 @@ def forget_run(run_key: str) -> None:
         RUNS.labels(phase=previous).dec()
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> None:
+def serve(port: int, addr: str = "127.0.0.1") -> None:
     """Serve /metrics from a background thread; port 0 disables it."""
     if port:
         start_http_server(port, addr=addr)

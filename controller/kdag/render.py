@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kdag_runner import keys
-from kdag_runner.store import CONTEXT_KEY, TYPES_KEY
+from kdag_runner.store import CONTEXT_KEY, STATE_KEY, TYPES_KEY
 
-from kdag import graph, names, params, schedules
+from kdag import names, params, schedules, topology
 from kdag.api.models import API_VERSION, DAGSpec, TaskSpec
 from kdag.schedules import DataInterval
 from kdag.settings import ControllerSettings
@@ -23,10 +23,19 @@ from kdag.settings import ControllerSettings
 XCOM_IN_DIR = "/kdag/xcom/in"
 XCOM_OUT_DIR = "/kdag/xcom/out"
 DAG_FILE_DIR = "/kdag/dag"
+STATE_IN_DIR = "/kdag/state"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TASK_CONTAINER = "task"
 SIDECAR_CONTAINER = "xcom"
+INPUTS_CONTAINER = "xcom-inputs"
 RUNNER_COMMAND = ("python3", "-m", "kdag_runner")
+"""A Python task's container: the task's own code runs in the runner, in its image's environment."""
+ISOLATED_RUNNER_COMMAND = ("python3", "-I", "-m", "kdag_runner")
+"""kdag's containers beside a command (the `xcom` collector, which holds the token, and the xcomInputs
+check): isolated mode puts neither the working directory nor PYTHON* variables nor the user's site
+directory on sys.path, so no file a task writes is ever imported there."""
+ISOLATED_WORKDIR = "/"
+"""Their working directory: on their read-only root filesystem, shared with no container."""
 TOKEN_EXPIRATION_SECONDS = 3607
 TASK_UID = 65532
 
@@ -37,7 +46,7 @@ class RunInfo:
 
     namespace: str
     dag_name: str
-    """metadata.name of the DAG (names the `{dag}-source` ConfigMap and the dag label)."""
+    """metadata.name of the DAG (its objects' `kdag.dev/dag` label)."""
     name: str
     """metadata.name of the DAGRun (the run id)."""
     uid: str
@@ -50,8 +59,9 @@ class RunInfo:
     data_interval: DataInterval | None = None
     """spec.dataInterval of the run (scheduled runs have one); None: inferred from the DAG's timetable."""
     run_type: str = "manual"
-    """Airflow's run type: `scheduled` for runs the controller made for the DAG (it owns them), else
-    `manual` (a DAGRun someone created, `kdag trigger`)."""
+    """Airflow's run type: `scheduled` for runs the controller made for the DAG (it owns them),
+    `operator_triggered` for a TriggerDagRunOperator's, else `manual` (a DAGRun someone created,
+    `kdag trigger`)."""
 
     @property
     def dag_id(self) -> str:
@@ -88,8 +98,15 @@ class RunInfo:
 
 
 def _run_type(meta: Mapping[str, Any]) -> str:
+    labelled = (meta.get("labels") or {}).get(keys.RUN_TYPE_LABEL)
+    if labelled in ("scheduled", "manual"):
+        return str(labelled)
+    # A run made before runs were labelled: the controller's own were the only ones its DAG owned.
     owners = meta.get("ownerReferences") or []
-    return "scheduled" if any(owner.get("kind") == keys.DAG_KIND for owner in owners) else "manual"
+    if any(owner.get("kind") == keys.DAG_KIND for owner in owners):
+        return "scheduled"
+    # A run a TriggerDagRunOperator asked for (kdag.triggers labels it), as Airflow 3 types it.
+    return "operator_triggered" if keys.TRIGGERED_BY_UID_LABEL in (meta.get("labels") or {}) else "manual"
 
 
 def _data_interval(value: Mapping[str, Any] | None) -> DataInterval | None:
@@ -140,8 +157,12 @@ def task_env(
     reschedules: int = 0,
     map_index: int | None = None,
     mapped: Mapping[str, int] | None = None,
+    answers: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The KDAG_* environment every container of the attempt gets (docs/design.md, "Delivery").
+
+    `answers` (variable name -> JSON object: the answers to the task's questions about other runs,
+    `kdag.questions`, such as `KDAG_TRIGGERED_RUN`) are added as they are.
 
     `map_index` (an instance of a mapped task) becomes `KDAG_MAP_INDEX`, and `mapped` (the mapped
     ancestors' instance counts) `KDAG_MAPPED`: their XComs are in `{task}/{index}/` of the XCom input.
@@ -150,10 +171,12 @@ def task_env(
     `reschedules` (its attempts that ended up for reschedule) `KDAG_RESCHEDULES`: a reschedule-mode sensor
     measures its timeout from the one, Airflow's try number is `attempt - reschedules`.
     """
-    ancestor_ids = graph.ancestors(run.dag.tasks, task.id)
+    ancestor_ids = topology.ancestors(run.dag.tasks, task.id)
     interval = run_data_interval(run)
     env: list[dict[str, Any]] = [
         {"name": "KDAG_DAG_ID", "value": run.dag_id},
+        # The DAG object's name labels the task's XCom ConfigMap: a dag_id (`_team.etl`) may be no label.
+        {"name": "KDAG_DAG_NAME", "value": run.dag_name},
         {"name": "KDAG_TASK_ID", "value": task.id},
         {"name": "KDAG_RUN_ID", "value": run.name},
         {"name": "KDAG_RUN_UID", "value": run.uid},
@@ -178,6 +201,11 @@ def task_env(
         env.append({"name": "KDAG_TASK_START", "value": format_time(task_start)})
     if reschedules:
         env.append({"name": "KDAG_RESCHEDULES", "value": str(reschedules)})
+    if task.xcom_inputs:
+        inputs = [{"env": inp.env, "task": inp.task, "key": inp.key} for inp in task.xcom_inputs]
+        env.append({"name": "KDAG_XCOM_INPUTS", "value": json.dumps(inputs, separators=(",", ":"))})
+    for name, answer in (answers or {}).items():
+        env.append({"name": name, "value": _json(dict(answer))})
     if task.python is not None:
         if task.python.from_dag_file:
             if run.dag.python_file is None:
@@ -190,7 +218,8 @@ def task_env(
 
 
 def xcom_input_env(run: RunInfo, task: TaskSpec) -> list[dict[str, Any]]:
-    """Declared XCom inputs as env vars read from the producing task's ConfigMap (optional: may be absent)."""
+    """Declared XCom inputs as env vars read from the producing task's ConfigMap (optional: may be absent),
+    for a command's container; a Python task's runner sets them itself (`KDAG_XCOM_INPUTS`), of any size."""
     return [
         {
             "name": inp.env,
@@ -226,6 +255,20 @@ def mapped_xcom_volume(
         for index, keys in enumerate(instance_keys)
     ]
     return {"name": name, "projected": {"sources": sources}}
+
+
+def state_in_volume(run_name: str, task_id: str, map_index: int | None) -> dict[str, Any]:
+    """The task state earlier attempts left (docs/design.md, "Task state store"): the `.state` item of the
+    instance's own ConfigMap, which the kubelet reads, so the task's token needs no `get` (RBAC could not
+    narrow one to its own ConfigMap). Optional: absent until an attempt stored some state."""
+    return {
+        "name": "state-in",
+        "configMap": {
+            "name": names.xcom_configmap_name(run_name, task_id, map_index),
+            "optional": True,
+            "items": [{"key": STATE_KEY, "path": STATE_KEY}],
+        },
+    }
 
 
 def _json(value: Any) -> str:
@@ -267,6 +310,24 @@ def _resources(task: TaskSpec) -> dict[str, Any]:
     return task.resources.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def _isolated_runner_container(
+    name: str, command: str, env: Sequence[Mapping[str, Any]], settings: ControllerSettings
+) -> dict[str, Any]:
+    """One of kdag's containers beside a command: the runner image, isolated (`ISOLATED_RUNNER_COMMAND`),
+    read-only, no mounts yet."""
+    return {
+        "name": name,
+        "image": settings.runner_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": [*ISOLATED_RUNNER_COMMAND, command],
+        "workingDir": ISOLATED_WORKDIR,
+        "env": [dict(var) for var in env],  # copies: no object shared between containers
+        "resources": {k: dict(v) for k, v in settings.sidecar_resources.items()},
+        "securityContext": _container_security(read_only_root=True),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
 def render_task_pod(
     *,
     run: RunInfo,
@@ -279,16 +340,17 @@ def render_task_pod(
     reschedules: int = 0,
     map_index: int | None = None,
     mapped: Mapping[str, Sequence[Sequence[str]]] | None = None,
+    answers: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The Pod of attempt `attempt` (1-based) of the resolved `task`, owned by its TaskRun (`task_start`,
-    `reschedules`: see `task_env`).
+    `reschedules`, `answers`: see `task_env`).
 
     `map_index`: the pod runs that instance of a mapped task. `mapped`: each mapped ancestor's instances,
     by map index, as the ConfigMap keys each pushed (its TaskRun's status.xcomKeys): one projected volume
     per mapped ancestor shows instance i's XComs at `{task}/{i}/{key}` (docs/design.md, "Delivery").
     """
     image = task.image or settings.runner_image
-    ancestor_ids = graph.ancestors(run.dag.tasks, task.id)
+    ancestor_ids = topology.ancestors(run.dag.tasks, task.id)
     mapped = {tid: instance_keys for tid, instance_keys in (mapped or {}).items() if tid in ancestor_ids}
     counts = {tid: len(instance_keys) for tid, instance_keys in mapped.items()}
     # HOME on the /tmp emptyDir: the root filesystem of runner containers is read-only.
@@ -301,10 +363,11 @@ def render_task_pod(
             reschedules=reschedules,
             map_index=map_index,
             mapped=counts,
+            answers=answers,
         ),
         {"name": "HOME", "value": "/tmp"},
     ]
-    env = [*kdag_env, *xcom_input_env(run, task)]
+    env = [*kdag_env, *(xcom_input_env(run, task) if task.python is None else [])]
     user_env = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in task.env or []]
 
     xcom_in_mounts = [
@@ -352,6 +415,11 @@ def render_task_pod(
             container["volumeMounts"].append(
                 {"name": "dag-file", "mountPath": DAG_FILE_DIR, "readOnly": True}
             )
+        if attempt > 1:  # a retry or a reschedule: the state earlier attempts of the instance left
+            volumes.append(state_in_volume(run.name, task.id, map_index))
+            state_mount = {"name": "state-in", "mountPath": STATE_IN_DIR, "readOnly": True}
+            container["volumeMounts"].append(state_mount)
+            container["env"] = [*env, {"name": "KDAG_STATE_IN", "value": STATE_IN_DIR}, *user_env]
     else:
         container["command"] = list(task.command or [])
         if task.args:
@@ -359,24 +427,18 @@ def render_task_pod(
         container["volumeMounts"] = common_mounts
         # Any image: its root filesystem may need to be writable; it holds no token.
         container["securityContext"] = _container_security(read_only_root=False)
-        init_containers.append(
-            {
-                "name": SIDECAR_CONTAINER,
-                "image": settings.runner_image,
-                "imagePullPolicy": settings.image_pull_policy,
-                "restartPolicy": "Always",
-                "command": [*RUNNER_COMMAND, "collect"],
-                "env": [dict(var) for var in kdag_env],  # copies: no object shared between containers
-                "volumeMounts": [
-                    {"name": "xcom-out", "mountPath": XCOM_OUT_DIR},
-                    {"name": "tmp", "mountPath": "/tmp"},
-                    token_mount,
-                ],
-                "resources": {k: dict(v) for k, v in settings.sidecar_resources.items()},
-                "securityContext": _container_security(read_only_root=True),
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-            }
-        )
+        if task.xcom_inputs:
+            # Runs to its end before the collector and the command start: an input too large for the
+            # command's environment fails the attempt here, naming it (kdag_runner.xcom_inputs).
+            inputs_check = _isolated_runner_container(INPUTS_CONTAINER, "check-inputs", kdag_env, settings)
+            inputs_check["volumeMounts"] = [dict(mount) for mount in xcom_in_mounts]
+            init_containers.append(inputs_check)
+        # The collector holds the token, so it shares only /kdag/xcom/out with the command (never its /tmp
+        # nor its own working directory) and runs isolated: nothing the task writes is ever imported.
+        collector = _isolated_runner_container(SIDECAR_CONTAINER, "collect", kdag_env, settings)
+        collector["restartPolicy"] = "Always"
+        collector["volumeMounts"] = [{"name": "xcom-out", "mountPath": XCOM_OUT_DIR}, token_mount]
+        init_containers.append(collector)
 
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -404,7 +466,7 @@ def render_task_pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": names.pod_name(run.name, task.id, attempt, map_index),
+            "name": names.pod_name(run.name, task.id, attempt, map_index, run_uid=run.uid),
             "namespace": run.namespace,
             "labels": labels,
             "ownerReferences": [

@@ -1,4 +1,4 @@
-"""Pure: when a DAG runs. Airflow's timetables read from a DAG spec, and the runs they make (catchup off).
+"""Pure: when a DAG runs. Airflow's timetables read from a DAG spec, and the runs they make.
 
 A DAG's time schedule is one of (Airflow 3's class in brackets):
 - `Cron`: a run at each tick of one or more cron expressions in a time zone [CronTriggerTimetable, which a
@@ -20,9 +20,11 @@ Where kdag differs from Airflow's scheduler, on purpose:
 - It is stateless: the ticks of a `Delta` are `start + k * every` (the Unix epoch when there is no `start`)
   whenever the controller looks, where Airflow chains each run from the previous one (and, with catchup
   off, starts the chain when it first schedules the DAG).
-- Catchup is always off, and no run is made for a tick that passed before the controller saw the DAG:
-  Airflow creates the most recent past run when a DAG is first scheduled. A controller that was away over
-  ticks makes the newest one it missed (`latest_run`), as Airflow does after a DAG is unpaused.
+- No run is made for a tick that passed before the controller first scheduled the DAG (Airflow creates the
+  most recent past run then), unless catchup is on and the timetable has a `start`. Ticks missed after
+  that (the controller was away, a run could not be made) follow Airflow's `catchup` (`due_run`): off, only
+  the newest missed tick runs, as Airflow does after a DAG is unpaused; on, each missed tick runs once,
+  oldest first.
 Cron expressions are read in local time (zoneinfo) and each tick is converted to UTC, as Airflow does: an
 expression that fires every hour keeps firing hourly across daylight-saving changes; other expressions
 fire at the first occurrence of a repeated local time and just after a skipped one.
@@ -330,8 +332,45 @@ def missed_run(
     """
     if last_logical_date is None:
         return None
-    run = latest_run(timetable, now)
-    if run is None or run.logical_date <= utc(last_logical_date):
+    return due_run(timetable, resume_cursor(timetable, last_logical_date, now, catchup=False), now, False)
+
+
+def resume_cursor(
+    timetable: Timetable, last_logical_date: datetime | None, now: datetime, catchup: bool
+) -> datetime:
+    """Where a schedule starting at `now` resumes: every run due at or before the time returned was made
+    (or passed over); `due_run` makes the ones after it.
+
+    After a scheduled run was made (`last_logical_date`, the DAG's status.lastScheduleTime), just before the
+    first run with a later logical date, so the ticks missed since are due; for a DAG never scheduled, `now`
+    (no run for a tick before the controller saw it), or with `catchup` just before the timetable's
+    `start`, as Airflow's catchup runs from start_date.
+    """
+    now = utc(now)
+    if last_logical_date is None:
+        if catchup and timetable.start is not None and timetable.start < now:
+            return timetable.start - _STEP
+        return now
+    last = utc(last_logical_date)
+    run = next_run(timetable, last - _STEP)
+    while run is not None and run.logical_date <= last:
+        run = next_run(timetable, run.run_after)
+    if run is None:
+        return now
+    return min(run.run_after - _STEP, now)
+
+
+def due_run(timetable: Timetable, cursor: datetime, now: datetime, catchup: bool) -> ScheduledRun | None:
+    """The run to make at `now` when every run due at or before `cursor` was made; None when none is due.
+
+    With `catchup`, the oldest run due after the cursor (each missed tick runs once, oldest first, as
+    Airflow's catchup=True); without, the newest run due by `now` when it is after the cursor (the ticks
+    missed before it are passed over, as Airflow's catchup=False). Make it, then move the cursor to its
+    `run_after`; a run that could not be made stays due.
+    """
+    now = utc(now)
+    run = next_run(timetable, cursor) if catchup else latest_run(timetable, now)
+    if run is None or run.run_after > now or run.run_after <= utc(cursor):
         return None
     return run
 

@@ -22,6 +22,11 @@ class ControllerSettings:
     task_service_account: str = "kdag-task"
     """ServiceAccount task pods run as; the XCom guard is keyed on it (env KDAG_TASK_SERVICE_ACCOUNT)."""
 
+    task_cluster_role: str = "kdag-task"
+    """ClusterRole (configmaps create/patch) the controller binds to the task ServiceAccount in each
+    namespace; it owns what the controller makes there, so deleting it removes them
+    (env KDAG_TASK_CLUSTER_ROLE)."""
+
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty means the whole cluster (env KDAG_NAMESPACES, comma-separated)."""
 
@@ -36,6 +41,9 @@ class ControllerSettings:
 
     metrics_port: int = 8080
     """Port of the Prometheus metrics endpoint (env KDAG_METRICS_PORT); 0 disables it."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint listens on (env KDAG_METRICS_HOST); the chart sets 0.0.0.0 for scrapes."""
 
     task_tmp_size_limit: str = "64Mi"
     """sizeLimit of the emptyDir mounted at /tmp in task pods (env KDAG_TASK_TMP_SIZE_LIMIT)."""

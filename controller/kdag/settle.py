@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from kdag import graph, names
+from kdag import names, questions
 from kdag.api.models import TaskPhase, TaskRunStatus, TaskSpec
 from kdag.attempts import AttemptResult, parse_attempt_result
-from kdag.graph import TaskState
 from kdag.render import format_time
+from kdag.retries import next_attempt_at
+from kdag.task_state import TaskState
 
 ACTIVE_PHASES = frozenset(
     {TaskPhase.PENDING, TaskPhase.RUNNING, TaskPhase.RETRYING, TaskPhase.UP_FOR_RESCHEDULE}
@@ -45,6 +46,9 @@ class Settlement:
     events: tuple[EventAction, ...] = ()
     finished: AttemptResult | None = None
     """The result of the attempt that finished in this pass (handoff timing, XCom bytes), else None."""
+    delete_pods: tuple[str, ...] = ()
+    """Pods to delete once the patch is written: those of earlier attempts that ended up for reschedule (a
+    sensor's pokes). The newest attempt's pod stays: `kdag logs` reads `podName`."""
 
 
 def attempt_of(pod: Mapping[str, Any]) -> int:
@@ -82,7 +86,9 @@ def settle(
     attempt's pod finishing settles the attempt (success, skip, reschedule, retry or failure); its pod gone
     before it finished is a failed attempt; a pod stuck before running updates the message; older pods are
     ignored. A reschedule (a sensor not done yet, exit code 5) makes the task UpForReschedule until the time
-    its report names (`nextAttemptAt`) and counts in `reschedules`, never against the retries.
+    its report names (`nextAttemptAt`) and counts in `reschedules`, never against the retries; once a newer
+    attempt is recorded, the pods of earlier reschedules are to be deleted (`delete_pods`). A finished
+    attempt's XCom keys are recorded whatever its outcome: what it stored stays until the next one.
     """
     phase = status.phase or TaskPhase.PENDING
     attempts = status.attempts or 0
@@ -113,8 +119,9 @@ def settle(
             result = parse_attempt_result(pods[attempts])
         else:
             # The pod of the current attempt is gone (deleted, evicted) before it finished: a failed attempt.
-            pod_name = names.pod_name(run_name, task.id, attempts, map_index)
-            result = AttemptResult(finished=True, message=f"pod {pod_name} was deleted before it finished")
+            taskrun = names.taskrun_name(run_name, task.id, map_index)
+            pod = status.pod_name or f"of attempt {attempts} of TaskRun {taskrun}"
+            result = AttemptResult(finished=True, message=f"pod {pod} was deleted before it finished")
     if result is not None and result.finished:
         finished = result
         changes.update(exit_code=result.exit_code, message=result.message or None)
@@ -134,9 +141,12 @@ def settle(
         elif result.reschedule_at is not None:
             # Not a try: the next attempt pokes again at the time the sensor asked for, no pod meanwhile.
             phase = TaskPhase.UP_FOR_RESCHEDULE
+            # Questions about other runs (a TriggerDagRunOperator's, a sensor's): the controller answers them.
+            changes.update(questions.recorded(result.questions, attempts - reschedules))
             reschedules += 1
             next_at = _seconds_up(result.reschedule_at)
             changes.update(xcom_keys=list(result.xcom_keys), next_attempt_at=next_at, reschedules=reschedules)
+            xcom_keys = frozenset(result.xcom_keys)
             events.append(
                 EventAction(
                     "Normal",
@@ -146,10 +156,13 @@ def settle(
                 )
             )
         else:
+            # A failed attempt's XComs stay stored, as in Airflow (cleared only when the next try starts):
+            # a mapped instance's keys are what tasks downstream (all_done, one_failed) see of it.
+            if frozenset(result.xcom_keys) != xcom_keys:
+                changes["xcom_keys"] = list(result.xcom_keys)
+                xcom_keys = frozenset(result.xcom_keys)
             # A failure the runner says is never retried (a sensor's timeout) fails the task at once.
-            next_at = (
-                graph.next_attempt_at(task, attempts, now, reschedules=reschedules) if result.retry else None
-            )
+            next_at = next_attempt_at(task, attempts, now, reschedules=reschedules) if result.retry else None
             if next_at is not None:
                 phase = TaskPhase.RETRYING
                 changes["next_attempt_at"] = _seconds(next_at)
@@ -197,4 +210,20 @@ def settle(
         phase=phase,
         events=tuple(events),
         finished=finished,
+        delete_pods=_earlier_pokes(pods, attempts) if reschedules else (),
+    )
+
+
+def _earlier_pokes(pods: Mapping[int, Mapping[str, Any]], attempts: int) -> tuple[str, ...]:
+    """The pods of attempts before `attempts` that ended up for reschedule and are not being deleted yet.
+
+    Their results are recorded (an attempt starts only after the one before it settled), so they hold
+    nothing anyone reads; without this, every poke of a sensor would keep a pod until the run is deleted.
+    """
+    return tuple(
+        str(pod["metadata"]["name"])
+        for attempt, pod in sorted(pods.items())
+        if attempt < attempts
+        and not pod["metadata"].get("deletionTimestamp")
+        and parse_attempt_result(pod).reschedule_at is not None
     )

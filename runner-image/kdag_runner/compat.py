@@ -29,12 +29,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kdag_runner import context, shim_helpers, shim_table, store, timetables, xcom
+from kdag_runner import context, shim_helpers, shim_table, state_store, store, timetables, xcom
 from kdag_runner.airflow import (
     DAG,
     AirflowException,
     AirflowFailException,
     AirflowSkipException,
+    BaseAsyncOperator,
     BaseOperator,
     BashOperator,
     DagDefinitionError,
@@ -52,11 +53,14 @@ from kdag_runner.airflow import (
     chain,
     chain_linear,
     cross_downstream,
+    external_task,
+    is_async_callable,
     sensors,
     setup,
     task_group,
     taskflow,
     teardown,
+    trigger_dagrun,
 )
 from kdag_runner.airflow.dags import created_dags
 from kdag_runner.airflow.edges import EdgeModifier
@@ -164,8 +168,9 @@ SHIM_MODULES: dict[str, Callable[[], dict[str, Any]]] = {
     "airflow.providers.standard.operators.empty": _empty_module,
     "airflow.sdk": _sdk_module,
     "airflow.decorators": _decorators_module,
-    # Task groups, setup/teardown, edge labels and the dependency helpers (groups.py, taskflow.py,
-    # edges.py); AIRFLOW_PATHS serves them at airflow.sdk, airflow.decorators, airflow.sdk.definitions.*, ...
+    # Task groups, setup/teardown, edge labels and the dependency helpers (groups.py, group_decorator.py,
+    # taskflow.py, edges.py); AIRFLOW_PATHS serves them at airflow.sdk, airflow.decorators,
+    # airflow.sdk.definitions.*, ...
     "airflow.utils.task_group": lambda: {"TaskGroup": TaskGroup},
     "airflow.decorators.task_group": lambda: {"task_group": task_group},
     "airflow.decorators.setup_teardown": lambda: {
@@ -196,6 +201,22 @@ SHIM_MODULES: dict[str, Callable[[], dict[str, Any]]] = {
         "DateTimeSensor": sensors.DateTimeSensor,
         "DateTimeSensorAsync": sensors.DateTimeSensorAsync,
     },
+    # TriggerDagRunOperator (airflow/trigger_dagrun.py); AIRFLOW_PATHS serves it at the standard provider.
+    "airflow.operators.trigger_dagrun": lambda: {
+        "TriggerDagRunOperator": trigger_dagrun.TriggerDagRunOperator,
+        "TriggerDagRunLink": trigger_dagrun.TriggerDagRunLink,
+        "DagIsPaused": trigger_dagrun.DagIsPaused,
+    },
+    # Cross-DAG dependencies (airflow/external_task.py); AIRFLOW_PATHS serves them at the standard provider.
+    "airflow.sensors.external_task": lambda: {
+        name: getattr(external_task, name)
+        for name in (
+            "ExternalTaskSensor",
+            "ExternalTaskMarker",
+            "ExternalDagLink",
+            *shim_table.EXTERNAL_TASK_EXCEPTIONS,
+        )
+    },
 }
 
 
@@ -217,6 +238,10 @@ def _own_names() -> dict[str, Any]:
         "TaskInstance": xcom.TaskInstance,
         "XCOM_RETURN_KEY": store.RETURN_KEY,
         "macros": _macros(),
+        # The task state store (state_store.py) and async tasks (airflow/async_operators.py).
+        "NEVER_EXPIRE": state_store.NEVER_EXPIRE,
+        "BaseAsyncOperator": BaseAsyncOperator,
+        "is_async_callable": is_async_callable,
     }
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kdag_runner.environment import TaskEnvironment
+from kdag_runner.state_store import TaskStateStoreAccessor
 
 if TYPE_CHECKING:
     from kdag_runner.airflow import DAG, BaseOperator
@@ -83,6 +84,8 @@ def build_context(
         "map_index_template": (getattr(task, "options", None) or {}).get("map_index_template"),
         # Airflow 3's count of this task's reschedules so far (a sensor in reschedule mode).
         "task_reschedule_count": env.reschedules,
+        # Airflow 3.3's state of this task instance, kept across its attempts (state_store.py).
+        "task_state_store": TaskStateStoreAccessor.for_task(env),
     }
     context.update(date_fields(env.logical_date, env.data_interval_start, env.data_interval_end))
     return context

@@ -8,11 +8,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class RunnerConfigError(Exception):
     """The task's environment is missing or malformed; names the variable."""
+
+
+class XComInput(NamedTuple):
+    """One of the task's ``xcomInputs``: the variable ``env`` gets XCom ``key`` (its ConfigMap key) of the
+    ancestor ``task``."""
+
+    env: str
+    task: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,8 @@ class TaskEnvironment:
     """The run's data interval; None (an older controller, a bare test) means the logical date."""
     data_interval_end: datetime | None = None
     run_type: str = "manual"
-    """Airflow's run type: `scheduled` (made by the controller for the DAG's schedule) or `manual`."""
+    """Airflow's run type: `scheduled` (made by the controller for the DAG's schedule), `operator_triggered`
+    (asked for by a TriggerDagRunOperator) or `manual`."""
     task_start: datetime | None = None
     """When the task's first attempt started (`KDAG_TASK_START`, the TaskRun's status.startTime): a
     reschedule-mode sensor measures its timeout from it. None: this attempt is the first."""
@@ -48,6 +58,18 @@ class TaskEnvironment:
     """The instance of a mapped task this attempt runs (`KDAG_MAP_INDEX`); -1: the task is not mapped."""
     mapped: dict[str, int] = field(default_factory=dict)
     """Mapped ancestors and their instance counts (`KDAG_MAPPED`): their XComs are in `{task}/{index}/`."""
+    triggered_run: dict[str, Any] = field(default_factory=dict)
+    """What became of the run a TriggerDagRunOperator asked for in this try (`KDAG_TRIGGERED_RUN`):
+    `{"runId", "state"}`, `{"runId", "exists": true}` or `{"error"}`; empty: nothing asked yet."""
+    external_runs: dict[str, Any] = field(default_factory=dict)
+    """The answer to an ExternalTaskSensor's latest question (`KDAG_EXTERNAL_RUNS`): the other DAG's runs at
+    the logical dates it asked about and its tasks' states; empty: nothing asked yet."""
+    state_in: Path | None = None
+    """Where the pod sees the task state earlier attempts left (`KDAG_STATE_IN`: its own ConfigMap's
+    `.state`, mounted for attempts after the first); None: no earlier attempt."""
+    xcom_inputs: tuple[XComInput, ...] = ()
+    """The task's `xcomInputs` (`KDAG_XCOM_INPUTS`): a Python task's runner sets them in its environment
+    (`kdag_runner.xcom_inputs`)."""
 
     @property
     def try_number(self) -> int:
@@ -74,6 +96,7 @@ class TaskEnvironment:
             raise RunnerConfigError("KDAG_MAPPED must be a JSON object of task ids to instance counts")
         xcom_in = env.get("KDAG_XCOM_IN")
         xcom_dir = env.get("KDAG_XCOM_DIR")
+        state_in = env.get("KDAG_STATE_IN")
         return cls(
             dag_id=_required(env, "KDAG_DAG_ID"),
             task_id=_required(env, "KDAG_TASK_ID"),
@@ -96,7 +119,25 @@ class TaskEnvironment:
             reschedules=int(reschedules_text),
             map_index=_int_env(env, "KDAG_MAP_INDEX", -1),
             mapped=mapped,
+            triggered_run=_json_object_env(env, "KDAG_TRIGGERED_RUN"),
+            external_runs=_json_object_env(env, "KDAG_EXTERNAL_RUNS"),
+            state_in=Path(state_in) if state_in else None,
+            xcom_inputs=_xcom_inputs(env),
         )
+
+
+def _xcom_inputs(env: Mapping[str, str]) -> tuple[XComInput, ...]:
+    """`KDAG_XCOM_INPUTS`: a JSON list of `{"env", "task", "key"}` objects of non-empty strings."""
+    value = _json_env(env, "KDAG_XCOM_INPUTS", [])
+    fields = XComInput._fields
+    if not isinstance(value, list) or not all(
+        isinstance(item, dict)
+        and set(item) == set(fields)
+        and all(isinstance(item[f], str) and item[f] for f in fields)
+        for item in value
+    ):
+        raise RunnerConfigError('KDAG_XCOM_INPUTS must be a JSON list of {"env", "task", "key"} objects')
+    return tuple(XComInput(item["env"], item["task"], item["key"]) for item in value)
 
 
 def _optional_time(env: Mapping[str, str], name: str) -> datetime | None:

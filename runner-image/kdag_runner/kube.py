@@ -1,4 +1,4 @@
-"""A minimal Kubernetes API client: in-cluster config and the one server-side apply a task makes."""
+"""A minimal Kubernetes API client: in-cluster config and the server-side applies a task makes."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdag_runner.keys import RUNNER_FIELD_MANAGER
+from kdag_runner.keys import RUNNER_FIELD_MANAGER, RUNNER_STATE_FIELD_MANAGER
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 FIELD_MANAGER = RUNNER_FIELD_MANAGER
-# Attempts for a request the API server may answer later: connection errors, 429 and 5xx.
-ATTEMPTS = 4
+STATE_FIELD_MANAGER = RUNNER_STATE_FIELD_MANAGER
+# How long a request the API server may answer later (connection errors, 429, 5xx) is retried: long enough
+# to outlast an API server restart or a kube-proxy that has not yet caught up with it, so a task's finished
+# work is not thrown away and redone by a retry (its pod is still there to send it).
+RETRY_SECONDS = 60.0
+MAX_RETRY_DELAY = 5.0
 
 
 class KubeApiError(Exception):
@@ -100,9 +104,12 @@ class ClusterConfig:
 class KubeClient:
     """HTTPS requests to the API server; the token is read for every request (kubelet rotates it)."""
 
-    def __init__(self, config: ClusterConfig, timeout: float = 30.0) -> None:
+    def __init__(
+        self, config: ClusterConfig, timeout: float = 30.0, retry_seconds: float = RETRY_SECONDS
+    ) -> None:
         self.config = config
         self.timeout = timeout
+        self.retry_seconds = retry_seconds
         self._tls = ssl.create_default_context(cafile=str(config.ca_path))
 
     def request(
@@ -111,21 +118,22 @@ class KubeClient:
         """Send one request (retrying what the server may answer later); return the JSON reply."""
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         delay = 0.25
-        for attempt in range(1, ATTEMPTS + 1):
+        deadline = time.monotonic() + self.retry_seconds
+        while True:
+            last_chance = time.monotonic() + delay > deadline
             try:
                 status, reply = self._send(method, path, payload, content_type)
             except OSError as err:
-                if attempt == ATTEMPTS:
+                if last_chance:
                     where = self.config.address
                     raise error_for(0, f"{method} {path}: cannot reach {where}: {err}") from None
             else:
                 if status < 300:
                     return _json_or_empty(reply)
-                if attempt == ATTEMPTS or not retryable(status):
+                if last_chance or not retryable(status):
                     raise error_for(status, f"{method} {path}: HTTP {status}: {_status_message(reply)}")
             time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
+            delay = min(delay * 2, MAX_RETRY_DELAY)
 
     def _send(self, method: str, path: str, payload: bytes | None, content_type: str) -> tuple[int, bytes]:
         token = self.config.token_path.read_text(encoding="utf-8").strip()
@@ -149,13 +157,19 @@ class KubeClient:
         data: Mapping[str, str],
         labels: Mapping[str, str],
         owner: Mapping[str, Any] | None,
+        *,
+        field_manager: str = FIELD_MANAGER,
     ) -> dict[str, Any]:
-        """Create or replace the whole ConfigMap with one server-side apply (docs/design.md)."""
+        """Create or replace the whole ConfigMap with one server-side apply (docs/design.md).
+
+        "Whole" is what ``field_manager`` owns: data keys another manager applied stay (the task state
+        store's ``.state`` under ``STATE_FIELD_MANAGER`` outlives the XCom writes of every attempt).
+        """
         metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
         if owner is not None:
             metadata["ownerReferences"] = [dict(owner)]
         body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": dict(data)}
-        path = f"/api/v1/namespaces/{namespace}/configmaps/{name}?fieldManager={FIELD_MANAGER}&force=true"
+        path = f"/api/v1/namespaces/{namespace}/configmaps/{name}?fieldManager={field_manager}&force=true"
         return self.request("PATCH", path, body, content_type="application/apply-patch+yaml")
 
 

@@ -29,8 +29,6 @@ VIRTUALENV = (
     "virtualenv and external-Python operators are not run by kdag: give the task an image that has its "
     "packages (a DAG manifest's task `image`)"
 )
-TRIGGER_DAGRUN = "triggering another DAG from a task: start its run with `kdag trigger` or a DAGRun object"
-EXTERNAL_TASK = "cross-DAG dependencies need Airflow's metadata database"
 HITL = "human-in-the-loop operators need Airflow's UI and API server"
 EMAIL = "e-mail needs Airflow's SMTP connection; send it from a PythonOperator"
 SUBDAG = "SubDagOperator was removed in Airflow 3: use a TaskGroup"
@@ -46,10 +44,12 @@ CUSTOM_TIMETABLE = (
     "custom timetables need Airflow's scheduler: kdag runs cron expressions, timedeltas and Airflow's "
     "built-in timetables"
 )
-TASK_STATE_STORE = "the task state store needs Airflow's API server"
 SQL = "SQL operators need Airflow's connections"
 RUNTIME = "Airflow's runtime objects (DagRun rows, mapped operators, ...) exist only inside Airflow"
-ASYNC = "async operators need Airflow's triggerer"
+RESUMABLE_JOB = (
+    "ResumableJobMixin is not implemented by kdag: keep the external job's id in "
+    "context['task_state_store'] (set it right after submitting, get it first thing) to reattach on a retry"
+)
 DEADLINES = "deadline alerts and their callbacks need Airflow's scheduler"
 LINEAGE = "lineage and OpenLineage need Airflow's lineage backends"
 TEMPLATES = "literal() and custom template helpers are not part of kdag's templating"
@@ -65,7 +65,6 @@ NOT_SUPPORTED: dict[str, str] = {
         ("BashSensor", "FileSensor", "TimeSensor", "TimeSensorAsync", "WaitSensor", "DayOfWeekSensor"),
         SENSORS,
     ),
-    **dict.fromkeys(("ExternalTaskSensor", "ExternalTaskMarker", "ExternalDagLink"), EXTERNAL_TASK),
     **dict.fromkeys(
         (
             "FileTrigger",
@@ -138,7 +137,6 @@ NOT_SUPPORTED: dict[str, str] = {
         ),
         VIRTUALENV,
     ),
-    **dict.fromkeys(("TriggerDagRunOperator", "TriggerDagRunLink", "DagIsPaused"), TRIGGER_DAGRUN),
     **dict.fromkeys(("HITLOperator", "ApprovalOperator", "HITLBranchOperator", "HITLEntryOperator"), HITL),
     **dict.fromkeys(("EmailOperator", "send_email"), EMAIL),
     "SubDagOperator": SUBDAG,
@@ -167,7 +165,6 @@ NOT_SUPPORTED: dict[str, str] = {
         RETRY_POLICY,
     ),
     **dict.fromkeys(("DagRunInfo", "DataInterval", "TimeRestriction"), CUSTOM_TIMETABLE),
-    **dict.fromkeys(("NEVER_EXPIRE",), TASK_STATE_STORE),
     **dict.fromkeys(("AnalyticsOperator", "DataSourceConfig", "SQLExecuteQueryOperator"), SQL),
     **dict.fromkeys(
         (
@@ -180,7 +177,7 @@ NOT_SUPPORTED: dict[str, str] = {
         ),
         RUNTIME,
     ),
-    **dict.fromkeys(("BaseAsyncOperator", "is_async_callable", "ResumableJobMixin"), ASYNC),
+    "ResumableJobMixin": RESUMABLE_JOB,
     **dict.fromkeys(
         (
             "DeadlineAlert",
@@ -256,6 +253,19 @@ _TIMETABLES = (
     "DeltaTriggerTimetable",
     "EventsTimetable",
     "MultipleCronTriggerTimetable",
+)
+# ExternalTaskSensor's exceptions (the standard provider's ``exceptions`` module); ``compat`` serves kdag's,
+# from airflow/external_task.py, at both paths.
+EXTERNAL_TASK_EXCEPTIONS = (
+    "AirflowExternalTaskSensorException",
+    "ExternalDagNotFoundError",
+    "ExternalDagDeletedError",
+    "ExternalTaskNotFoundError",
+    "ExternalTaskGroupNotFoundError",
+    "ExternalTaskFailedError",
+    "ExternalTaskGroupFailedError",
+    "ExternalDagFailedError",
+    "DuplicateStateError",
 )
 _DEPENDENCIES = ("chain", "chain_linear", "cross_downstream")
 _DECORATORS = ("task", "dag", "task_group", "setup", "teardown")
@@ -483,7 +493,7 @@ AIRFLOW_PATHS: dict[str, tuple[str, ...]] = {
     "airflow.sdk": _SDK,
     "airflow.sdk.exceptions": _EXCEPTIONS,
     "airflow.sdk.timezone": ("utcnow", "datetime", "utc", "parse", "make_aware", "convert_to_utc"),
-    "airflow.sdk.bases.operator": ("BaseOperator", *_DEPENDENCIES),
+    "airflow.sdk.bases.operator": ("BaseOperator", "BaseAsyncOperator", *_DEPENDENCIES),
     "airflow.sdk.bases.sensor": ("BaseSensorOperator", "PokeReturnValue", "poke_mode_only"),
     "airflow.sdk.bases.notifier": ("BaseNotifier",),
     "airflow.sdk.bases.hook": ("BaseHook",),
@@ -537,6 +547,7 @@ AIRFLOW_PATHS: dict[str, tuple[str, ...]] = {
     ),
     "airflow.providers.standard.triggers.temporal": ("DateTimeTrigger", "TimeDeltaTrigger"),
     "airflow.providers.standard.triggers.external_task": ("WorkflowTrigger", "DagStateTrigger"),
+    "airflow.providers.standard.exceptions": EXTERNAL_TASK_EXCEPTIONS,
     "airflow.providers.standard.utils.weekday": ("WeekDay",),
     "airflow.providers.standard.utils.skipmixin": ("SkipMixin",),
     # -- airflow.providers.common.compat: one import path for Airflow 2 and 3

@@ -17,15 +17,22 @@ stored (``data``, ``.types``, task directories, a task's ``xcomKeys``) uses Conf
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 RETURN_KEY = "return_value"
 TYPES_KEY = ".types"
 CONTEXT_KEY = "__context"
-# A ConfigMap holds at most 1 MiB; 16 KiB is left for its metadata (name, labels, ownerReference).
-SIZE_LIMIT = 1_048_576 - 16_384
+STATE_KEY = ".state"
+"""The task state store's ConfigMap key (``state_store``): like ``.types`` it is no XCom's key, so no reader
+of XComs sees it, and the XCom write of an attempt leaves it alone (another field manager owns it)."""
+# The API server refuses a ConfigMap whose data exceeds 1 MiB (metadata is not counted). XComs get all but
+# 16 KiB of it, which is what the task state store's ``.state`` may take beside them.
+STATE_SIZE_LIMIT = 16_384
+SIZE_LIMIT = 1_048_576 - STATE_SIZE_LIMIT
 # ConfigMap keys are at most 253 characters.
 MAX_KEY_LENGTH = 253
 # An XCom key stored under its own name; kdag's own keys (``__context``) are plain keys too.
@@ -132,19 +139,97 @@ def encode_value(key: str, value: object, task_id: str) -> tuple[str, str]:
         raise TypeError(type(obj).__name__)
 
     try:
-        text = json.dumps(value, separators=(",", ":"), sort_keys=False, default=refuse)
+        # allow_nan=False: NaN and Infinity are no JSON, and Airflow 3 refuses them too (its API client
+        # posts XComs with httpx, which dumps with allow_nan=False).
+        text = json.dumps(value, separators=(",", ":"), sort_keys=False, default=refuse, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as err:
         type_name = refused[0] if refused else _refused_type_name(value, err)
         raise XComError(f"XCom '{key}' of task '{task_id}' is not JSON-serialisable: {type_name}") from None
+    collision = _colliding_keys(value) if "{" in text else None  # no dict, no collision
+    if collision is not None:
+        first, second, written = collision
+        raise XComError(
+            f"XCom '{key}' of task '{task_id}' is not JSON-serialisable: a dict has the keys {first!r} and"
+            f" {second!r}, both written as the JSON key {json.dumps(written)}, so one would be lost;"
+            " give it distinct string keys"
+        )
     return text, JSON_TYPE
 
 
 def _refused_type_name(value: object, err: BaseException) -> str:
-    """Name what json refused when ``default`` was not consulted (dict keys, cycles, deep nesting)."""
+    """Name what json refused when ``default`` was not consulted (dict keys, cycles, deep nesting,
+    NaN and Infinity)."""
     message = str(err)
     if "keys must be" in message:
         return f"{type(value).__name__} with a key json cannot write ({message})"
+    if "Out of range float" in message:
+        found = _non_finite_float(value)
+        return f"float {found!r} (NaN and Infinity are not JSON; push None or a string instead)"
     return f"{type(value).__name__} ({message})"
+
+
+_CONTAINER_TYPES = (dict, list, tuple)
+# isinstance(k, str) as a function: map() over the keys of many small dicts is quicker than a generator.
+_is_str = str.__instancecheck__
+
+
+def _containers(value: object) -> list[dict[Any, Any] | list[Any] | tuple[Any, ...]]:
+    """Every dict, list and tuple in ``value`` (itself included), for a value json has written: no
+    cycles, nothing but JSON's types, and dict keys that are no containers."""
+    if not isinstance(value, _CONTAINER_TYPES):
+        return []
+    found: list[dict[Any, Any] | list[Any] | tuple[Any, ...]] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        found.append(item)
+        members = item.values() if isinstance(item, dict) else item
+        stack.extend([member for member in members if isinstance(member, _CONTAINER_TYPES)])
+    return found
+
+
+
+def _non_finite_float(value: object) -> float:
+    """The first NaN or infinity in ``value``, a dict key or a value."""
+    members: list[object] = [value]
+    for item in _containers(value):
+        members.extend([*item.keys(), *item.values()] if isinstance(item, dict) else item)
+    return next((m for m in members if isinstance(m, float) and not math.isfinite(m)), math.nan)
+
+
+def _colliding_keys(value: object) -> tuple[object, object, str] | None:
+    """Two keys of one dict in ``value`` that JSON writes as the same string (``1`` and ``'1'``, ``True``
+    and ``'true'``), and that string; None when there are none. Airflow's serde (``str(k)``) keeps the
+    last one silently; JSON readers would keep either."""
+    stack = [value] if isinstance(value, _CONTAINER_TYPES) else []
+    while stack:  # a loop, not recursion: json accepts nesting deeper than the stack would
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not all(map(_is_str, item)):  # only str keys (the common case): no collision
+                written: dict[str, object] = {}
+                for k in item:
+                    text = _json_key(k)
+                    if text in written:
+                        return written[text], k, text
+                    written[text] = k
+            members: Iterable[object] = item.values()
+        else:
+            members = item
+        stack.extend([member for member in members if isinstance(member, _CONTAINER_TYPES)])
+    return None
+
+
+def _json_key(key: object) -> str:
+    """The string json.dumps writes for a dict key it accepts (str, bool, None, int, float)."""
+    if isinstance(key, str):
+        return str.__str__(key)
+    if key is True or key is False or key is None:
+        return json.dumps(key)
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        return float.__repr__(key)
+    return str(key)
 
 
 def decode_value(text: str, type_name: str) -> object:

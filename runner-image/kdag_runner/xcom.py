@@ -66,6 +66,8 @@ class TaskInstance:
         task_start: datetime | None = None,
         map_index: int = -1,
         mapped: Mapping[str, int] | None = None,
+        triggered_run: Mapping[str, Any] | None = None,
+        external_runs: Mapping[str, Any] | None = None,
     ) -> None:
         self.task_id = task_id
         self.dag_id = dag_id
@@ -77,6 +79,10 @@ class TaskInstance:
         self.mapped: dict[str, int] = dict(mapped or {})
         """Mapped ancestors -> instance counts: instance i's XComs are in ``{xcom_in}/{task}/{i}/``."""
         self.rendered_map_index: str | None = None
+        self.triggered_run: dict[str, Any] = dict(triggered_run or {})
+        """kdag's answer to this try's TriggerDagRunOperator request (``KDAG_TRIGGERED_RUN``), else empty."""
+        self.external_runs: dict[str, Any] = dict(external_runs or {})
+        """kdag's answer to an ExternalTaskSensor's latest question (``KDAG_EXTERNAL_RUNS``), else empty."""
         self.params: dict[str, Any] = params if params is not None else {}
         self.task: Any = None
         self.ancestors: tuple[str, ...] = tuple(ancestors)
@@ -102,6 +108,8 @@ class TaskInstance:
             params=dict(env.params),
             map_index=env.map_index,
             mapped=env.mapped,
+            triggered_run=env.triggered_run,
+            external_runs=env.external_runs,
         )
 
     def __repr__(self) -> str:

@@ -10,9 +10,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from controller_support import ControllerProcess
+from controller_support import ControllerProcess, kubectl
 
 pytestmark = pytest.mark.cluster
 
@@ -190,3 +191,77 @@ def test_a_yaml_manifest_applies_and_runs_like_locally(
     local = local_rows(path)
     assert on_cluster["tasks"] == local["tasks"]
     assert comparable(on_cluster) == comparable(local)
+
+
+RENAMED = (
+    "from airflow import DAG\nfrom airflow.operators.python import PythonOperator\n"
+    "with DAG('renamed', schedule=None):\n"
+    "    PythonOperator(task_id='step1', python_callable=lambda: 1)"
+    " >> PythonOperator(task_id='STEP2', python_callable=lambda: 2)"
+    " >> PythonOperator(task_id='step3', python_callable=lambda: 3)\n"
+)
+
+
+def dag_spec(kubeconfig: str, namespace: str, dag: str) -> dict[str, Any]:
+    dag_object = json.loads(kubectl(kubeconfig, "get", "dag", dag, "-n", namespace, "-o", "json"))
+    spec: dict[str, Any] = dag_object["spec"]
+    return spec
+
+
+def task_ids(kubeconfig: str, namespace: str, dag: str) -> list[str]:
+    return [task["id"] for task in dag_spec(kubeconfig, namespace, dag)["tasks"]]
+
+
+def test_kdag_apply_then_kubectl_server_side_apply_leaves_the_second_task_list(
+    kubeconfig: str, controller: ControllerProcess, namespace: str, tmp_path: Path
+) -> None:
+    """Two ways of applying one DAG never leave a merge of both task lists: the last apply owns the spec."""
+    path = tmp_path / "renamed.py"
+    path.write_text(RENAMED.replace("STEP2", "step2"))
+    assert kdag(kubeconfig, namespace, "apply", str(path)).returncode == 0
+    assert task_ids(kubeconfig, namespace, "renamed") == ["step1", "step2", "step3"]
+    path.write_text(RENAMED.replace("STEP2", "step2_renamed"))
+    compiled = subprocess.run([KDAG, "compile", str(path)], capture_output=True, text=True, timeout=60)
+    assert compiled.returncode == 0, compiled.stderr
+    kubectl(kubeconfig, "apply", "--server-side", "-n", namespace, "-f", "-", stdin=compiled.stdout)
+    assert task_ids(kubeconfig, namespace, "renamed") == ["step1", "step2_renamed", "step3"]
+    triggered = kdag(kubeconfig, namespace, "trigger", "renamed", "--wait")
+    assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+    run = triggered.stdout.strip().splitlines()[0]
+    shown = json.loads(kdag(kubeconfig, namespace, "status", run, "-o", "json").stdout)
+    assert shown["tasks"] == {"step1": "Succeeded", "step2_renamed": "Succeeded", "step3": "Succeeded"}
+    # And back: kdag apply of the first version takes the DAG over from kubectl's apply the same way.
+    path.write_text(RENAMED.replace("STEP2", "step2"))
+    assert kdag(kubeconfig, namespace, "apply", str(path)).returncode == 0
+    assert task_ids(kubeconfig, namespace, "renamed") == ["step1", "step2", "step3"]
+
+
+def test_kdag_apply_of_a_python_file_takes_over_a_dag_applied_from_yaml(
+    kubeconfig: str, controller: ControllerProcess, namespace: str, tmp_path: Path
+) -> None:
+    """A DAG of inline sources applied server-side under another field manager (as Argo CD would), then the
+    same name from a Python file with `kdag apply`: the DAG is the Python file's alone, and runs."""
+    yaml_dag = {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "DAG",
+        "metadata": {"name": "renamed"},
+        "spec": {
+            "schedule": "@daily",
+            "tasks": [
+                {"id": "step1", "python": {"source": "def f():\n    return 0\n", "callable": "f"}},
+                {"id": "old", "command": ["true"], "upstream": ["step1"]},
+            ],
+        },
+    }
+    manager = ("--server-side", "--field-manager", "argocd-controller")
+    kubectl(kubeconfig, "apply", *manager, "-n", namespace, "-f", "-", stdin=json.dumps(yaml_dag))
+    path = tmp_path / "renamed.py"
+    path.write_text(RENAMED.replace("STEP2", "step2"))
+    done = kdag(kubeconfig, namespace, "apply", str(path))
+    assert done.returncode == 0, done.stderr
+    spec = dag_spec(kubeconfig, namespace, "renamed")
+    assert [t["id"] for t in spec["tasks"]] == ["step1", "step2", "step3"]
+    assert all(t["python"] == {"fromDagFile": True} for t in spec["tasks"])
+    assert "schedule" not in spec, "a field only the YAML set went with it"
+    triggered = kdag(kubeconfig, namespace, "trigger", "renamed", "--wait")
+    assert triggered.returncode == 0, triggered.stdout + triggered.stderr

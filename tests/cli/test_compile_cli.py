@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kdag import names
 from kdag.api.models import DAGSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,15 +33,18 @@ def compiled(path: Path) -> list[dict[str, Any]]:
 def test_compile_gives_the_source_configmap_then_the_dag() -> None:
     source, dag = compiled(EXAMPLES / "xcom_lesson.py")
     assert source["kind"] == "ConfigMap"
-    assert source["metadata"]["name"] == "etl-dag-source"
     assert source["data"] == {"xcom_lesson.py": (EXAMPLES / "xcom_lesson.py").read_text()}
+    # Named by its content and immutable: the DAG spec that names it pins one version of the code.
+    assert source["metadata"]["name"] == names.source_configmap_name("etl-dag", source["data"])
+    assert source["immutable"] is True
     assert dag["apiVersion"] == "kdag.dev/v1alpha1"
     assert dag["kind"] == "DAG"
     assert dag["metadata"]["name"] == "etl-dag"
     spec = DAGSpec.model_validate(dag["spec"])
     assert spec.dag_id == "etl_dag"
     assert spec.python_file is not None
-    assert (spec.python_file.config_map, spec.python_file.key) == ("etl-dag-source", "xcom_lesson.py")
+    assert spec.python_file.config_map == source["metadata"]["name"]
+    assert spec.python_file.key == "xcom_lesson.py"
     assert [(t.id, t.upstream_ids, t.python.from_dag_file if t.python else None) for t in spec.tasks] == [
         ("sql_task", [], True),
         ("hello_task", [], True),
@@ -98,7 +102,8 @@ def test_compile_to_a_directory_writes_one_file_per_object(tmp_path: Path) -> No
     done = kdag("compile", str(EXAMPLES / "bash_templates.py"), "-o", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["configmap-bash-templates-source.yaml", "dag-bash-templates.yaml"]
+    source = yaml.safe_load((tmp_path / "out" / files[0]).read_text())
+    assert files == [f"configmap-{source['metadata']['name']}.yaml", "dag-bash-templates.yaml"]
     dag = yaml.safe_load((tmp_path / "out" / "dag-bash-templates.yaml").read_text())
     assert [t["id"] for t in dag["spec"]["tasks"]] == [
         "make_name",
@@ -107,6 +112,34 @@ def test_compile_to_a_directory_writes_one_file_per_object(tmp_path: Path) -> No
         "last_line",
         "which_run",
     ]
+
+
+def test_a_gitops_folder_holds_one_version_of_the_source(tmp_path: Path) -> None:
+    """Compiling an unchanged file changes nothing in the folder; a changed one replaces the source file
+    (the old version leaves the repository, so the GitOps tool prunes it) and the DAG names the new one."""
+    dag_file, out = tmp_path / "versioned.py", tmp_path / "out"
+    text = (
+        "from airflow import DAG\nfrom airflow.operators.python import PythonOperator\n"
+        "dag = DAG('versioned')\n"
+        "PythonOperator(task_id='step1', python_callable=lambda: 'VERSION', dag=dag)\n"
+    )
+    dag_file.write_text(text.replace("VERSION", "v1"))
+    assert kdag("compile", str(dag_file), "-o", str(out)).returncode == 0
+    first = {p.name: p.read_text() for p in out.iterdir()}
+    again = kdag("compile", str(dag_file), "-o", str(out))
+    assert again.returncode == 0 and "removed" not in again.stdout
+    assert {p.name: p.read_text() for p in out.iterdir()} == first
+    (out / "configmap-versioned-source.yaml").write_text("# what an earlier kdag wrote\n")
+    (out / "configmap-other-source-0123456789.yaml").write_text("# another DAG's\n")
+    dag_file.write_text(text.replace("VERSION", "v2"))
+    done = kdag("compile", str(dag_file), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    sources = sorted(p.name for p in out.glob("configmap-versioned-source*"))
+    assert len(sources) == 1 and sources[0] not in first
+    assert done.stdout.count("removed ") == 2
+    assert (out / "configmap-other-source-0123456789.yaml").exists()
+    dag = yaml.safe_load((out / "dag-versioned.yaml").read_text())
+    assert f"configmap-{dag['spec']['pythonFile']['configMap']}.yaml" == sources[0]
 
 
 @pytest.mark.parametrize(
@@ -200,7 +233,7 @@ def test_once_schedule_is_kept(tmp_path: Path) -> None:
 
 def test_authoring_package_builds_the_dag_compile_uses() -> None:
     from kdag.authoring import DAG, PythonOperator
-    from kdag.compile import python_dag_spec
+    from kdag.compile.python_dags import python_dag_spec
 
     with DAG("built_in_python", params={"a": 1}) as dag:
         first = PythonOperator(task_id="first", python_callable=print, retries=1, retry_delay=timedelta(0))

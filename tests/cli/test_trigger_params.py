@@ -51,7 +51,8 @@ class FakeApi:
         self.gets.append((kind.kind, namespace, name))
         if self.dag_spec is None:
             return None
-        return {"metadata": {"name": name, "namespace": namespace}, "spec": self.dag_spec}
+        meta = {"name": name, "namespace": namespace, "uid": f"uid-{name}"}
+        return {"metadata": meta, "spec": self.dag_spec}
 
     def create(self, manifest: dict[str, Any], namespace: str) -> dict[str, Any]:
         self.created.append(manifest)
@@ -131,3 +132,14 @@ def test_a_dag_spec_the_cli_cannot_read_leaves_the_check_to_the_controller(
     done = trigger("-p", "x=1")
     assert done.exit_code == 0, done.output
     assert json.dumps(fake.created[0]["spec"]["params"]) == '{"x": 1}'
+
+
+def test_a_triggered_run_is_owned_by_its_dag_so_deleting_the_dag_deletes_it(api: FakeApi) -> None:
+    done = trigger("-p", "who=ada")
+    assert done.exit_code == 0, done.output
+    (manifest,) = api.created
+    assert manifest["metadata"]["ownerReferences"] == [
+        {"apiVersion": "kdag.dev/v1alpha1", "kind": "DAG", "name": "report", "uid": "uid-report"}
+    ]
+    # Owned like a scheduled run, but labelled as what it is: Airflow's `manual` run type.
+    assert manifest["metadata"]["labels"]["kdag.dev/run-type"] == "manual"

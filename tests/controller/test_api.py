@@ -188,13 +188,15 @@ def test_crd_names_columns_and_rules() -> None:
     assert columns("TaskRun") == ["Task", "Index", "Phase", "Attempts", "Pod", "Age"]
     spec = by_kind["DAG"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     messages = [rule["message"] for rule in spec["x-kubernetes-validations"]]
+    # Whoever applies a DAG last owns its whole spec: server-side apply never merges two managers' task lists.
+    assert spec["x-kubernetes-map-type"] == "atomic"
     # Unique task ids: the API server enforces the keys of a map-type list (and names the duplicate).
     assert spec["properties"]["tasks"]["x-kubernetes-list-type"] == "map"
     assert spec["properties"]["tasks"]["x-kubernetes-list-map-keys"] == ["id"]
     assert "every upstream id must name a task of this DAG" in messages
     task = spec["properties"]["tasks"]["items"]
     assert task["properties"]["id"]["maxLength"] == 63
-    assert task["properties"]["id"]["pattern"] == "^[A-Za-z0-9_.-]+$"
+    assert task["properties"]["id"]["pattern"] == "^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"
     assert any("exactly one of python or command" in r["message"] for r in task["x-kubernetes-validations"])
     assert spec["properties"]["params"]["x-kubernetes-preserve-unknown-fields"] is True
     limits = task["properties"]["resources"]["properties"]["limits"]
@@ -266,7 +268,8 @@ def test_cycle_is_named() -> None:
         ),
         (
             spec_with(cmd("bad id")),
-            "task 'bad id' (spec.tasks[0].id): String should match pattern '^[A-Za-z0-9_.-]+$'",
+            "task 'bad id' (spec.tasks[0].id): 'bad id' is not valid: a task id has letters, digits, '_',"
+            " '.', '-', and starts and ends with a letter or digit (it is a label value)",
         ),
         (
             spec_with(cmd("a", upstrem=["b"])),
@@ -274,14 +277,14 @@ def test_cycle_is_named() -> None:
         ),
         (
             spec_with(cmd("a", retries=-1)),
-            "task 'a' (spec.tasks[0].retries): Input should be greater than or equal to 0",
+            "task 'a' (spec.tasks[0].retries): Input should be greater than or equal to 0 (got -1)",
         ),
         (
             spec_with(cmd("a", triggerRule="sometimes")),
             "task 'a' (spec.tasks[0].triggerRule): Input should be 'all_success', 'all_failed', 'all_done',"
             " 'all_done_min_one_success', 'all_done_setup_success', 'all_skipped', 'one_success',"
             " 'one_failed', 'one_done', 'none_failed', 'none_failed_min_one_success', 'none_skipped'"
-            " or 'always'",
+            " or 'always' (got 'sometimes')",
         ),
         (
             spec_with(cmd("a", setup=True, teardown=True)),
@@ -346,17 +349,18 @@ def test_cycle_is_named() -> None:
         # Strict JSON types, as the API server reads them: no "3" for an integer, no "true" for a boolean.
         (
             spec_with(cmd("a", retries="3")),
-            "task 'a' (spec.tasks[0].retries): Input should be a valid integer",
+            "task 'a' (spec.tasks[0].retries): Input should be a valid integer (got '3')",
         ),
         (
             spec_with(
                 {"id": "a", "python": {"fromDagFile": "true"}}, pythonFile={"configMap": "c", "key": "k"}
             ),
-            "task 'a' (spec.tasks[0].python.fromDagFile): Input should be a valid boolean",
+            "task 'a' (spec.tasks[0].python.fromDagFile): Input should be a valid boolean (got 'true')",
         ),
         (
             spec_with(cmd("..")),
-            "task '..' (spec.tasks[0].id): a task id may not be '.' or '..' (it names a directory)",
+            "task '..' (spec.tasks[0].id): '..' is not valid: a task id has letters, digits, '_', '.', '-',"
+            " and starts and ends with a letter or digit (it is a label value)",
         ),
         (
             spec_with(cmd("a", env=[{"name": "KDAG_TASK_ID", "value": "x"}])),

@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from kdag import graph
+from kdag import graph, retries, run_phase, topology, trigger_rules
 from kdag.api.models import RunPhase, TaskDefaults, TaskPhase, TaskSpec, TriggerRule, resolve_task
-from kdag.graph import Decision, TaskState
+from kdag.graph import Decision
+from kdag.task_state import TaskState
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 P = TaskPhase
@@ -34,39 +35,39 @@ def states(**phases: TaskPhase) -> dict[str, TaskState]:
 
 
 def test_topological_order_keeps_spec_order_among_ready_tasks() -> None:
-    assert graph.topological_order(DIAMOND) == ["a", "b", "c", "d"]
+    assert topology.topological_order(DIAMOND) == ["a", "b", "c", "d"]
     shuffled = [DIAMOND[3], DIAMOND[2], DIAMOND[1], DIAMOND[0]]
-    assert graph.topological_order(shuffled) == ["a", "c", "b", "d"]
+    assert topology.topological_order(shuffled) == ["a", "c", "b", "d"]
 
 
 def test_ancestors_in_topological_order() -> None:
-    assert graph.ancestors(DIAMOND, "d") == ["a", "b", "c"]
-    assert graph.ancestors(DIAMOND, "b") == ["a"]
-    assert graph.ancestors(DIAMOND, "a") == []
-    assert graph.ancestors(FAN, "join") == ["start", "w0", "w1", "w2", "w3"]
+    assert topology.ancestors(DIAMOND, "d") == ["a", "b", "c"]
+    assert topology.ancestors(DIAMOND, "b") == ["a"]
+    assert topology.ancestors(DIAMOND, "a") == []
+    assert topology.ancestors(FAN, "join") == ["start", "w0", "w1", "w2", "w3"]
     with pytest.raises(KeyError, match="'zz'"):
-        graph.ancestors(DIAMOND, "zz")
+        topology.ancestors(DIAMOND, "zz")
 
 
 def test_leaves() -> None:
-    assert graph.leaves(DIAMOND) == ["d"]
-    assert graph.leaves([task("x"), task("y")]) == ["x", "y"]
-    assert graph.run_leaves(DIAMOND) == ["d"]
+    assert topology.leaves(DIAMOND) == ["d"]
+    assert topology.leaves([task("x"), task("y")]) == ["x", "y"]
+    assert run_phase.run_leaves(DIAMOND) == ["d"]
 
 
 def test_cycle_is_named_in_order() -> None:
     tasks = [task("a", "c"), task("b", "a"), task("c", "b"), task("d")]
-    assert graph.find_cycle(tasks) == ["a", "b", "c", "a"]
-    with pytest.raises(graph.GraphError, match="a -> b -> c -> a"):
-        graph.topological_order(tasks)
-    with pytest.raises(graph.GraphError, match="upstream 'nope' is not a task of this DAG"):
-        graph.topological_order([task("a", "nope")])
+    assert topology.find_cycle(tasks) == ["a", "b", "c", "a"]
+    with pytest.raises(topology.GraphError, match="a -> b -> c -> a"):
+        topology.topological_order(tasks)
+    with pytest.raises(topology.GraphError, match="upstream 'nope' is not a task of this DAG"):
+        topology.topological_order([task("a", "nope")])
 
 
 def test_two_task_cycle_and_acyclic_graphs() -> None:
-    assert graph.find_cycle([task("x", "y"), task("y", "x")]) == ["x", "y", "x"]
-    assert graph.find_cycle(DIAMOND) is None
-    assert graph.find_cycle(FAN) is None
+    assert topology.find_cycle([task("x", "y"), task("y", "x")]) == ["x", "y", "x"]
+    assert topology.find_cycle(DIAMOND) is None
+    assert topology.find_cycle(FAN) is None
 
 
 # Trigger rules: (rule, upstream phases, expected outcome); None = wait (an upstream task not started, or
@@ -156,7 +157,7 @@ TRIGGER_CASES: list[tuple[TriggerRule, list[TaskPhase | None], TaskPhase | None]
 def test_trigger_rule(
     rule: TriggerRule, upstream: list[TaskPhase | None], expected: TaskPhase | None
 ) -> None:
-    assert graph.evaluate_trigger_rule(rule, upstream) == expected
+    assert trigger_rules.evaluate_trigger_rule(rule, upstream) == expected
 
 
 def test_every_rule_has_cases() -> None:
@@ -182,7 +183,7 @@ SETUP_SUCCESS_CASES: list[tuple[list[TaskPhase | None], list[TaskPhase | None], 
 def test_all_done_setup_success(
     setups: list[TaskPhase | None], others: list[TaskPhase | None], expected: TaskPhase | None
 ) -> None:
-    outcome = graph.evaluate_trigger_rule(TR.ALL_DONE_SETUP_SUCCESS, [*setups, *others], setups)
+    outcome = trigger_rules.evaluate_trigger_rule(TR.ALL_DONE_SETUP_SUCCESS, [*setups, *others], setups)
     assert outcome == expected
 
 
@@ -265,12 +266,13 @@ def test_every_rule_agrees_with_airflows_two_step_check_on_every_upstream_mix(ru
             for setup_count in range(size + 1):  # the first `setup_count` upstream tasks are setups
                 setups = upstream[:setup_count]
                 expected = airflow_trigger_rule(rule, upstream, setups)
-                assert graph.evaluate_trigger_rule(rule, upstream, setups) == expected, (upstream, setups)
+                outcome = trigger_rules.evaluate_trigger_rule(rule, upstream, setups)
+                assert outcome == expected, (upstream, setups)
 
 
 @pytest.mark.parametrize("rule", list(TriggerRule))
 def test_task_without_upstream_always_runs(rule: TriggerRule) -> None:
-    assert graph.evaluate_trigger_rule(rule, []) == P.RUNNING
+    assert trigger_rules.evaluate_trigger_rule(rule, []) == P.RUNNING
 
 
 def test_decide_diamond_walks_in_dependency_order() -> None:
@@ -338,8 +340,8 @@ def test_run_phase_follows_leaves_as_airflow_does() -> None:
     tasks = [task("work"), task("cleanup", "work", triggerRule="all_done")]
     decision = graph.decide(tasks, states(work=P.FAILED), NOW)
     assert decision.start == ("cleanup",)
-    assert graph.run_phase(tasks, {"work": P.FAILED, "cleanup": P.SUCCEEDED}) == RunPhase.SUCCEEDED
-    assert graph.run_phase(tasks, {"work": P.FAILED, "cleanup": P.FAILED}) == RunPhase.FAILED
+    assert run_phase.run_phase(tasks, {"work": P.FAILED, "cleanup": P.SUCCEEDED}) == RunPhase.SUCCEEDED
+    assert run_phase.run_phase(tasks, {"work": P.FAILED, "cleanup": P.FAILED}) == RunPhase.FAILED
 
 
 def test_none_failed_runs_after_skips() -> None:
@@ -442,22 +444,22 @@ def test_a_teardown_defaults_to_all_done_setup_success() -> None:
 def test_a_teardown_runs_after_failed_work_and_the_run_fails_for_the_work() -> None:
     decision = graph.decide(CLUSTER, states(create=P.SUCCEEDED, query=P.FAILED), NOW)
     assert decision.start == ("delete",)
-    assert graph.run_phase(CLUSTER, {"create": S, "query": F, "delete": S}) == RunPhase.FAILED
-    assert graph.run_leaves(CLUSTER) == ["query"]
+    assert run_phase.run_phase(CLUSTER, {"create": S, "query": F, "delete": S}) == RunPhase.FAILED
+    assert run_phase.run_leaves(CLUSTER) == ["query"]
 
 
 def test_a_failed_teardown_does_not_fail_the_run_unless_it_says_so() -> None:
-    assert graph.run_phase(CLUSTER, {"create": S, "query": S, "delete": F}) == RunPhase.SUCCEEDED
+    assert run_phase.run_phase(CLUSTER, {"create": S, "query": S, "delete": F}) == RunPhase.SUCCEEDED
     strict = [*CLUSTER[:2], task("delete", "create", "query", teardown=True, failRunOnFailure=True)]
-    assert graph.run_leaves(strict) == ["delete"]
-    assert graph.run_phase(strict, {"create": S, "query": S, "delete": F}) == RunPhase.FAILED
-    assert graph.run_phase(strict, {"create": S, "query": F, "delete": S}) == RunPhase.SUCCEEDED
+    assert run_phase.run_leaves(strict) == ["delete"]
+    assert run_phase.run_phase(strict, {"create": S, "query": S, "delete": F}) == RunPhase.FAILED
+    assert run_phase.run_phase(strict, {"create": S, "query": F, "delete": S}) == RunPhase.SUCCEEDED
 
 
 def test_a_dag_of_teardowns_only_falls_back_to_its_leaves() -> None:
     only = [task("a", teardown=True), task("b", "a", teardown=True)]
-    assert graph.run_leaves(only) == ["b"]
-    assert graph.run_phase(only, {"a": S, "b": F}) == RunPhase.FAILED
+    assert run_phase.run_leaves(only) == ["b"]
+    assert run_phase.run_phase(only, {"a": S, "b": F}) == RunPhase.FAILED
 
 
 def test_a_failed_or_skipped_setup_fails_or_skips_its_teardown() -> None:
@@ -529,18 +531,18 @@ def test_retrying_upstream_holds_downstream() -> None:
 
 def test_exponential_backoff_is_capped() -> None:
     flaky = task("flaky", retries=10, retryDelaySeconds=5, maxRetryDelaySeconds=60)
-    assert [graph.retry_delay_seconds(flaky, n) for n in range(1, 6)] == [5, 10, 20, 40, 60]
-    assert graph.retry_delay_seconds(flaky, 1000) == 60
+    assert [retries.retry_delay_seconds(flaky, n) for n in range(1, 6)] == [5, 10, 20, 40, 60]
+    assert retries.retry_delay_seconds(flaky, 1000) == 60
     default = task("d", retries=2)
-    assert [graph.retry_delay_seconds(default, n) for n in (1, 2, 3)] == [1, 2, 4]
+    assert [retries.retry_delay_seconds(default, n) for n in (1, 2, 3)] == [1, 2, 4]
 
 
 def test_next_attempt_at_until_retries_run_out() -> None:
     flaky = task("flaky", retries=2, retryDelaySeconds=3)
-    assert graph.next_attempt_at(flaky, 1, NOW) == NOW + timedelta(seconds=3)
-    assert graph.next_attempt_at(flaky, 2, NOW) == NOW + timedelta(seconds=6)
-    assert graph.next_attempt_at(flaky, 3, NOW) is None
-    assert graph.next_attempt_at(task("once"), 1, NOW) is None
+    assert retries.next_attempt_at(flaky, 1, NOW) == NOW + timedelta(seconds=3)
+    assert retries.next_attempt_at(flaky, 2, NOW) == NOW + timedelta(seconds=6)
+    assert retries.next_attempt_at(flaky, 3, NOW) is None
+    assert retries.next_attempt_at(task("once"), 1, NOW) is None
 
 
 def test_decide_ignores_states_of_unknown_tasks() -> None:
@@ -614,7 +616,7 @@ def test_random_dags_run_to_completion_in_dependency_order(seed: int) -> None:
     assert set(states) == {t.id for t in tasks}
     assert decision.progress == f"{count}/{count}"
     failing = (P.FAILED, P.UPSTREAM_FAILED)
-    leaves_failed = any(states[tid].phase in failing for tid in graph.run_leaves(tasks))
+    leaves_failed = any(states[tid].phase in failing for tid in run_phase.run_leaves(tasks))
     assert decision.phase == (RunPhase.FAILED if leaves_failed else RunPhase.SUCCEEDED)
 
 
@@ -648,12 +650,12 @@ def test_an_up_for_reschedule_upstream_holds_every_trigger_rule() -> None:
         tasks = [task("sensor"), task("after", "sensor", triggerRule=rule.value)]
         decision = graph.decide(tasks, {"sensor": waiting}, NOW)
         assert "after" not in (*decision.start, *decision.skipped, *decision.upstream_failed), rule
-    assert graph.evaluate_trigger_rule(TriggerRule.ALL_DONE, [P.UP_FOR_RESCHEDULE]) is None
+    assert trigger_rules.evaluate_trigger_rule(TriggerRule.ALL_DONE, [P.UP_FOR_RESCHEDULE]) is None
 
 
 def test_reschedules_use_no_retries() -> None:
     flaky = task("flaky", retries=1, retryDelaySeconds=3)
     # Attempt 4 failed after three reschedules: it was the first try, one retry is left (delay of try 1).
-    assert graph.next_attempt_at(flaky, 4, NOW, reschedules=3) == NOW + timedelta(seconds=3)
-    assert graph.next_attempt_at(flaky, 5, NOW, reschedules=3) is None
-    assert graph.next_attempt_at(flaky, 4, NOW) is None
+    assert retries.next_attempt_at(flaky, 4, NOW, reschedules=3) == NOW + timedelta(seconds=3)
+    assert retries.next_attempt_at(flaky, 5, NOW, reschedules=3) is None
+    assert retries.next_attempt_at(flaky, 4, NOW) is None

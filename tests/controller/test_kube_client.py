@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from kdag import kube
 from kdag.kube import (
+    CLUSTERROLE,
     CONFIGMAP,
     DAG,
     DAGRUN,
@@ -205,6 +206,21 @@ def test_reads_go_to_the_kinds_paths(fake: FakeApiServer, api: SyncKubeApi) -> N
         ("GET", "/api/v1/namespaces/ns/pods", {"labelSelector": "kdag.dev/dag=d,kdag.dev/task=t"}),
         ("GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles", {}),
         ("GET", "/api/v1/namespaces/ns/pods/p/log", {"container": "xcom"}),
+    ]
+
+
+def test_a_cluster_scoped_kind_is_read_without_a_namespace(fake: FakeApiServer, api: SyncKubeApi) -> None:
+    """The task ClusterRole, read for its uid (it owns the task RBAC the controller makes)."""
+    fake.reply(200, {"kind": "ClusterRole", "metadata": {"name": "kdag-task", "uid": "u"}})
+    fake.reply(403, status(403, 'clusterroles "other" is forbidden'))
+    assert method_name(CLUSTERROLE, "read") == "read_cluster_role"
+    role = api.get(CLUSTERROLE, "", "kdag-task")
+    assert role == {"kind": "ClusterRole", "metadata": {"name": "kdag-task", "uid": "u"}}
+    with pytest.raises(Forbidden, match="GET ClusterRole other: clusterroles"):
+        api.get(CLUSTERROLE, "", "other")
+    assert [r["path"] for r in fake.requests] == [
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles/kdag-task",
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles/other",
     ]
 
 

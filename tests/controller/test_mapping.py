@@ -1,5 +1,5 @@
 """Dynamic task mapping in the controller's pure parts: the `map` field, length expressions
-(`graph.map_length`, after Airflow 3's `get_task_map_length`), `graph.decide`'s expansion (Skipped for 0,
+(`mapping.map_length`, after Airflow 3's `get_task_map_length`), `graph.decide`'s expansion (Skipped for 0,
 UpstreamFailed for an unknown length, Failed over maxLength, instances started and retried one by one,
 trigger rules over every instance), names, manifests, the downstream pod's projected volume, and the
 lengths a report carries through `attempts` and `settle` (docs/design.md, "Mapped tasks")."""
@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from kdag import graph, manifests, names, policy
+from kdag import graph, manifests, mapping, names, policy
 from kdag.api.models import (
     MAX_MAP_LENGTH,
     DAGSpec,
@@ -23,11 +23,11 @@ from kdag.api.models import (
 )
 from kdag.api.validation import check_dag_spec
 from kdag.attempts import Termination, attempt_result
-from kdag.graph import TaskState
 from kdag.render import RunInfo, render_task_pod
 from kdag.settings import ControllerSettings
 from kdag.settle import settle
-from kdag_runner.airflow.mapping import MAX_MAP_LENGTH as RUNNER_MAX_MAP_LENGTH
+from kdag.task_state import TaskState
+from kdag_runner.airflow.mapping_checks import MAX_MAP_LENGTH as RUNNER_MAX_MAP_LENGTH
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 P = TaskPhase
@@ -51,7 +51,7 @@ def ok(**lengths: int) -> TaskState:
 
 
 def length_of(expression: dict[str, Any], **known: int) -> int | None:
-    return graph.map_length(MapLength.model_validate(expression), lambda t, k: known.get(f"{t}.{k}"))
+    return mapping.map_length(MapLength.model_validate(expression), lambda t, k: known.get(f"{t}.{k}"))
 
 
 # -- the model and its limits -------------------------------------------------------------------------
@@ -253,10 +253,10 @@ def test_a_branch_skip_request_skips_a_mapped_task_as_a_whole() -> None:
 
 
 def test_instance_keys_round_trip() -> None:
-    assert graph.instance_key("grp.t", 12) == "grp.t[12]"
-    assert graph.split_instance_key("grp.t[12]") == ("grp.t", 12)
-    assert graph.split_instance_key("grp.t") == ("grp.t", None)
-    plain, instances = graph.split_states({"a": TaskState(P.RUNNING), "m[1]": TaskState(P.FAILED)})
+    assert mapping.instance_key("grp.t", 12) == "grp.t[12]"
+    assert mapping.split_instance_key("grp.t[12]") == ("grp.t", 12)
+    assert mapping.split_instance_key("grp.t") == ("grp.t", None)
+    plain, instances = mapping.split_states({"a": TaskState(P.RUNNING), "m[1]": TaskState(P.FAILED)})
     assert plain == {"a": TaskState(P.RUNNING)} and instances == {"m": {1: TaskState(P.FAILED)}}
 
 
@@ -264,22 +264,24 @@ def test_instance_keys_round_trip() -> None:
 
 
 def test_instance_names_never_collide_with_another_tasks_and_keep_the_guard_shape() -> None:
-    assert names.taskrun_name("run-1", "t", 2) == "run-1-t.2"
-    assert names.xcom_configmap_name("run-1", "t", 2) == "run-1-t.2"
-    assert names.pod_name("run-1", "t", 3, 2) == "run-1-t.2-3"
-    # Task "t-2" is "run-1-t-2": a "-{i}" suffix would have been instance 2 of "t".
+    taskrun = names.taskrun_name("run-1", "t", 2)
+    assert taskrun == f"run-1-t-2-{names.instance_hash('run-1', 't', 2)}"
+    assert names.xcom_configmap_name("run-1", "t", 2) == taskrun
+    uid = "8f14e45f-ceea-467f-a0e6-0123456789ab"
+    assert names.pod_name("run-1", "t", 3, 2, run_uid=uid) == f"{taskrun}-8f14e45f-3"
+    # Task "t-2" reads the same ("run-1-t-2-"), but the hash of (run, task, index) differs.
     assert names.taskrun_name("run-1", "t-2") != names.taskrun_name("run-1", "t", 2)
     assert names.labels("d", "run-1", "t", 2)[names.MAP_INDEX_LABEL] == "2"
     with pytest.raises(ValueError):
         names.taskrun_name("run-1", "t", -1)
-    rule = policy.xcom_guard_policy()["spec"]["validations"][0]["expression"]
-    assert 'startsWith(request.name + "-")' in rule  # the pod name minus "-{digits}" is the ConfigMap's
+    variables = {v["name"]: v["expression"] for v in policy.xcom_guard_policy()["spec"]["variables"]}
+    assert 'startsWith(request.name + "-")' in variables["podSuffix"]  # `{configmap}-` starts the pod name
 
 
 def test_an_instance_taskrun_carries_its_index() -> None:
     spec = task("m", map={"length": {"literal": 2}})
     manifest = manifests.taskrun_manifest("ns", "dag", "run-1", "uid", spec, 1)
-    assert manifest["metadata"]["name"] == "run-1-m.1"
+    assert manifest["metadata"]["name"] == names.taskrun_name("run-1", "m", 1)
     assert manifest["metadata"]["labels"][names.MAP_INDEX_LABEL] == "1"
     assert manifest["spec"]["mapIndex"] == 1
     assert "mapIndex" not in manifests.taskrun_manifest("ns", "dag", "run-1", "uid", spec)["spec"]
@@ -324,14 +326,14 @@ def env_of(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def test_an_instance_pod_knows_its_index_and_writes_its_own_configmap() -> None:
     manifest = pod("m", map_index=3)
-    assert manifest["metadata"]["name"] == "d-run-m.3-1"
+    assert manifest["metadata"]["name"] == names.pod_name("d-run", "m", 1, 3, run_uid=RUN.uid)
     assert manifest["metadata"]["labels"][names.MAP_INDEX_LABEL] == "3"
     env = env_of(manifest)
     assert env["KDAG_MAP_INDEX"] == "3"
-    assert env["KDAG_XCOM_CONFIGMAP"] == "d-run-m.3"
+    assert env["KDAG_XCOM_CONFIGMAP"] == names.xcom_configmap_name("d-run", "m", 3)
     assert "KDAG_MAPPED" not in env
-    # The guard: the pod name minus "-{digits}" is the ConfigMap it writes.
-    assert manifest["metadata"]["name"] == env["KDAG_XCOM_CONFIGMAP"] + "-1"
+    # The guard: the pod name minus "-{run uid tag}-{attempt}" is the ConfigMap it writes.
+    assert manifest["metadata"]["name"] == env["KDAG_XCOM_CONFIGMAP"] + f"-{names.run_uid_tag(RUN.uid)}-1"
 
 
 def test_downstream_gets_one_projected_volume_for_all_instances() -> None:
@@ -341,7 +343,8 @@ def test_downstream_gets_one_projected_volume_for_all_instances() -> None:
     volumes = {v["name"]: v for v in manifest["spec"]["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in manifest["spec"]["containers"][0]["volumeMounts"]}
     projected = volumes[mounts["/kdag/xcom/in/m"]]["projected"]["sources"]
-    assert [s["configMap"]["name"] for s in projected] == ["d-run-m.0", "d-run-m.1", "d-run-m.2"]
+    instances = [names.xcom_configmap_name("d-run", "m", i) for i in range(3)]
+    assert [s["configMap"]["name"] for s in projected] == instances
     assert all(s["configMap"]["optional"] for s in projected)
     assert projected[2]["configMap"]["items"] == [
         {"key": "return_value", "path": "2/return_value"},
@@ -354,7 +357,8 @@ def test_downstream_gets_one_projected_volume_for_all_instances() -> None:
         {"key": "__context", "path": "1/__context"},
     ]
     # An unmapped ancestor keeps its ConfigMap volume.
-    assert volumes[mounts["/kdag/xcom/in/make"]]["configMap"]["name"] == "d-run-make"
+    make = names.xcom_configmap_name("d-run", "make")
+    assert volumes[mounts["/kdag/xcom/in/make"]]["configMap"]["name"] == make
 
 
 def test_a_mapped_ancestor_without_instances_is_an_empty_optional_volume() -> None:
@@ -362,7 +366,10 @@ def test_a_mapped_ancestor_without_instances_is_an_empty_optional_volume() -> No
     assert json.loads(env_of(manifest)["KDAG_MAPPED"]) == {"m": 0}
     volumes = {v["name"]: v for v in manifest["spec"]["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in manifest["spec"]["containers"][0]["volumeMounts"]}
-    assert volumes[mounts["/kdag/xcom/in/m"]]["configMap"] == {"name": "d-run-m", "optional": True}
+    assert volumes[mounts["/kdag/xcom/in/m"]]["configMap"] == {
+        "name": names.xcom_configmap_name("d-run", "m"),
+        "optional": True,
+    }
 
 
 # -- reports: lengths and names through attempts and settle ------------------------------------------------
@@ -416,7 +423,7 @@ def test_a_vanished_instance_pod_is_named_with_its_index() -> None:
     spec = RUN_DAG.resolved_task("m", SETTINGS.runner_image)
     running = TaskRunStatus.model_validate({"phase": "Running", "attempts": 1})
     outcome = settle(running, {}, spec, NOW, run_name=RUN.name, map_index=4)
-    assert outcome.patch is not None and "d-run-m.4-1" in (outcome.patch.message or "")
+    assert outcome.patch is not None and names.taskrun_name("d-run", "m", 4) in (outcome.patch.message or "")
 
 
 def test_a_mapped_upstream_still_running_has_no_length_yet() -> None:

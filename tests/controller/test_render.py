@@ -78,7 +78,7 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
 
 def test_python_task_pod() -> None:
     pod = render("hello_task", attempt=2)
-    assert pod["metadata"]["name"] == names.pod_name(RUN.name, "hello_task", 2)
+    assert pod["metadata"]["name"] == names.pod_name(RUN.name, "hello_task", 2, run_uid=RUN.uid)
     assert pod["metadata"]["namespace"] == "team-a"
     assert pod["metadata"]["labels"] == {
         "app.kubernetes.io/managed-by": "kdag",
@@ -152,9 +152,12 @@ def test_downstream_python_task_gets_ancestor_volumes_inputs_and_dag_file() -> N
     assert json.loads(env["KDAG_PARAMS"]) == {"greeting": "hi", "n": 3, "k": "v"}
     assert env["KDAG_DAG_FILE"] == "/kdag/dag/lesson.py"
     assert "KDAG_PYTHON_SOURCE" not in env
-    hello_cm = names.xcom_configmap_name(RUN.name, "hello_task")
-    assert env["GREETING"] == {"configMapKeyRef": {"name": hello_cm, "key": "return_value", "optional": True}}
-    assert env["T"] == {"configMapKeyRef": {"name": hello_cm, "key": "execution_time", "optional": True}}
+    # xcomInputs: the runner sets them from the mounted stores, so no size keeps the task from starting.
+    assert "GREETING" not in env and "T" not in env
+    assert json.loads(env["KDAG_XCOM_INPUTS"]) == [
+        {"env": "GREETING", "task": "hello_task", "key": "return_value"},
+        {"env": "T", "task": "hello_task", "key": "execution_time"},
+    ]
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     for task_id in ("hello_task", "shell"):
@@ -186,7 +189,7 @@ def test_any_image_task_gets_the_xcom_sidecar_and_no_token() -> None:
     assert sidecar["name"] == "xcom"
     assert sidecar["restartPolicy"] == "Always"
     assert sidecar["image"] == "localhost/kdag-runner:dev"
-    assert sidecar["command"] == ["python3", "-m", "kdag_runner", "collect"]
+    assert sidecar["command"] == ["python3", "-I", "-m", "kdag_runner", "collect"]
     assert env_of(sidecar)["KDAG_XCOM_CONFIGMAP"] == names.xcom_configmap_name(RUN.name, "shell")
     assert "MODE" not in env_of(sidecar)
     assert "&id" not in yaml.safe_dump(pod)  # no object shared between containers
@@ -197,6 +200,121 @@ def test_any_image_task_gets_the_xcom_sidecar_and_no_token() -> None:
         "/kdag/xcom/out",
         "/kdag/xcom/in/hello_task",
     }
+
+
+def test_a_python_retry_mounts_the_task_state_its_own_configmap_keeps() -> None:
+    """Attempts after the first see `.state` of the instance's own ConfigMap through the kubelet (the token
+    gets no `get`); the first attempt and command tasks (no runner in the container) mount nothing more."""
+    first, retry = render("hello_task", attempt=1), render("hello_task", attempt=2)
+    assert "KDAG_STATE_IN" not in env_of(first["spec"]["containers"][0])
+    assert all(v["name"] != "state-in" for v in first["spec"]["volumes"])
+    (container,) = retry["spec"]["containers"]
+    assert env_of(container)["KDAG_STATE_IN"] == "/kdag/state"
+    assert {"name": "state-in", "mountPath": "/kdag/state", "readOnly": True} in container["volumeMounts"]
+    volumes = {v["name"]: v for v in retry["spec"]["volumes"]}
+    assert volumes["state-in"]["configMap"] == {
+        "name": names.xcom_configmap_name(RUN.name, "hello_task"),
+        "optional": True,
+        "items": [{"key": ".state", "path": ".state"}],
+    }
+    shell = render("shell", attempt=3)
+    assert all(v["name"] != "state-in" for v in shell["spec"]["volumes"])
+    assert "KDAG_STATE_IN" not in env_of(shell["spec"]["containers"][0])
+
+
+def test_the_collector_holding_the_token_never_imports_what_the_task_writes() -> None:
+    # A command that writes /tmp/ssl.py must not get it run by the collector, which imports ssl (and
+    # socket, http, email, base64, ...) only once the command has exited.
+    pod = render("shell")
+    (container,) = pod["spec"]["containers"]
+    (collector,) = pod["spec"]["initContainers"]
+    # Isolated mode: neither the working directory, nor PYTHON* variables, nor the user site on sys.path.
+    assert collector["command"][:3] == ["python3", "-I", "-m"]
+    assert collector["workingDir"] == "/"
+    assert collector["securityContext"]["readOnlyRootFilesystem"] is True
+    assert not any(name.startswith("PYTHON") for name in env_of(collector))
+    task_volumes = {m["name"] for m in container["volumeMounts"]}
+    collector_mounts = {m["name"]: m["mountPath"] for m in collector["volumeMounts"]}
+    # All it shares with the command is the directory of XCom files, which is never on its sys.path.
+    assert {name for name in collector_mounts if name in task_volumes} == {"xcom-out"}
+    assert "/tmp" not in collector_mounts.values()
+    assert collector_mounts["kdag-token"] == "/var/run/secrets/kubernetes.io/serviceaccount"
+    # The Python task's runner is the task itself: its /tmp is its own pod's, shared with no container.
+    python_pod = render("hello_task")["spec"]
+    assert "initContainers" not in python_pod and len(python_pod["containers"]) == 1
+
+
+COMMAND_DAG = DAGSpec.model_validate(
+    {
+        "tasks": [
+            {"id": "big", "python": {"source": "def f(**_):\n    return 'x' * 200000\n", "callable": "f"}},
+            {
+                "id": "report",
+                "upstream": ["big"],
+                "image": "busybox:1.36",
+                "command": ["sh", "-c", "echo ${#BIG}"],
+                "xcomInputs": [{"env": "BIG", "task": "big"}],
+            },
+        ]
+    }
+)
+
+
+def render_command_consumer() -> dict[str, Any]:
+    run = RunInfo(
+        namespace="team-a",
+        dag_name="big",
+        name="big-abc12345",
+        uid="uid-run",
+        logical_date=datetime(2026, 1, 2, tzinfo=UTC),
+        dag=COMMAND_DAG,
+    )
+    return render_task_pod(
+        run=run,
+        task=COMMAND_DAG.resolved_task("report", SETTINGS.runner_image),
+        taskrun_name="big-abc12345-report",
+        taskrun_uid="uid-tr",
+        attempt=1,
+        settings=SETTINGS,
+    )
+
+
+def test_a_command_tasks_xcom_inputs_are_checked_before_it_starts() -> None:
+    # Linux starts no program with an environment string over 128 KiB, and an XCom may be 1 MB: an init
+    # container fails the attempt first, naming the input, where the command would fail to start.
+    pod = render_command_consumer()
+    (container,) = pod["spec"]["containers"]
+    check, collector = pod["spec"]["initContainers"]
+    assert env_of(container)["BIG"] == {
+        "configMapKeyRef": {
+            "name": names.xcom_configmap_name("big-abc12345", "big"),
+            "key": "return_value",
+            "optional": True,
+        }
+    }
+    assert check["name"] == "xcom-inputs"
+    assert "restartPolicy" not in check  # runs to its end before the collector and the command start
+    assert check["command"] == ["python3", "-I", "-m", "kdag_runner", "check-inputs"]
+    assert check["workingDir"] == "/"
+    inputs = [{"env": "BIG", "task": "big", "key": "return_value"}]
+    assert json.loads(env_of(check)["KDAG_XCOM_INPUTS"]) == inputs
+    assert {m["mountPath"]: m["readOnly"] for m in check["volumeMounts"]} == {"/kdag/xcom/in/big": True}
+    assert collector["name"] == "xcom"
+    # A command task without xcomInputs has no check (render("shell")); a Python task needs none.
+    assert [c["name"] for c in render("shell")["spec"]["initContainers"]] == ["xcom"]
+
+
+def test_a_failed_xcom_inputs_check_fails_the_attempt_with_its_report_never_retried() -> None:
+    problem = "xcomInputs of task 'report': XCom 'return_value' of task 'big' takes 200010 bytes ..."
+    report = json.dumps({"error": problem, "retry": False})
+    pod = pod_with(
+        render_command_consumer(), "Failed", [], init=[terminated("xcom-inputs", 3, report, reason="Error")]
+    )
+    result = parse_attempt_result(pod)
+    assert result.finished and not result.succeeded
+    assert (result.exit_code, result.message, result.retry) == (3, problem, False)
+    still_checking = pod_with(render_command_consumer(), "Pending", [], init=[running("xcom-inputs")])
+    assert not parse_attempt_result(still_checking).finished
 
 
 def test_run_info_from_a_dagrun_object() -> None:
@@ -472,7 +590,46 @@ def test_a_sensor_attempt_gets_the_task_start_and_its_reschedules() -> None:
     assert env["KDAG_ATTEMPT"] == "4"
     assert env["KDAG_TASK_START"] == "2026-01-02T03:04:05Z"
     assert env["KDAG_RESCHEDULES"] == "3"
-    assert pod["metadata"]["name"] == names.pod_name(RUN.name, "hello_task", 4)
+    assert pod["metadata"]["name"] == names.pod_name(RUN.name, "hello_task", 4, run_uid=RUN.uid)
     # Neither is set unless given (a first attempt of a task that was never rescheduled has no count).
     plain = env_of(render("hello_task")["spec"]["containers"][0])
     assert "KDAG_TASK_START" not in plain and "KDAG_RESCHEDULES" not in plain
+
+
+def test_a_runs_type_comes_from_its_label_so_an_owned_kdag_trigger_run_stays_manual() -> None:
+    """`kdag trigger`'s runs are owned by their DAG now (deleting the DAG deletes them), as scheduled runs
+    are: the `kdag.dev/run-type` label, not the owner, says which is which; unlabelled runs of an older
+    controller keep the owner rule."""
+    from kdag import manifests
+
+    dag = DAGSpec.model_validate({"tasks": [{"id": "a", "command": ["true"]}]})
+
+    def run_type(**fields: Any) -> str:
+        manifest = manifests.dagrun_manifest("etl", "etl-1", namespace="ns", **fields)
+        manifest["metadata"]["uid"] = "uid-run"
+        manifest["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+        return RunInfo.from_dagrun(manifest, dag).run_type
+
+    assert run_type(owner_uid="uid-dag", run_type=manifests.MANUAL) == "manual"
+    assert run_type(owner_uid="uid-dag", run_type=manifests.SCHEDULED) == "scheduled"
+    assert run_type(owner_uid="uid-dag") == "scheduled"
+    assert run_type() == "manual"
+
+
+def test_a_dag_id_that_is_no_label_value_labels_nothing() -> None:
+    """Airflow's `_team.etl` is a valid dag_id but no label value: the task's XCom ConfigMap is labelled with
+    the DAG object's name (`KDAG_DAG_NAME`), never with the id."""
+    from kdag.settings import ControllerSettings
+    from kdag_runner.environment import TaskEnvironment
+    from kdag_runner.sinks import store_labels
+
+    task = {"id": "a", "python": {"source": "x", "callable": "f"}}
+    dag = DAGSpec.model_validate({"dagId": "_team.etl", "tasks": [task]})
+    run = RunInfo("ns", "team-etl", "team-etl-1", "uid-run", datetime(2026, 1, 1, tzinfo=UTC), dag)
+    settings = ControllerSettings()
+    pod = render_task_pod(
+        run=run, task=dag.tasks[0], taskrun_name="t", taskrun_uid="u", attempt=1, settings=settings
+    )
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"] if "value" in e}
+    assert env["KDAG_DAG_ID"] == "_team.etl" and env["KDAG_DAG_NAME"] == "team-etl"
+    assert store_labels(TaskEnvironment.from_env(env))["kdag.dev/dag"] == "team-etl"

@@ -19,6 +19,7 @@ from kdag import compile as compiler
 from kdag import schedules
 from kdag.api.models import DAGSpec
 from kdag.api.validation import dag_spec_problems, manifest_problems
+from kdag.compile.python_dags import python_dag_spec
 from kdag.render import RunInfo, task_env
 from kdag.schedules import Cron, DataInterval, Delta, Events, ScheduledRun
 from kdag_runner import timetables
@@ -319,6 +320,73 @@ def test_after_missed_ticks_only_the_newest_run_is_made() -> None:
     assert schedules.missed_run(hourly, t(2024, 1, 1, 10), now) is None
 
 
+def made_by(
+    timetable: schedules.Timetable, cursor: datetime, now: datetime, catchup: bool
+) -> list[datetime]:
+    """The ticks of the runs a schedule makes at `now`, one after the other, from `cursor` (fixed clock)."""
+    made = []
+    while (run := schedules.due_run(timetable, cursor, now, catchup)) is not None:
+        made.append(run.run_after)
+        cursor = run.run_after
+    return made
+
+
+def test_catchup_off_makes_only_the_newest_missed_tick() -> None:
+    """Airflow's catchup=False: a schedule that fell behind (the controller away, a run refused) makes the
+    newest tick's run, never the ones in between."""
+    hourly = Cron(("0 * * * *",))
+    last = schedules.resume_cursor(hourly, t(2024, 1, 1, 7), t(2024, 1, 1, 10, 30), catchup=False)
+    assert made_by(hourly, last, t(2024, 1, 1, 10, 30), catchup=False) == [t(2024, 1, 1, 10)]
+    assert made_by(hourly, t(2024, 1, 1, 10), t(2024, 1, 1, 10, 30), catchup=False) == []
+
+
+def test_catchup_on_makes_each_missed_tick_once_oldest_first() -> None:
+    """Airflow's catchup=True: every tick since the last scheduled run, in order, then none twice."""
+    hourly = Cron(("0 * * * *",))
+    now = t(2024, 1, 1, 10, 30)
+    cursor = schedules.resume_cursor(hourly, t(2024, 1, 1, 7), now, catchup=True)
+    made = made_by(hourly, cursor, now, catchup=True)
+    assert made == [t(2024, 1, 1, 8), t(2024, 1, 1, 9), t(2024, 1, 1, 10)]
+    assert made_by(hourly, made[-1], now, catchup=True) == []
+
+
+def test_catchup_resumes_after_the_last_logical_date_whatever_the_timetable() -> None:
+    """lastScheduleTime is a logical date: a data-interval run's is the start of its interval."""
+    intervals = Cron(("0 * * * *",), data_intervals=True)
+    now = t(2024, 1, 1, 10, 30)
+    cursor = schedules.resume_cursor(intervals, t(2024, 1, 1, 7), now, catchup=True)
+    runs = []
+    while (run := schedules.due_run(intervals, cursor, now, True)) is not None:
+        runs.append((run.logical_date, run.run_after))
+        cursor = run.run_after
+    assert runs == [(t(2024, 1, 1, h), t(2024, 1, 1, h + 1)) for h in (8, 9)]
+    trigger = Delta(timedelta(hours=1), interval=timedelta(hours=1))  # logical date an hour before the tick
+    cursor = schedules.resume_cursor(trigger, t(2024, 1, 1, 7), now, catchup=True)
+    assert made_by(trigger, cursor, now, catchup=True) == [t(2024, 1, 1, 9), t(2024, 1, 1, 10)]
+
+
+def test_a_dag_never_scheduled_catches_up_from_its_start_only_with_catchup() -> None:
+    every_day = Cron(("0 0 * * *",), start=t(2024, 1, 1))
+    now = t(2024, 1, 3, 12)
+    assert made_by(every_day, schedules.resume_cursor(every_day, None, now, catchup=False), now, False) == []
+    cursor = schedules.resume_cursor(every_day, None, now, catchup=True)
+    assert made_by(every_day, cursor, now, True) == [t(2024, 1, 1), t(2024, 1, 2), t(2024, 1, 3)]
+    no_start = Cron(("0 0 * * *",))
+    assert made_by(no_start, schedules.resume_cursor(no_start, None, now, catchup=True), now, True) == []
+
+
+def test_a_tick_not_made_stays_due_until_it_is() -> None:
+    """The cursor moves only past a run that was made: a failed create is asked for again, the same run."""
+    hourly = Cron(("0 * * * *",))
+    cursor = t(2024, 1, 1, 9, 30)
+    first = schedules.due_run(hourly, cursor, t(2024, 1, 1, 10, 0, 1), catchup=False)
+    again = schedules.due_run(hourly, cursor, t(2024, 1, 1, 10, 5), catchup=False)
+    assert first == again == run_at(t(2024, 1, 1, 10))
+    # Catchup off: once a newer tick is due, it replaces the one never made.
+    assert schedules.due_run(hourly, cursor, t(2024, 1, 1, 11, 1), False) == run_at(t(2024, 1, 1, 11))
+    assert schedules.due_run(hourly, cursor, t(2024, 1, 1, 11, 1), True) == run_at(t(2024, 1, 1, 10))
+
+
 def test_minute_collisions_name_events_sharing_a_run_name() -> None:
     assert schedules.minute_collisions([t(2024, 1, 1, 0, 0, 10), t(2024, 1, 1, 0, 1)]) == []
     assert schedules.minute_collisions([t(2024, 1, 1, 0, 1, 50), t(2024, 1, 1, 0, 1, 5)]) == [
@@ -396,7 +464,8 @@ def test_timetables_kdag_runs_are_accepted(timetable: dict[str, Any]) -> None:
         ({"timetable": {"cron": "@daily", "restrictToEvents": True}}, "restrictToEvents is for events"),
         (
             {"timetable": {"cron": "@daily", "start": "2024-01-02T00:00:00Z", "end": "2024-01-01T00:00:00Z"}},
-            "spec.timetable.end: end may not be before start",
+            "spec.timetable.end: end 2024-01-01T00:00:00+00:00 may not be before start"
+            " 2024-01-02T00:00:00+00:00",
         ),
         (
             {"timetable": {"events": ["2030-01-01T00:00:10Z", "2030-01-01T00:00:40Z"]}},
@@ -421,7 +490,10 @@ def test_a_runs_data_interval_may_not_end_before_it_starts() -> None:
             "dataInterval": {"start": "2024-01-02T00:00:00Z", "end": "2024-01-01T00:00:00Z"},
         },
     }
-    assert [str(p) for p in manifest_problems(run)] == ["spec.dataInterval.end: end may not be before start"]
+    assert [str(p) for p in manifest_problems(run)] == [
+        "spec.dataInterval.end: end 2024-01-01T00:00:00+00:00 may not be before start"
+        " 2024-01-02T00:00:00+00:00"
+    ]
 
 
 # --- what a task is told: KDAG_DATA_INTERVAL_START/END --------------------------------------------------
@@ -464,8 +536,8 @@ def test_a_task_gets_its_runs_data_interval_or_the_one_airflow_infers() -> None:
 def compiled_schedule(schedule: Any = None, **dag_args: Any) -> dict[str, Any]:
     with DAG("sched", schedule=schedule, **dag_args) as dag:
         BashOperator(task_id="t", bash_command="true")
-    spec = compiler.python_dag_spec(dag, "sched-source", "dag.py").to_kube()
-    return {k: spec[k] for k in ("schedule", "timetable") if k in spec}
+    spec = python_dag_spec(dag, "sched-source", "dag.py").to_kube()
+    return {k: spec[k] for k in ("schedule", "timetable", "catchup") if k in spec}
 
 
 @pytest.mark.parametrize(
@@ -557,10 +629,19 @@ def test_each_airflow_schedule_compiles_to_its_spec(
     assert compiled_schedule(schedule, **dag_args) == expected
 
 
+def test_catchup_true_compiles_to_the_spec_field() -> None:
+    assert compiled_schedule("@daily", catchup=True) == {"schedule": "@daily", "catchup": True}
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    assert compiled_schedule(timedelta(hours=1), start_date=start, catchup=True) == {
+        "timetable": {"everySeconds": 3600, "start": "2024-01-01T00:00:00Z"},
+        "catchup": True,
+    }
+
+
 def test_airflow_2s_timetable_argument_is_read_too() -> None:
     with DAG("sched", timetable=timetables.DeltaTriggerTimetable(timedelta(hours=2))) as dag:
         BashOperator(task_id="t", bash_command="true")
-    assert compiler.python_dag_spec(dag, "c", "k").to_kube()["timetable"] == {"everySeconds": 7200}
+    assert python_dag_spec(dag, "c", "k").to_kube()["timetable"] == {"everySeconds": 7200}
 
 
 @pytest.mark.parametrize(
@@ -574,11 +655,6 @@ def test_airflow_2s_timetable_argument_is_read_too() -> None:
             "spec.timetable.everySeconds: Input should be greater than or equal to 60",
         ),
         (timedelta(seconds=90.5), {}, "is not a whole number of seconds"),
-        (
-            "@daily",
-            {"catchup": True},
-            "catchup=True is not supported: kdag never creates runs for past ticks",
-        ),
         (
             timetables.CronTriggerTimetable("@daily", timezone="UTC", run_immediately=True),
             {},

@@ -37,6 +37,15 @@ def test_environment_overrides() -> None:
     assert settings.peering is None
 
 
+def test_metrics_stay_on_loopback_and_the_task_cluster_role_is_kdag_task_unless_told() -> None:
+    """The host-run controller serves metrics on 127.0.0.1 and binds the ClusterRole deploy/ makes; the chart
+    sets both (KDAG_METRICS_HOST=0.0.0.0 behind its NetworkPolicy, its release's task ClusterRole)."""
+    default = ControllerSettings.from_env({})
+    assert (default.metrics_host, default.task_cluster_role) == ("127.0.0.1", "kdag-task")
+    told = ControllerSettings.from_env({"KDAG_METRICS_HOST": "0.0.0.0", "KDAG_TASK_CLUSTER_ROLE": "data"})
+    assert (told.metrics_host, told.task_cluster_role) == ("0.0.0.0", "data")
+
+
 def test_bad_number_names_the_variable() -> None:
     with pytest.raises(ValueError, match="KDAG_METRICS_PORT must be an integer, got 'eighty'"):
         ControllerSettings.from_env({"KDAG_METRICS_PORT": "eighty"})

@@ -9,8 +9,8 @@ from typing import Any
 from kdag import names
 from kdag.api.models import TaskPhase, TaskRunStatus, TaskSpec
 from kdag.attempts import AttemptResult
-from kdag.graph import TaskState
 from kdag.settle import EventAction, Settlement, attempt_of, settle
+from kdag.task_state import TaskState
 from test_render import RUN, SETTINGS, pod_with, render, running, terminated
 
 NOW = datetime(2026, 1, 2, 3, 10, tzinfo=UTC)
@@ -29,7 +29,7 @@ def running_status(attempts: int = 1, task_id: str = "hello_task") -> TaskRunSta
     return status(
         phase="Running",
         attempts=attempts,
-        podName=names.pod_name(RUN.name, task_id, attempts),
+        podName=names.pod_name(RUN.name, task_id, attempts, run_uid=RUN.uid),
         startTime=STARTED,
     )
 
@@ -255,7 +255,7 @@ def test_xcom_push_failure_of_the_sidecar_fails_the_attempt() -> None:
 
 def test_a_pod_deleted_before_it_finished_is_a_failed_attempt() -> None:
     outcome = settled(running_status(attempts=2), {}, RETRIED)
-    pod_name = names.pod_name(RUN.name, "hello_task", 2)
+    pod_name = names.pod_name(RUN.name, "hello_task", 2, run_uid=RUN.uid)
     message = f"pod {pod_name} was deleted before it finished"
     assert patch_of(outcome) == {
         "phase": "Retrying",
@@ -283,7 +283,7 @@ def test_a_pod_of_a_newer_attempt_is_adopted() -> None:
     retrying = status(
         phase="Retrying",
         attempts=1,
-        podName=names.pod_name(RUN.name, "hello_task", 1),
+        podName=names.pod_name(RUN.name, "hello_task", 1, run_uid=RUN.uid),
         startTime=STARTED,
         exitCode=1,
         message="E: first",
@@ -295,7 +295,7 @@ def test_a_pod_of_a_newer_attempt_is_adopted() -> None:
     assert patch_of(outcome) == {
         "phase": "Running",
         "attempts": 2,
-        "podName": names.pod_name(RUN.name, "hello_task", 2),
+        "podName": names.pod_name(RUN.name, "hello_task", 2, run_uid=RUN.uid),
         "startTime": STARTED,
         "nextAttemptAt": None,
     }
@@ -309,7 +309,7 @@ def test_an_adopted_first_pod_gets_a_start_time_and_is_settled_in_the_same_pass(
     assert patch_of(outcome) == {
         "phase": "Succeeded",
         "attempts": 1,
-        "podName": names.pod_name(RUN.name, "hello_task", 1),
+        "podName": names.pod_name(RUN.name, "hello_task", 1, run_uid=RUN.uid),
         "startTime": "2026-01-02T03:10:00Z",
         "nextAttemptAt": None,
         "exitCode": 0,
@@ -340,7 +340,8 @@ def test_a_stuck_pod_says_why_once() -> None:
 
 def test_attempt_of_reads_the_label_else_the_name_suffix() -> None:
     assert attempt_of(render("hello_task", 3)) == 3
-    unlabelled = {"metadata": {"name": names.pod_name(RUN.name, "hello_task", 2), "labels": {}}}
+    name = names.pod_name(RUN.name, "hello_task", 2, run_uid=RUN.uid)
+    unlabelled = {"metadata": {"name": name, "labels": {}}}
     assert attempt_of(unlabelled) == 2
     assert attempt_of({"metadata": {"name": "no-number-here"}}) == 0
 
@@ -472,3 +473,111 @@ def test_attempt_results_read_the_same_reports_locally() -> None:
     assert not result.succeeded and not result.skipped
     assert attempt_result(Termination(1, report(error="E", retry=False))).retry is False
     assert attempt_result(Termination(1, report(error="E"))).retry is True
+
+
+# --- XComs of failed attempts (kept, as in Airflow) -------------------------------------------------------
+
+
+def test_a_failed_attempt_records_the_keys_it_pushed_before_failing() -> None:
+    """Airflow keeps what a failed try pushed: downstream tasks (all_done) of a mapped instance read it."""
+    failed = report(xcomKeys=["seen"], bytes=12, error="ValueError: boom")
+    pod = py_pod(1, "Failed", [terminated("task", 1, failed, reason="Error")])
+    outcome = settle(running_status(), {1: pod}, PY, NOW, run_name=RUN.name, map_index=1)
+    assert patch_of(outcome) == {
+        "phase": "Failed",
+        "exitCode": 1,
+        "message": "ValueError: boom",
+        "xcomKeys": ["seen"],
+        "finishTime": "2026-01-02T03:10:00Z",
+    }
+    assert outcome.state is not None and outcome.state.xcom_keys == {"seen"}
+    assert outcome.finished is not None and outcome.finished.xcom_bytes == 12
+    # Retrying: the keys stay until the next attempt stores its own (Airflow clears them when it starts).
+    retrying = settled(running_status(), {1: pod}, RETRIED)
+    assert retrying.phase == TaskPhase.RETRYING
+    assert patch_of(retrying)["xcomKeys"] == ["seen"]
+    assert retrying.state is not None and retrying.state.xcom_keys == {"seen"}
+
+
+def test_a_later_failed_attempt_replaces_the_keys_of_an_earlier_one() -> None:
+    earlier = running_status(attempts=2).model_copy(update={"xcom_keys": ["seen"]})
+    nothing = report(xcomKeys=[], bytes=2, error="ValueError: boom")
+    pod = py_pod(2, "Failed", [terminated("task", 1, nothing, reason="Error")])
+    outcome = settled(earlier, {2: pod}, RETRIED)
+    assert patch_of(outcome)["xcomKeys"] == []
+    assert outcome.state is not None and outcome.state.xcom_keys == frozenset()
+    # The same keys again: nothing to write for them. A pod gone before it stored anything: none kept.
+    same = report(xcomKeys=["seen"], bytes=12, error="ValueError: boom")
+    pod = py_pod(2, "Failed", [terminated("task", 1, same, reason="Error")])
+    assert "xcomKeys" not in patch_of(settled(earlier, {2: pod}, RETRIED))
+    assert patch_of(settled(earlier, {}, RETRIED))["xcomKeys"] == []
+
+
+def test_a_failed_command_task_records_the_collectors_keys_only() -> None:
+    # The user's container may print anything; only the collector's report says what was stored.
+    own = report(xcomKeys=["forged"], bytes=2, error="ValueError: boom")
+    pod = pod_with(
+        render("shell"),
+        "Failed",
+        [terminated("task", 1, own, reason="Error")],
+        init=[terminated("xcom", 0, report(xcomKeys=["partial"], bytes=9))],
+    )
+    outcome = settled(running_status(task_id="shell"), {1: pod}, SHELL)
+    assert outcome.phase == TaskPhase.FAILED
+    assert patch_of(outcome)["xcomKeys"] == ["partial"]
+    # An XCom failure stored nothing: no keys.
+    broken = report(error="XCom 'x' of task 'shell' is not JSON-serialisable: set")
+    pod = pod_with(
+        render("shell"),
+        "Failed",
+        [terminated("task", 1, reason="Error")],
+        init=[terminated("xcom", 3, broken)],
+    )
+    assert "xcomKeys" not in patch_of(settled(running_status(task_id="shell"), {1: pod}, SHELL))
+
+
+# --- sensors: the pods of earlier pokes -------------------------------------------------------------------
+
+
+def poke_pod(attempt: int) -> dict[str, Any]:
+    """The pod of a poke that was not done: exit code 5 and when to poke again."""
+    poke = report(xcomKeys=[], bytes=2, reschedule="2026-01-02T03:09:00Z")
+    return py_pod(attempt, "Failed", [terminated("task", 5, poke, reason="Error")])
+
+
+def test_the_last_pokes_pod_is_kept_while_the_sensor_waits() -> None:
+    """`kdag logs` reads `podName`: the poke just settled keeps its pod; the one before it goes."""
+    current = running_status(attempts=2).model_copy(update={"reschedules": 1})
+    outcome = settled(current, {1: poke_pod(1), 2: poke_pod(2)})
+    assert outcome.phase == TaskPhase.UP_FOR_RESCHEDULE
+    assert outcome.delete_pods == (names.pod_name(RUN.name, "hello_task", 1, run_uid=RUN.uid),)
+    first = settled(running_status(), {1: poke_pod(1)})
+    assert first.phase == TaskPhase.UP_FOR_RESCHEDULE and first.delete_pods == ()
+
+
+def test_earlier_pokes_pods_go_once_a_newer_attempt_is_recorded_whatever_it_became() -> None:
+    pods = {1: poke_pod(1), 2: poke_pod(2), 3: py_pod(3, "Running", [running("task")])}
+    current = running_status(attempts=3).model_copy(update={"reschedules": 2})
+    outcome = settled(current, pods)
+    assert outcome.patch is None  # nothing to record: the deletions alone
+    earlier = tuple(names.pod_name(RUN.name, "hello_task", n, run_uid=RUN.uid) for n in (1, 2))
+    assert outcome.delete_pods == earlier
+    done = py_pod(3, "Succeeded", [terminated("task", 0, report(xcomKeys=["return_value"], bytes=9))])
+    succeeded = settled(current, {**pods, 3: done})
+    assert succeeded.phase == TaskPhase.SUCCEEDED
+    assert succeeded.delete_pods == outcome.delete_pods
+    # Adopted in this pass (a pass made pod 2 and stopped before recording it): pod 1 goes too.
+    waiting = status(phase="UpForReschedule", attempts=1, reschedules=1, startTime=STARTED)
+    adopted = settled(waiting, {1: poke_pod(1), 2: py_pod(2, "Running", [running("task")])})
+    assert adopted.delete_pods == (names.pod_name(RUN.name, "hello_task", 1, run_uid=RUN.uid),)
+
+
+def test_pods_of_failed_attempts_and_pods_being_deleted_are_left_alone() -> None:
+    failed = py_pod(2, "Failed", [terminated("task", 1, report(error="E: x"), reason="Error")])
+    going = poke_pod(1)
+    going["metadata"]["deletionTimestamp"] = "2026-01-02T03:09:30Z"
+    current = running_status(attempts=3).model_copy(update={"reschedules": 1})
+    outcome = settled(current, {1: going, 2: failed, 3: py_pod(3, "Running", [running("task")])})
+    assert outcome.delete_pods == ()  # a retry's pod is no poke; pod 1 is already on its way
+    no_sensor = settled(running_status(attempts=2), {1: failed, 2: py_pod(2, "Running", [running("task")])})
+    assert no_sensor.delete_pods == ()

@@ -13,6 +13,7 @@ import pytest
 from kdag import compile as compiler
 from kdag import names
 from kdag.api.models import DAGSpec
+from kdag.compile.executor_config import executor_config_fields
 from kdag.render import RunInfo, render_task_pod
 from kdag.settings import ControllerSettings
 
@@ -126,7 +127,7 @@ class FakeV1Pod:
 
 
 def test_a_v1pod_object_is_read_through_to_dict(tmp_path: Path) -> None:
-    fields, ignored = compiler.executor_config_fields("task 't'", _Task({"pod_override": FakeV1Pod()}))
+    fields, ignored = executor_config_fields("task 't'", _Task({"pod_override": FakeV1Pod()}))
     assert fields == {
         "image": "team/runner-ml:3",
         "resources": {"limits": {"cpu": "0.5", "nvidia.com/gpu": 1}},

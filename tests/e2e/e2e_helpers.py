@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -11,9 +13,13 @@ from typing import Any
 
 import yaml
 from controller_support import REPO, kubectl
+from kdag import compile as compiler
 from kdag import manifests, names
 
 EXAMPLES = REPO / "examples"
+LOCAL_DAGS = REPO / "tests" / "local" / "dags"
+"""DAG files the local tests run too; an e2e test compares its run on the cluster with `kdag run --local`."""
+KDAG = str(Path(sys.executable).parent / "kdag")
 FINISHED = ("Succeeded", "Failed")
 
 
@@ -26,10 +32,18 @@ def apply(kubeconfig: str, namespace: str, manifest: dict[str, Any]) -> str:
     return kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
 
 
-def trigger(kubeconfig: str, namespace: str, dag: str) -> str:
-    """Start a run of an unscheduled DAG (as `kdag trigger` does); its name."""
+def apply_dags(kubeconfig: str, namespace: str, path: Path, *dag_ids: str) -> list[compiler.LoadedDag]:
+    """The DAGs `dag_ids` of one DAG file, compiled and applied (their manifests), in that order."""
+    loaded = [compiler.load(path, dag_id=dag_id) for dag_id in dag_ids]
+    for manifest in (m for dag in loaded for m in dag.manifests):
+        apply(kubeconfig, namespace, manifest)
+    return loaded
+
+
+def trigger(kubeconfig: str, namespace: str, dag: str, logical_date: datetime | None = None) -> str:
+    """Start a run of an unscheduled DAG (as `kdag trigger` does), at `logical_date` if given; its name."""
     run_name = names.manual_run_name(dag)
-    apply(kubeconfig, namespace, manifests.dagrun_manifest(dag, run_name))
+    apply(kubeconfig, namespace, manifests.dagrun_manifest(dag, run_name, logical_date=logical_date))
     return run_name
 
 
@@ -126,3 +140,58 @@ def dag_manifest(name: str, tasks: list[dict[str, Any]], **spec: Any) -> dict[st
 def write_file(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def kdag_json(*args: str) -> dict[str, Any]:
+    """`kdag ARGS -o json`: the one line of JSON it printed (fails on anything else)."""
+    done = subprocess.run(
+        [KDAG, *args, "-o", "json"], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.stdout.count("\n") == 1, done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def user_rows(result: dict[str, Any]) -> list[str]:
+    """The XCom rows of a `kdag xcom` or `kdag run --local` result under user keys (not kdag's `__`
+    keys), as sorted JSON texts: comparable."""
+    return sorted(
+        json.dumps(row, sort_keys=True) for row in result["xcoms"] if not row["key"].startswith("__")
+    )
+
+
+def kdag_cli(kubeconfig: str, namespace: str, *args: str) -> dict[str, Any]:
+    """`kdag ARGS -o json` against the test cluster's namespace: what it printed."""
+    command = [KDAG, *args, "-o", "json", "-n", namespace, "--kubeconfig", kubeconfig]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    value: dict[str, Any] = json.loads(done.stdout)
+    return value
+
+
+def env_of(pod: dict[str, Any]) -> dict[str, str]:
+    """The env of a pod's first container, by name ("" for a variable whose value comes from elsewhere)."""
+    return {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0]["env"]}
+
+
+def task_termination(pod: dict[str, Any]) -> dict[str, Any]:
+    """The `terminated` state of a pod's task container."""
+    for entry in pod["status"]["containerStatuses"]:
+        if entry["name"] == "task":
+            terminated: dict[str, Any] = entry["state"]["terminated"]
+            return terminated
+    raise AssertionError(f"pod {pod['metadata']['name']} has no task container status")
+
+
+def task_account_can_i(
+    kubeconfig: str, namespace: str, verb: str, resource: str
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl auth can-i VERB RESOURCE` as the task pods' ServiceAccount (stdout: yes or no)."""
+    account = f"system:serviceaccount:{namespace}:{names.TASK_SERVICE_ACCOUNT}"
+    can_i = ["auth", "can-i", verb, resource, "-n", namespace, f"--as={account}"]
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, *can_i],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

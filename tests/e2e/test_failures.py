@@ -7,6 +7,7 @@ from controller_support import ControllerProcess, kubectl
 from e2e_helpers import (
     apply,
     dag_manifest,
+    get,
     pods,
     python_task,
     runs_of,
@@ -16,6 +17,7 @@ from e2e_helpers import (
     wait_until,
     xcoms,
 )
+from kdag import names
 
 pytestmark = pytest.mark.cluster
 
@@ -153,7 +155,8 @@ def test_a_deleted_pod_is_a_failed_attempt(
         schedule="@once",
     ))
     run_name = wait_until(lambda: _running_pod(kubeconfig, e2e_namespace, "deleted-pod"), "a running pod")
-    pod_name = f"{run_name}-victim-1"
+    run_uid = get(kubeconfig, e2e_namespace, "dagrun", run_name)["metadata"]["uid"]
+    pod_name = names.pod_name(run_name, "victim", 1, run_uid=run_uid)
     kubectl(kubeconfig, "delete", "pod", "-n", e2e_namespace, pod_name, "--wait=false")
     run = wait_for_run(kubeconfig, e2e_namespace, "deleted-pod")
     victim = taskruns(kubeconfig, e2e_namespace, run["metadata"]["name"])["victim"]
@@ -169,3 +172,30 @@ def _running_pod(kubeconfig: str, namespace: str, dag: str) -> str | None:
         if any((p.get("status") or {}).get("phase") == "Running" for p in pods(kubeconfig, namespace, name)):
             return name
     return None
+
+
+def test_a_pod_the_api_server_refuses_fails_its_task_at_once_quoting_why(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str
+) -> None:
+    """Over a ResourceQuota: not retried every 5 s in silence, but Failed with the API server's reason, a
+    PodRefused Event, and the run Failed (Stalled) naming the task, whatever the task's retries."""
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "small"},
+        "spec": {"hard": {"requests.memory": "1Gi"}},
+    }
+    apply(kubeconfig, e2e_namespace, quota)
+    big = python_task("big", NOOP, "noop", retries=3, resources={"requests": {"memory": "64Gi"}})
+    apply(kubeconfig, e2e_namespace, dag_manifest("over-quota", [big], schedule="@once"))
+    run = wait_for_run(kubeconfig, e2e_namespace, "over-quota", timeout=60)
+    assert run["status"]["phase"] == "Failed"
+    stalled = {c["type"]: c for c in run["status"]["conditions"]}["Stalled"]
+    assert stalled["status"] == "True" and "big" in stalled["message"]
+    task = taskruns(kubeconfig, e2e_namespace, run["metadata"]["name"])["big"]
+    assert task["status"]["phase"] == "Failed" and task["status"]["attempts"] == 1
+    assert "exceeded quota" in task["status"]["message"], task["status"]["message"]
+    refused = ("--field-selector", "reason=PodRefused", "-o", "json")
+    events = kubectl(kubeconfig, "get", "events", "-n", e2e_namespace, *refused)
+    assert "exceeded quota" in events
+    assert pods(kubeconfig, e2e_namespace, run["metadata"]["name"]) == []

@@ -116,7 +116,7 @@ def test_nested_groups_run_on_the_cluster_like_locally(
         task_id = tr["spec"]["taskId"]
         assert tr["metadata"]["name"] == names.taskrun_name(name, task_id)
         assert tr["metadata"]["labels"]["kdag.dev/task"] == task_id
-        assert tr["status"]["podName"] == names.pod_name(name, task_id, 1)
+        assert tr["status"]["podName"] == names.pod_name(name, task_id, 1, run_uid=run["metadata"]["uid"])
     selected = get(kubeconfig, e2e_namespace, "taskruns,pods", "-l", f"kdag.dev/task={LONGEST}")["items"]
     assert sorted(item["kind"] for item in selected) == ["Pod", "TaskRun"]
     listed = kubectl(kubeconfig, "get", "taskruns", "-n", e2e_namespace, "-l", f"kdag.dev/dagrun={name}")

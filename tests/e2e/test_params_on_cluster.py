@@ -57,28 +57,40 @@ def stalled(kubeconfig: str, namespace: str, name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("spec", "message"),
+    ("spec", "field", "detail"),
     [
         pytest.param(
             {"params": {"who": "ada", "count": 0}},
-            "param 'count': 0 is less than the minimum of 1 (rule 'minimum')",
+            "params.count",
+            "0 is less than the minimum of 1 (rule 'minimum')",
             id="below-minimum",
         ),
         pytest.param(
             {"conf": {"who": "ada", "mode": "medium"}},
-            "param 'mode': 'medium' is not one of ['fast', 'slow'] (rule 'enum')",
+            "conf.mode",
+            "'medium' is not one of ['fast', 'slow'] (rule 'enum')",
             id="conf-not-in-enum",
         ),
         pytest.param(
-            {"params": {"count": 3}}, "param 'who': has no value: it has no default", id="required-missing"
+            {"params": {"count": 3}}, "params.who", "has no value: it has no default", id="required-missing"
         ),
     ],
 )
-def test_an_invalid_dagrun_is_stalled_with_invalid_params_and_starts_no_pod(
-    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str, spec: dict[str, Any], message: str
+def test_an_invalid_dagrun_is_refused_or_stalled_and_starts_no_pod(
+    kubeconfig: str,
+    controller: ControllerProcess,
+    e2e_namespace: str,
+    spec: dict[str, Any],
+    field: str,
+    detail: str,
 ) -> None:
+    """Made after its DAG, a run whose params break the DAG's schemas is refused at admission, naming the
+    field and the value; made before its DAG (one `kubectl apply` of both), it is admitted and held Stalled
+    once the DAG is there, with an Event, and never starts a pod."""
+    apply(kubeconfig, e2e_namespace, dagrun("bad-run", **spec))  # no DAG yet: admitted
     apply(kubeconfig, e2e_namespace, params_dag())
-    apply(kubeconfig, e2e_namespace, dagrun("bad-run", **spec))
+    param = field.split(".", 1)[1]
+    message = f"param '{param}': {detail}"
     condition = stalled(kubeconfig, e2e_namespace, "bad-run")
     assert condition["reason"] == "InvalidParams"
     assert condition["message"].startswith(message), condition["message"]
@@ -101,6 +113,11 @@ def test_an_invalid_dagrun_is_stalled_with_invalid_params_and_starts_no_pod(
         )
     )["items"]
     assert any(e["reason"] == "InvalidParams" and message in e["message"] for e in events), events
+
+    with pytest.raises(AssertionError) as refused:
+        apply(kubeconfig, e2e_namespace, dagrun("refused-run", **spec))
+    assert f"spec.{field}: {detail}" in str(refused.value), refused.value
+    assert taskruns(kubeconfig, e2e_namespace, "refused-run") == {}
 
 
 def test_a_valid_dagrun_runs_with_the_merged_values(

@@ -4,12 +4,15 @@ date the interval's start); editing a DAG never changes a run under way."""
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from controller_support import ControllerProcess
 from e2e_helpers import (
+    KDAG,
     apply,
     dag_manifest,
     get,
@@ -115,3 +118,93 @@ def test_editing_a_dag_does_not_change_a_run_under_way(
     assert xcoms(kubeconfig, e2e_namespace, run_name, "second")["return_value"] == "before"
     dag = get(kubeconfig, e2e_namespace, "dag", "edited")
     assert dag["status"]["observedGeneration"] == dag["metadata"]["generation"] == 2
+
+
+SLOW2 = """\
+import time
+
+from airflow import DAG
+from airflow.operators.python import PythonOperator
+
+VERSION = "{version}"
+
+
+def step1():
+    time.sleep({sleep})
+    return f"{{VERSION}}-step1"
+
+
+def step2(ti):
+    return f"{{VERSION}}-step2 saw {{ti.xcom_pull(task_ids='step1')}}"
+
+
+def step3(ti):
+    return f"{{VERSION}}-step3 saw {{ti.xcom_pull(task_ids='step2')}}"
+
+
+with DAG("slow2", schedule=None):
+    PythonOperator(task_id="step1", python_callable=step1) >> PythonOperator(
+        task_id="step2", python_callable=step2
+    ) >> PythonOperator(task_id="step3", python_callable=step3)
+"""
+
+
+def test_a_run_sees_one_version_of_a_python_dag_from_start_to_end(
+    kubeconfig: str, controller: ControllerProcess, e2e_namespace: str, tmp_path: Path
+) -> None:
+    """`kdag apply` v1, a run starts, `kdag apply` v3 while step1 runs: every task of that run runs v1's
+    file (its DAG snapshot names v1's source ConfigMap), the next run v3's; once no run reads v1's
+    ConfigMap, the next apply deletes it."""
+    path = tmp_path / "slow2.py"
+
+    def kdag(*args: str) -> str:
+        command = [KDAG, *args, "-n", e2e_namespace, "--kubeconfig", kubeconfig]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def source_of_dag() -> str:
+        name: str = get(kubeconfig, e2e_namespace, "dag", "slow2")["spec"]["pythonFile"]["configMap"]
+        return name
+
+    path.write_text(SLOW2.format(version="v1", sleep=15))
+    kdag("apply", str(path))
+    v1 = source_of_dag()
+    first = kdag("trigger", "slow2").strip()
+    wait_until(
+        lambda: (taskruns(kubeconfig, e2e_namespace, first).get("step1") or {}).get("status", {}).get("phase")
+        == "Running",
+        "step1 of the first run to be running",
+    )
+    path.write_text(SLOW2.format(version="v3", sleep=0))
+    applied = kdag("apply", str(path))
+    v3 = source_of_dag()
+    assert v3 != v1
+    assert f"configmap/{v1} deleted" not in applied, "the first run still reads v1"
+    wait_until(
+        lambda: get(kubeconfig, e2e_namespace, "dagrun", first).get("status", {}).get("phase")
+        in ("Succeeded", "Failed"),
+        "the first run to finish",
+        timeout=240,
+    )
+    run = get(kubeconfig, e2e_namespace, "dagrun", first)
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert run["status"]["dag"]["pythonFile"]["configMap"] == v1
+    assert xcoms(kubeconfig, e2e_namespace, first, "step1")["return_value"] == "v1-step1"
+    assert xcoms(kubeconfig, e2e_namespace, first, "step2")["return_value"] == "v1-step2 saw v1-step1"
+    assert xcoms(kubeconfig, e2e_namespace, first, "step3")["return_value"] == (
+        "v1-step3 saw v1-step2 saw v1-step1"
+    )
+
+    second = kdag("trigger", "slow2", "--wait").strip().splitlines()[0]
+    assert xcoms(kubeconfig, e2e_namespace, second, "step3")["return_value"] == (
+        "v3-step3 saw v3-step2 saw v3-step1"
+    )
+    # No run under way reads v1 now: the next apply deletes it; v3 stays, owned by the DAG.
+    assert f"configmap/{v1} deleted" in kdag("apply", str(path))
+    sources = get(kubeconfig, e2e_namespace, "configmaps", "-l", "kdag.dev/dag=slow2")["items"]
+    kept = {cm["metadata"]["name"]: cm for cm in sources if cm["metadata"]["name"].startswith("slow2-source")}
+    assert list(kept) == [v3]
+    assert kept[v3]["immutable"] is True
+    dag_uid = get(kubeconfig, e2e_namespace, "dag", "slow2")["metadata"]["uid"]
+    assert [o["uid"] for o in kept[v3]["metadata"]["ownerReferences"]] == [dag_uid]

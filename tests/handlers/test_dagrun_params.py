@@ -26,6 +26,7 @@ class FakeApi:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {
             ("DAGRun", dagrun["metadata"]["name"]): dagrun,
             ("DAG", "report"): {"metadata": {"name": "report", "namespace": "ns"}, "spec": DAG_SPEC},
+            ("ClusterRole", "kdag-task"): {"metadata": {"name": "kdag-task", "uid": "uid-role"}},
         }
         self.created: list[dict[str, Any]] = []
         self.status: dict[str, list[dict[str, Any]]] = {}

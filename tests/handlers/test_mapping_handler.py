@@ -1,146 +1,25 @@
 """The DAGRun handler runs a mapped task against an in-memory API server whose "kubelet" runs each pod's
-runner for real: it lays out the pod's XCom volumes as the kubelet would (a ConfigMap volume, and for a mapped
-ancestor the projected volume's `{i}/{key}` items), resolves its env, runs `python -m kdag_runner run` and
-stores what the runner pushed in the ConfigMap the pod names, checking the XCom write guard's rule. So the
-controller's side of mapping (expansion, instance TaskRuns and pods, the delivery contract, retries of one
-instance, the run's status) is checked without a cluster; tests/e2e/test_mapping_on_cluster.py is the real
-one."""
+runner for real (`fake_api`): it lays out the pod's XCom volumes as the kubelet would (a ConfigMap volume,
+and for a mapped ancestor the projected volume's `{i}/{key}` items), resolves its env, runs `python -m
+kdag_runner run` and stores what the runner pushed in the ConfigMap the pod names, checking the XCom write
+guard's rule. So the controller's side of mapping (expansion, instance TaskRuns and pods, the delivery
+contract, retries of one instance, what a failed instance pushed, the run's status) is checked without a
+cluster; tests/e2e/test_mapping_on_cluster.py is the real one."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import os
-import subprocess
-import sys
-import uuid
 from pathlib import Path
-from typing import Any
 
+from fake_api import LOCAL_DAGS, FakeApi, dagrun_manifest, run_pod, runtime_over
 from kdag import compile as compiler
 from kdag import names
 from kdag.handlers import dagruns
 from kdag.handlers.runtime import Runtime
-from kdag.kube import Kind, kind_of
-from kdag.patches import apply_merge_patch
-from kdag.settings import ControllerSettings
 from kdag_runner import store
 
 NS = "team"
-
-
-class FakeCluster:
-    """The KubeApi calls the DAGRun handler makes, over objects kept in memory."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.counter = itertools.count()
-
-    def _key(self, kind: str, name: str) -> tuple[str, str]:
-        return kind, name
-
-    async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.objects.get(self._key(kind.kind, name))
-
-    async def list(
-        self, kind: Kind, namespace: str, labels: dict[str, str] | None = None
-    ) -> list[dict[str, Any]]:
-        return [
-            obj
-            for (k, _), obj in sorted(self.objects.items())
-            if k == kind.kind
-            and all((obj["metadata"].get("labels") or {}).get(a) == b for a, b in (labels or {}).items())
-        ]
-
-    async def create(self, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
-        kind = kind_of(obj).kind
-        stored = json.loads(json.dumps(obj))
-        stored["metadata"].setdefault("namespace", namespace)
-        stored["metadata"]["uid"] = str(uuid.uuid4())
-        stored["metadata"]["resourceVersion"] = str(next(self.counter))
-        stored["metadata"]["creationTimestamp"] = "2026-11-21T00:00:00Z"
-        if kind != "Event":
-            self.objects[self._key(kind, obj["metadata"]["name"])] = stored
-        return stored
-
-    async def create_if_absent(self, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
-        if self._key(kind_of(obj).kind, obj["metadata"]["name"]) in self.objects:
-            return None
-        return await self.create(obj, namespace)
-
-    async def patch_status(
-        self, kind: Kind, namespace: str, name: str, status: dict[str, Any]
-    ) -> dict[str, Any]:
-        obj = self.objects[self._key(kind.kind, name)]
-        obj["status"] = apply_merge_patch(obj.get("status") or {}, status)  # as the API server merges
-        return obj
-
-    async def delete(self, kind: Kind, namespace: str, name: str) -> bool:
-        return self.objects.pop(self._key(kind.kind, name), None) is not None
-
-
-def run_pod(
-    cluster: FakeCluster, pod: dict[str, Any], work: Path, dag_file: Path, fail_once: set[str]
-) -> None:
-    """What the kubelet and the runner do with one pod: lay out its volumes, run it, store its XComs."""
-    name = pod["metadata"]["name"]
-    root = work / name
-    container = pod["spec"]["containers"][0]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KDAG_")}
-    for var in container["env"]:
-        if "value" in var:
-            env[var["name"]] = var["value"]
-    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    for mount in container["volumeMounts"]:
-        if not mount["mountPath"].startswith("/kdag/xcom/in/"):
-            continue
-        target = root / "in" / mount["mountPath"].removeprefix("/kdag/xcom/in/")
-        target.mkdir(parents=True)
-        volume = volumes[mount["name"]]
-        if "configMap" in volume:
-            cm = cluster.objects.get(("ConfigMap", volume["configMap"]["name"]))
-            for key, value in ((cm or {}).get("data") or {}).items():
-                (target / key).write_text(value)
-            continue
-        for source in volume["projected"]["sources"]:
-            cm = cluster.objects.get(("ConfigMap", source["configMap"]["name"]))
-            data = (cm or {}).get("data") or {}
-            assert source["configMap"]["optional"] is True
-            for item in source["configMap"]["items"]:
-                if item["key"] in data:  # optional: a missing key is left out
-                    path = target / item["path"]
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(data[item["key"]])
-    sink = root / "sink"
-    env.update(
-        KDAG_XCOM_IN=str(root / "in"),
-        KDAG_XCOM_DIR=str(root / "out"),
-        KDAG_XCOM_SINK=f"dir:{sink}",
-        KDAG_TERMINATION_LOG=str(root / "termination"),
-        KDAG_DAG_FILE=str(dag_file),
-    )
-    if name in fail_once:
-        env["FAIL_THIS_ATTEMPT"] = "1"
-    (root / "out").mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "kdag_runner", "run"], env=env, capture_output=True, text=True
-    )
-    configmap = env["KDAG_XCOM_CONFIGMAP"]
-    # The write guard: a pod writes only the ConfigMap named after it minus "-{attempt}".
-    head, _, attempt = name.rpartition("-")
-    assert head == configmap and attempt.isdigit(), (name, configmap)
-    labels = {names.DAGRUN_LABEL: env["KDAG_RUN_ID"], names.TASK_LABEL: env["KDAG_TASK_ID"]}
-    cluster.objects[("ConfigMap", configmap)] = {
-        "metadata": {"name": configmap, "labels": labels},
-        "data": store.read_task_dir(sink),
-    }
-    message = (root / "termination").read_text() if (root / "termination").exists() else done.stderr[-500:]
-    state = {"terminated": {"exitCode": done.returncode, "message": message, "reason": "Completed"}}
-    pod["status"] = {
-        "phase": "Succeeded" if done.returncode == 0 else "Failed",
-        "containerStatuses": [{"name": "task", "state": state}],
-    }
 
 
 DAG_FILE = """
@@ -180,16 +59,20 @@ with DAG("mapped", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
 
 
 async def drive(
-    cluster: FakeCluster, runtime: Runtime, work: Path, dag_file: Path, fail_once: set[str]
+    cluster: FakeApi,
+    runtime: Runtime,
+    work: Path,
+    dag_file: Path,
+    fail_once: set[str],
+    run: str = "mapped-run",
 ) -> None:
-    key = (NS, "mapped-run")
+    key = (NS, run)
     for _ in range(40):
         await dagruns._reconcile(runtime, key)
-        run = cluster.objects[("DAGRun", "mapped-run")]
-        if (run.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        dagrun = cluster.objects[("DAGRun", run)]
+        if (dagrun.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return
-        pods = [obj for (kind, _), obj in cluster.objects.items() if kind == "Pod" and "status" not in obj]
-        for pod in pods:
+        for pod in cluster.unstarted_pods():
             run_pod(cluster, pod, work, dag_file, fail_once)
     raise AssertionError("the run did not finish")
 
@@ -198,21 +81,14 @@ def test_the_handler_expands_delivers_retries_one_instance_and_summarises(tmp_pa
     dag_file = tmp_path / "mapped.py"
     dag_file.write_text(DAG_FILE)
     loaded = compiler.load(dag_file)
-    cluster = FakeCluster()
-    runtime = Runtime(settings=ControllerSettings(runner_image="localhost/kdag-runner:dev"), api=cluster)  # type: ignore[arg-type]
-    fail_once = {names.pod_name("mapped-run", "square", 1, 1)}
+    cluster = FakeApi()
+    runtime = runtime_over(cluster)
+    fail_once: set[str] = set()
 
     async def main() -> None:
         await cluster.create(compiler.dag_manifest(loaded.name, loaded.spec), NS)
-        await cluster.create(
-            {
-                "apiVersion": "kdag.dev/v1alpha1",
-                "kind": "DAGRun",
-                "metadata": {"name": "mapped-run", "labels": names.labels(loaded.name, "mapped-run")},
-                "spec": {"dagRef": {"name": loaded.name}, "logicalDate": "2026-11-21T00:00:00Z"},
-            },
-            NS,
-        )
+        await cluster.create(dagrun_manifest("mapped-run", loaded.name), NS)
+        fail_once.add(cluster.pod_name("mapped-run", "square", 1, 1))
         await drive(cluster, runtime, tmp_path / "pods", dag_file, fail_once)
         await asyncio.gather(*runtime.background, return_exceptions=True)
 
@@ -229,9 +105,7 @@ def test_the_handler_expands_delivers_retries_one_instance_and_summarises(tmp_pa
     assert run["mapped"] == {"square": {"length": 4, "phases": {"Succeeded": 4}}}
     assert run["progress"] == "8/8"  # numbers, 4 instances, total, empty, never
 
-    taskruns = {
-        obj["metadata"]["name"]: obj for (kind, _), obj in cluster.objects.items() if kind == "TaskRun"
-    }
+    taskruns = cluster.taskruns()
     for index in range(4):
         instance = taskruns[names.taskrun_name("mapped-run", "square", index)]
         assert instance["spec"]["mapIndex"] == index
@@ -248,6 +122,37 @@ def test_the_handler_expands_delivers_retries_one_instance_and_summarises(tmp_pa
     assert json.loads(total["return_value"]) == {"all": [1, 4, 9, 16], "one": 9}
     seen = cluster.objects[("ConfigMap", names.xcom_configmap_name("mapped-run", "square", 3))]["data"]
     assert store.decode(seen) == {"seen": 4, "return_value": 16}
-    total_pod = cluster.objects[("Pod", names.pod_name("mapped-run", "total", 1))]
+    total_pod = cluster.objects[("Pod", cluster.pod_name("mapped-run", "total", 1))]
     env = {v["name"]: v.get("value") for v in total_pod["spec"]["containers"][0]["env"]}
     assert json.loads(env["KDAG_MAPPED"]) == {"square": 4}
+
+
+FAILING_DAG_FILE = LOCAL_DAGS / "mapping_failed_instance.py"
+
+
+def test_what_a_failed_instance_pushed_reaches_the_tasks_downstream(tmp_path: Path) -> None:
+    """As in Airflow (its XComs are kept after a failed try) and in `kdag run --local`: the instance's
+    TaskRun lists the keys it stored, so the projected volume of the task downstream holds them."""
+    loaded = compiler.load(FAILING_DAG_FILE)
+    cluster = FakeApi()
+    runtime = runtime_over(cluster)
+
+    async def main() -> None:
+        await cluster.create(compiler.dag_manifest(loaded.name, loaded.spec), NS)
+        await cluster.create(dagrun_manifest("failing-run", loaded.name), NS)
+        await drive(cluster, runtime, tmp_path / "pods", FAILING_DAG_FILE, set(), run="failing-run")
+        await asyncio.gather(*runtime.background, return_exceptions=True)
+
+    asyncio.run(main())
+    run = cluster.objects[("DAGRun", "failing-run")]["status"]
+    assert run["phase"] == "Succeeded", run  # its leaf succeeded, as Airflow decides a run
+    assert run["tasks"] == {"fragile": "Failed", "cleanup": "Succeeded"}
+    failed = cluster.taskrun("failing-run", "fragile", 1)["status"]
+    assert (failed["phase"], failed["xcomKeys"]) == ("Failed", ["seen"])
+    cleanup = cluster.objects[("ConfigMap", names.xcom_configmap_name("failing-run", "cleanup"))]["data"]
+    # Airflow 3.3.2's answer: return values of the instances that succeeded, `seen` of all three.
+    assert json.loads(cleanup["return_value"]) == {"values": [1, 3], "seen": [1, 2, 3], "seen_by_failed": 2}
+    cleanup_pod = cluster.objects[("Pod", cluster.pod_name("failing-run", "cleanup", 1))]
+    volume = next(v for v in cleanup_pod["spec"]["volumes"] if "projected" in v)
+    items = volume["projected"]["sources"][1]["configMap"]["items"]
+    assert {"key": "seen", "path": "1/seen"} in items

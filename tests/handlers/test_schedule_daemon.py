@@ -11,6 +11,7 @@ from typing import Any
 import kopf
 import pytest
 from kdag.handlers import dags
+from kdag.kube import Unreachable
 
 
 def t(*parts: int) -> datetime:
@@ -230,3 +231,105 @@ async def test_an_once_dag_gets_one_run_when_created() -> None:
 async def test_a_scheduled_dag_gets_no_run_when_created() -> None:
     api, _ = await changed(dag_body(timetable={"cron": "@daily", "timezone": "Europe/Amsterdam"}))
     assert api.runs == {}
+
+
+class FlakyApi(FakeApi):
+    """Refuses to create the runs named in `refused` (each as often as it says; -1: always)."""
+
+    def __init__(self, refused: dict[str, int]) -> None:
+        super().__init__()
+        self.refused = refused
+        self.events: list[dict[str, Any]] = []
+
+    async def create_if_absent(self, manifest: dict[str, Any], namespace: str) -> dict[str, Any] | None:
+        name = manifest["metadata"]["name"]
+        if self.refused.get(name, 0) != 0:
+            self.refused[name] -= 1
+            raise Unreachable(0, f"POST DAGRun ns/{name}: cannot reach the API server")
+        return await super().create_if_absent(manifest, namespace)
+
+    async def create(self, manifest: dict[str, Any], namespace: str) -> dict[str, Any]:
+        self.events.append(manifest)
+        return manifest
+
+
+async def run_daemon_over(api: FakeApi, body: dict[str, Any], stopped: Stopped) -> None:
+    memo = Memo()
+    memo.api = api
+    await dags.run_schedule(body, stopped, memo)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+
+
+async def test_a_tick_whose_run_could_not_be_made_is_tried_again(clock: Clock) -> None:
+    """It was dropped: the next run was the next tick. Now it is asked for again (5 s, then 10 s later),
+    after one Warning Event naming the run and the API server's answer."""
+    api = FlakyApi({"report-202401011001": 2})
+    stopped = Stopped(clock, t(2024, 1, 1, 10, 2, 10))
+    await run_daemon_over(api, dag_body(schedule="* * * * *"), stopped)
+    assert [name for name, *_ in made(api)] == ["report-202401011001", "report-202401011002"]
+    assert stopped.waits[1:3] == [dags.RETRY_SECONDS, 2 * dags.RETRY_SECONDS]
+    failures = [e["message"] for e in api.events if e["reason"] == "ScheduleFailed"]
+    assert len(failures) == 1
+    assert failures[0].startswith("scheduled run report-202401011001 could not be made (it is tried again):")
+    assert "cannot reach the API server" in failures[0]
+
+
+async def test_a_tick_that_stays_unmade_gives_way_to_the_next_without_catchup(clock: Clock) -> None:
+    api = FlakyApi({"report-202401011001": -1})
+    await run_daemon_over(api, dag_body(schedule="* * * * *"), Stopped(clock, t(2024, 1, 1, 10, 3, 10)))
+    assert [name for name, *_ in made(api)] == ["report-202401011002", "report-202401011003"]
+
+
+async def test_with_catchup_a_restarted_daemon_makes_each_missed_run_oldest_first(clock: Clock) -> None:
+    body = dag_body({"lastScheduleTime": "2024-01-01T07:00:00Z"}, schedule="@hourly", catchup=True)
+    api = await run_daemon(body, Stopped(clock, t(2024, 1, 1, 11, 0, 5)))
+    assert [name for name, *_ in made(api)] == [
+        "report-202401010800",
+        "report-202401010900",
+        "report-202401011000",
+        "report-202401011100",
+    ]
+
+
+async def test_with_catchup_a_dag_never_scheduled_runs_from_its_start(clock: Clock) -> None:
+    body = dag_body(timetable={"cron": "0 6 * * *", "start": "2023-12-30T00:00:00Z"}, catchup=True)
+    api = await run_daemon(body, Stopped(clock, t(2024, 1, 1, 10, 1)))
+    assert [name for name, *_ in made(api)] == [
+        "report-202312300600",
+        "report-202312310600",
+        "report-202401010600",
+    ]
+
+
+class Runtime:
+    """The memo `dag_event` uses: the API client, Events' tasks and the schedules it keeps."""
+
+    def __init__(self) -> None:
+        self.api = FakeApi()
+        self.background: set[asyncio.Task[None]] = set()
+        self.schedules: dict[tuple[str, str], Any] = {}
+
+
+async def test_a_dags_schedule_follows_its_watch_events_and_needs_no_finalizer() -> None:
+    memo = Runtime()
+    key = ("ns", "report")
+
+    async def event(type_: str | None, body: dict[str, Any]) -> None:
+        await dags.dag_event(type_, kopf.Body(body), "ns", "report", memo)  # type: ignore[arg-type]
+
+    await event(None, dag_body())  # no schedule: nothing runs
+    assert memo.schedules == {}
+    await event("ADDED", dag_body(schedule="@daily"))
+    schedule = memo.schedules[key]
+    assert not schedule.task.done()
+    await event("MODIFIED", dag_body(schedule="@hourly"))
+    assert memo.schedules[key] is schedule and schedule.body["spec"]["schedule"] == "@hourly"
+    await event("MODIFIED", {**dag_body(schedule="@hourly"), "metadata": {"deletionTimestamp": "now"}})
+    assert key not in memo.schedules and schedule.task.done()
+    await event("ADDED", dag_body(schedule="@daily"))
+    again = memo.schedules[key]
+    await event("DELETED", dag_body(schedule="@daily"))
+    assert key not in memo.schedules and again.task.done()
+    await event("MODIFIED", dag_body(schedule="@daily"))
+    await dags.stop_schedules(memo)  # type: ignore[arg-type]
+    assert memo.schedules == {}

@@ -2,6 +2,8 @@
 
 The in-cluster controller watches only this test's namespace (rbac.scope=namespace) and its webhook only
 intercepts that namespace. The shared host-run controller watches every namespace, so it is stopped meanwhile.
+The chart makes no task ServiceAccount here (taskRbac.create=false): the controller makes it, as in any
+namespace the chart was not told of, and the uninstall must remove it all the same.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ import pytest
 from chart_support import CHART, EXAMPLES, Kube, host_controllers_stopped, wait_for
 from kdag import names
 from test_argocd_health import health
+from test_rbac import (
+    effective_permissions,
+    namespace_scope_cluster_rules,
+    namespace_scope_role_rules,
+    service_account,
+)
 
 NAMESPACE = "kdag-chart-e2e"
 RELEASE = "kdag-e2e"
@@ -30,7 +38,7 @@ def installed(kubeconfig: Path, helm: Path) -> Iterator[Kube]:
     kube = Kube(Path(kubeconfig), helm)
     with host_controllers_stopped(kube):
         kube.fresh_namespace(NAMESPACE)
-        kube.install_chart(RELEASE, NAMESPACE, ["rbac.scope=namespace"])
+        kube.install_chart(RELEASE, NAMESPACE, ["rbac.scope=namespace", "taskRbac.create=false"])
         yield kube
         if RELEASE in kube.helm("list", "--namespace", NAMESPACE, "-q").split():
             kube.uninstall_chart(RELEASE, NAMESPACE)
@@ -65,7 +73,7 @@ def test_controller_runs_as_the_chart_says(installed: Kube) -> None:
     pod = pods[0]
     assert pod["spec"]["containers"][0]["image"] == "localhost/kdag-controller:dev"
     assert all(c["ready"] for c in pod["status"]["containerStatuses"])
-    assert installed.exists("serviceaccount", "kdag-task", NAMESPACE)
+    assert installed.exists("clusterrole", f"{RELEASE}-task")
     assert installed.exists("kopfpeering", "kdag", NAMESPACE)
 
 
@@ -154,6 +162,47 @@ def test_upgrade_keeps_the_webhook_certificate(installed: Kube) -> None:
     assert config["webhooks"][0]["clientConfig"]["caBundle"] == before["ca.crt"]
 
 
+def test_the_controller_may_do_exactly_the_reviewed_things(installed: Kube) -> None:
+    """The API server's answer for the controller's ServiceAccount (`kubectl auth can-i --list`): in the
+    namespace it serves, the reviewed Role and read-only cluster rules; anywhere else, only the latter."""
+    account = service_account(NAMESPACE, RELEASE)
+    cluster = namespace_scope_cluster_rules(f"{RELEASE}-task")
+    assert effective_permissions(installed, account, NAMESPACE) == cluster | namespace_scope_role_rules(
+        f"{RELEASE}-task"
+    )
+    assert effective_permissions(installed, account, "default") == cluster
+    for args in (
+        ("create", "configmaps", "-n", NAMESPACE),
+        ("patch", "configmaps", "-n", NAMESPACE),
+        ("get", "secrets", "-n", NAMESPACE),
+        ("create", "pods", "-n", "default"),
+    ):
+        answer = installed.kubectl("auth", "can-i", *args, f"--as={account}", check=False).strip()
+        assert answer == "no", args
+
+
+def test_the_controller_made_task_rbac_is_owned_by_the_task_cluster_role(installed: Kube) -> None:
+    """The seed lesson's first pod needed kdag-task: the controller made its ServiceAccount and RoleBinding
+    (they outlive the run, deleted above), owned by the release's task ClusterRole, and no Role."""
+    role = installed.get("clusterrole", f"{RELEASE}-task")
+    owner = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "name": f"{RELEASE}-task",
+        "uid": role["metadata"]["uid"],
+    }
+    for kind in ("serviceaccount", "rolebinding"):
+        made = installed.get(kind, "kdag-task", NAMESPACE)
+        assert made["metadata"]["ownerReferences"] == [owner], kind
+    binding = installed.get("rolebinding", "kdag-task", NAMESPACE)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": f"{RELEASE}-task",
+    }
+    assert not installed.exists("role", "kdag-task", NAMESPACE)
+
+
 def test_uninstall_leaves_nothing_but_crds(installed: Kube) -> None:
     # The user's objects go first, while the controller still runs to release its finalizers.
     installed.kubectl(
@@ -163,10 +212,15 @@ def test_uninstall_leaves_nothing_but_crds(installed: Kube) -> None:
     wait_for(
         "the release's objects to be deleted", lambda: not installed.release_leftovers(RELEASE, NAMESPACE), 90
     )
-    task_objects = installed.kubectl(
-        "get", "serviceaccounts,roles,rolebindings", "-n", NAMESPACE, "-o", "name"
-    )
-    assert "kdag-task" not in task_objects
+
+    def task_objects_gone() -> bool:
+        # The controller made them: the garbage collector removes them once their owner, the task
+        # ClusterRole, is gone with the release.
+        left = installed.kubectl("get", "serviceaccounts,roles,rolebindings", "-n", NAMESPACE, "-o", "name")
+        return "kdag-task" not in left
+
+    wait_for("the controller-made task ServiceAccount and RoleBinding to be collected", task_objects_gone, 90)
+    assert not installed.exists("clusterrole", f"{RELEASE}-task")
     assert not installed.exists("validatingwebhookconfiguration", f"{RELEASE}-{NAMESPACE}")
     for crd in ("dags.kdag.dev", "dagruns.kdag.dev", "taskruns.kdag.dev", "kopfpeerings.kopf.dev"):
         assert installed.exists("crd", crd), f"Helm keeps CRDs by design; {crd} is gone"

@@ -89,7 +89,7 @@ def test_helm_lint_is_clean(helm: Path, settings: tuple[str, ...]) -> None:
 def test_default_install_is_cluster_wide(helm: Path) -> None:
     objects = render(helm)
     assert {"ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"} <= kinds(objects)
-    assert "Role" in kinds(objects)  # the task Role only
+    assert "Role" not in kinds(objects)  # tasks get the one task ClusterRole through a RoleBinding
     assert controller_env(objects)["KDAG_NAMESPACES"] == ""
     # Task RBAC lands in the release namespace when every namespace is watched.
     task_sa = one(objects, "ServiceAccount", "kdag-task")
@@ -99,11 +99,12 @@ def test_default_install_is_cluster_wide(helm: Path) -> None:
 def test_namespace_scope_grants_nothing_cluster_wide_but_reading_namespaces_and_crds(helm: Path) -> None:
     objects = render(helm, "rbac.scope=namespace", "watch.namespaces={team-a,team-b}")
     assert "ClusterKopfPeering" not in kinds(objects)
-    cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
-    assert len(cluster_roles) == 1
-    for rule in cluster_roles[0]["rules"]:
-        assert set(rule["verbs"]) == {"get", "list", "watch"}
-        assert set(rule["resources"]) <= {"namespaces", "customresourcedefinitions"}
+    discovery = one(objects, "ClusterRole", f"{RELEASE}-{NAMESPACE}-discovery")
+    for rule in discovery["rules"]:
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}
+        assert set(rule["resources"]) <= {"namespaces", "customresourcedefinitions", "clusterroles"}
+    (binding,) = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == discovery["metadata"]["name"]
     roles = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "kdag-controller"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     peerings = [o for o in objects if o["kind"] == "KopfPeering"]
@@ -203,6 +204,25 @@ def test_xcom_guard_is_what_kdag_policy_makes(helm: Path) -> None:
     assert [without_release_labels(o) for o in rendered] == policy.xcom_guard()
 
 
+def test_a_renamed_task_service_account_is_run_as_bound_and_guarded(helm: Path) -> None:
+    """taskRbac.serviceAccountName: the controller runs task pods as it (KDAG_TASK_SERVICE_ACCOUNT), the chart
+    binds it, and the XCom guard applies to its tokens (before, the guard named `kdag-task` whatever the
+    account was, so a renamed account's tasks could write any ConfigMap of their namespace)."""
+    objects = render(
+        helm, "rbac.scope=namespace", "watch.namespaces={team-a}", "taskRbac.serviceAccountName=team-task"
+    )
+    assert controller_env(objects)["KDAG_TASK_SERVICE_ACCOUNT"] == "team-task"
+    rbac = [
+        without_release_labels(o)
+        for o in objects
+        if o["metadata"].get("namespace") == "team-a" and o["metadata"]["name"] == "team-task"
+    ]
+    assert rbac == policy.task_rbac("team-a", "team-task", f"{RELEASE}-task")
+    guard = [without_release_labels(o) for o in objects if o["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert guard == policy.xcom_guard("team-task")
+    assert controller_env(render(helm))["KDAG_TASK_SERVICE_ACCOUNT"] == "kdag-task"
+
+
 def test_task_rbac_is_what_kdag_policy_makes(helm: Path) -> None:
     objects = render(helm, "rbac.scope=namespace", "watch.namespaces={team-a,team-b}")
     for namespace in ("team-a", "team-b"):
@@ -215,7 +235,7 @@ def test_task_rbac_is_what_kdag_policy_makes(helm: Path) -> None:
 
 
 def test_no_guard_when_another_release_has_it(helm: Path) -> None:
-    assert not [o for o in render(helm, "xcomGuard.create=false") if "Policy" in o["kind"]]
+    assert not [o for o in render(helm, "xcomGuard.create=false") if "AdmissionPolicy" in o["kind"]]
 
 
 def test_chart_guard_file_is_the_generated_guard() -> None:
@@ -238,22 +258,123 @@ def test_bad_values_are_refused_naming_the_field(helm: Path, setting: str, named
 
 
 def test_controller_may_make_the_task_rbac_it_makes(helm: Path) -> None:
-    """The controller creates kdag.policy.task_rbac() before a namespace's first task pod."""
-    role = one(render(helm, "rbac.scope=namespace"), "Role", "kdag-controller")
+    """The controller creates kdag.policy.task_rbac() before a namespace's first task pod: the RoleBinding to
+    the task ClusterRole is allowed by `bind` on that ClusterRole, without the ConfigMap access it grants."""
+    objects = render(helm, "rbac.scope=namespace")
+    role = one(objects, "Role", "kdag-controller")
     granted = {
-        (group, resource, verb)
+        (group, resource, verb, name)
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
+        for name in rule.get("resourceNames") or [""]
     }
-    for obj in policy.task_rbac("any"):
+    for obj in policy.task_rbac("any", cluster_role=f"{RELEASE}-task"):
         group = obj["apiVersion"].rpartition("/")[0]
-        resource = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings"}[
-            obj["kind"]
-        ]
-        assert (group, resource, "create") in granted, obj["kind"]
-    # A Role can only be granted by one who holds its permissions (RBAC escalation check).
-    for rule in policy.task_role("any")["rules"]:
-        for verb in rule["verbs"]:
-            assert ("", "configmaps", verb) in granted
+        resource = {"ServiceAccount": "serviceaccounts", "RoleBinding": "rolebindings"}[obj["kind"]]
+        assert (group, resource, "create", "") in granted, obj["kind"]
+        if obj["kind"] == "RoleBinding":
+            role_name = obj["roleRef"]["name"]
+            assert ("rbac.authorization.k8s.io", "clusterroles", "bind", role_name) in granted
+            assert role_name == controller_env(objects)["KDAG_TASK_CLUSTER_ROLE"]
+    assert not [g for g in granted if g[1] == "configmaps"]
+
+
+def network_policy(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(objects, "NetworkPolicy", f"{RELEASE}-controller")
+
+
+def test_network_policy_admits_only_the_webhook_and_metrics_ports(helm: Path) -> None:
+    objects = render(helm)
+    policy_ = network_policy(objects)
+    deployment = one(objects, "Deployment")
+    assert policy_["spec"]["podSelector"] == deployment["spec"]["selector"]
+    assert policy_["spec"]["policyTypes"] == ["Ingress"]
+    ports = {
+        p["name"]: p["containerPort"]
+        for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    }
+    webhook, metrics = policy_["spec"]["ingress"]
+    assert webhook["ports"] == [{"protocol": "TCP", "port": ports["webhook"]}]
+    assert "from" not in webhook, "the API server's address is the cluster's: any source, this port only"
+    assert metrics["ports"] == [{"protocol": "TCP", "port": ports["metrics"]}]
+    assert metrics["from"] == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    ]
+    # The health port is the kubelet's (from the node, which NetworkPolicy always admits): not opened.
+    opened = {p["port"] for rule in policy_["spec"]["ingress"] for p in rule["ports"]}
+    assert ports["health"] not in opened
+
+
+def test_network_policy_peers_come_from_values(helm: Path) -> None:
+    objects = render(
+        helm,
+        "networkPolicy.webhookFrom[0].ipBlock.cidr=10.0.0.10/32",
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+    )
+    webhook, metrics = network_policy(objects)["spec"]["ingress"]
+    assert webhook["from"] == [{"ipBlock": {"cidr": "10.0.0.10/32"}}]
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+    (only_metrics,) = network_policy(render(helm, "webhook.enabled=false"))["spec"]["ingress"]
+    assert only_metrics["ports"][0]["port"] == 9090
+    assert "NetworkPolicy" not in kinds(render(helm, "networkPolicy.enabled=false"))
+
+
+def test_metrics_listen_on_the_pod_address_even_without_the_webhook(helm: Path) -> None:
+    """The controller's metrics default to loopback; the chart opens them for Prometheus on its own setting,
+    not through the webhook's address (which is not set when the webhook is off)."""
+    for settings in ((), ("webhook.enabled=false",)):
+        env = controller_env(render(helm, *settings))
+        assert env["KDAG_METRICS_HOST"] == "0.0.0.0", settings
+
+
+def image_references(objects: list[dict[str, Any]]) -> list[str]:
+    """The controller's image and the runner image it gives task pods."""
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return [container["image"], controller_env(objects)["KDAG_RUNNER_IMAGE"]]
+
+
+def test_images_come_from_no_public_registry_and_can_be_pinned_by_digest(helm: Path) -> None:
+    """By default both images are the locally built ones (no registry is ever asked for a tag); a digest
+    pins either, so a tag pushed again cannot change what runs."""
+    assert image_references(render(helm)) == [
+        "localhost/kdag-controller:0.1.0",
+        "localhost/kdag-runner:0.1.0",
+    ]
+    digest = "sha256:" + "ab" * 32
+    pinned = render(
+        helm,
+        "image.repository=registry.example/kdag-controller",
+        f"image.digest={digest}",
+        "runnerImage.repository=registry.example/kdag-runner",
+        "runnerImage.tag=0.1.0",
+        f"runnerImage.digest={digest}",
+    )
+    assert image_references(pinned) == [
+        f"registry.example/kdag-controller:0.1.0@{digest}",
+        f"registry.example/kdag-runner:0.1.0@{digest}",
+    ]
+    assert "at '/runnerImage/digest'" in render_error(helm, "runnerImage.digest=latest")
+
+
+def test_webhooks_judge_only_creations_and_spec_changes_as_a_host_controller_registers_them(
+    helm: Path,
+) -> None:
+    """A finalizer removed, metadata edited, a status written, a delete: none depends on the webhook, so a
+    DAG can be edited and deleted while the controller is down; the chart and `kdag.webhook` agree."""
+    from kdag.webhook import WEBHOOKS, webhook_configuration
+
+    hooks = one(render(helm), "ValidatingWebhookConfiguration")["webhooks"]
+    host = webhook_configuration("kdag.dev", "https://127.0.0.1:9443", b"ca")["webhooks"]
+
+    def judged(hook: dict[str, Any]) -> tuple[Any, ...]:
+        (rule,) = hook["rules"]
+        return hook["name"], rule["resources"], rule["operations"], hook.get("matchConditions")
+
+    assert [judged(h) for h in hooks] == [judged(h) for h in host]
+    assert [h["name"] for h in hooks] == [w.id for w in WEBHOOKS] == ["dags.kdag.dev", "dagruns.kdag.dev"]
+    assert all("DELETE" not in h["rules"][0]["operations"] for h in hooks)
+    expression = "request.operation != 'UPDATE' || object.spec != oldObject.spec"
+    assert hooks[0]["matchConditions"] == [{"name": "spec-changed", "expression": expression}]
+    assert [h["clientConfig"]["service"]["path"] for h in hooks] == ["/dags.kdag.dev", "/dagruns.kdag.dev"]

@@ -44,6 +44,32 @@ def run_local_json(path: Path, *extra: str) -> dict[str, Any]:
     return done.json()
 
 
+def run_dag(path: Path, dag_id: str, workdir: Path, *extra: str) -> tuple[dict[str, Any], str]:
+    """`kdag run --local PATH --dag-id DAG_ID -o json --logical-date 2026-11-21 --workdir WORKDIR`: the
+    result and what it printed on stderr."""
+    done = kdag(
+        "run",
+        "--local",
+        str(path),
+        "--dag-id",
+        dag_id,
+        "-o",
+        "json",
+        "--logical-date",
+        LOGICAL_DATE,
+        "--workdir",
+        str(workdir),
+        *extra,
+    )
+    return done.json(), done.stderr
+
+
+def termination(workdir: Path, task_id: str) -> dict[str, Any]:
+    """The report a task of a local run left in its termination file."""
+    value: dict[str, Any] = json.loads((workdir / "logs" / f"{task_id}.termination").read_text("utf-8"))
+    return value
+
+
 def user_rows(rows: list[dict[str, Any]], run_id: str) -> list[str]:
     """Rows under user keys (not kdag's `__` keys), run id replaced by `<run_id>`, sorted: comparable."""
     return sorted(

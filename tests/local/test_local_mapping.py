@@ -3,10 +3,12 @@
 literal expand (@task, PythonOperator, BashOperator, a dict, partial, map_index_template), expand over an
 XCom list and a reduce, chained mapping and xcom_pull from mapped tasks, the cross product, expand_kwargs,
 zip/map/concat, an empty list (Skipped) and what fails (a list over max_map_length, an unmappable value,
-no value, a failing instance under trigger rules). Airflow's results:
+no value, a failing instance under trigger rules); mapped task groups (`mapping_group_*.py`: over literals
+and XComs, partial, expand_kwargs, nested groups, XComArgs and xcom_pull between the group's tasks, a
+failing instance seen index by index, upstream failures, branches and an empty list). Airflow's results:
 `airflow_dags/mapping_airflow_3_3_2.json`, recorded once by `bench/mapping_reference.py` (see its
 `_recorded`). Then what kdag adds: mapping over `task["key"]`, a literal over max_map_length, a mapped
-command task, instances retried alone (`dags/`)."""
+command task, instances retried alone, a mapped group's instances running index by index (`dags/`)."""
 
 from __future__ import annotations
 
@@ -114,3 +116,22 @@ def test_a_mapped_command_task_gets_its_index(tmp_path: Path) -> None:
     assert list(result["tasks"]) == ["make", "each[0]", "each[1]", "each[2]", "count"]
     count = next(r for r in result["xcoms"] if r["task_id"] == "count")
     assert count["value"] == ["item 0", "item 1", "item 2"]
+
+
+def test_a_mapped_groups_instances_run_index_by_index_and_retry_alone(tmp_path: Path) -> None:
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    workdir = tmp_path / "run"
+    result = run_local_json(
+        DAGS / "mapping_group_per_index.py", "--workdir", str(workdir), "-p", f"flags={flags}"
+    )
+    # op.first[0] waits (up to a minute) for a file op.second[1] writes: it succeeds only if op.second[1]
+    # ran while it was running, i.e. after op.first[1] alone.
+    assert result["state"] == "success", result
+    assert result["tasks"] == {
+        **{f"op.{name}[{i}]": "success" for name in ("first", "second", "flaky") for i in (0, 1)},
+        "total": "success",
+    }
+    assert next(r["value"] for r in result["xcoms"] if r["task_id"] == "total") == 10
+    assert (workdir / "logs" / "op.flaky[1].log").read_text().count("--- attempt") == 2
+    assert (workdir / "logs" / "op.flaky[0].log").read_text().count("--- attempt") == 1

@@ -137,3 +137,50 @@ def test_the_shell_example_runs_locally_as_on_the_cluster() -> None:
     assert consumed == {"env": "from sh", "answer_env": '{"n":42}', "file": '{"n":42}', "pulled": {"n": 42}}
     reported = next(r["value"] for r in result["xcoms"] if r["task_id"] == "report")
     assert reported == {"greeting": "from sh", "answer": {"n": 42}}
+
+
+def test_an_xcom_input_over_the_environment_limit_reaches_python_and_fails_a_command_naming_it(
+    tmp_path: Path,
+) -> None:
+    # 1 MB fits a ConfigMap but no environment string Linux starts a program with (128 KiB): a Python
+    # task's runner sets it itself; a command fails at once, never retried, naming the input and the limit.
+    path = tmp_path / "big.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            apiVersion: kdag.dev/v1alpha1
+            kind: DAG
+            metadata: {name: big-env}
+            spec:
+              tasks:
+                - id: big
+                  python: {callable: big, source: "def big(**_):\\n    return 'x' * 1000000\\n"}
+                - id: python
+                  upstream: [big]
+                  xcomInputs: [{env: BIG, task: big}]
+                  python:
+                    callable: f
+                    source: "import os\\ndef f(**_):\\n    return len(os.environ['BIG'])\\n"
+                - id: command
+                  upstream: [big]
+                  retries: 2
+                  xcomInputs: [{env: BIG, task: big}]
+                  command: [sh, -c, 'echo "${#BIG}" > "$KDAG_XCOM_DIR/return.json"']
+            """
+        )
+    )
+    from kdag import compile as compiler
+    from kdag.local.run import LocalDag, run_local
+
+    loaded = compiler.load(path)
+    result = run_local(LocalDag(loaded.name, loaded.spec, loaded.python_file), tmp_path / "work")
+    assert result.as_json()["tasks"] == {"big": "success", "python": "success", "command": "failed"}
+    assert {(x["task_id"], x["value"]) for x in result.as_json()["xcoms"] if x["task_id"] != "big"} == {
+        ("python", 1_000_000)
+    }
+    command = result.tasks["command"]
+    assert (command.attempts, command.exit_code) == (1, 3)
+    assert command.message.startswith(
+        "xcomInputs of task 'command': XCom 'return_value' of task 'big' takes 1000005 bytes as the"
+        " environment variable BIG, over Linux's limit of 131072 bytes for one variable"
+    )

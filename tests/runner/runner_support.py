@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdag_runner import store
+from kdag_runner import context, store
+from kdag_runner.airflow.operators import BaseOperator
+from kdag_runner.environment import TaskEnvironment
+from kdag_runner.xcom import TaskInstance
 
 LOGICAL_DATE = "2024-03-05T06:07:08Z"
 RUN_ID = "etl-run-1"
@@ -112,3 +115,49 @@ def write_store(workdir: Path, task_id: str, xcoms: Mapping[str, object]) -> Non
     (task_dir / "..data").symlink_to(real.name)
     for key in data:
         (task_dir / key).symlink_to(Path("..data") / key)
+
+
+def write_mapped_store(workdir: Path, task_id: str, instances: list[dict[str, object]]) -> None:
+    """Lay out a mapped ancestor's instances as its projected volume shows them: `{i}/{key}` under the
+    atomic writer's `..data` symlink (an instance that pushed nothing still has `.types`)."""
+    task_dir = workdir / "xcom" / task_id
+    real = task_dir / "..2024_03_05_06_07_08.000000001"
+    for index, xcoms in enumerate(instances):
+        folder = real / str(index)
+        folder.mkdir(parents=True)
+        for key, value in store.encode(xcoms, task_id).items():
+            (folder / key).write_text(value, encoding="utf-8")
+    (task_dir / "..data").symlink_to(real.name)
+    for index in range(len(instances)):
+        (task_dir / str(index)).symlink_to(Path("..data") / str(index))
+
+
+def instance_context(
+    workdir: Path,
+    op: BaseOperator,
+    map_index: int,
+    ancestors: tuple[str, ...] = (),
+    mapped: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """The context of instance `map_index` of a mapped task (or of a task in a mapped group)."""
+    extra = {"KDAG_MAP_INDEX": str(map_index), "KDAG_MAPPED": json.dumps(mapped or {})}
+    env = TaskEnvironment.from_env(task_env(workdir, op.task_id, ancestors=ancestors, extra=extra))
+    ti = TaskInstance.from_environment(env)
+    ti.task = op
+    return context.build_context(env, ti, op, op.dag)
+
+
+def prepared(
+    workdir: Path, operator: BaseOperator, *, attempt: int = 1, extra: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], TaskInstance]:
+    """The context and task instance of one attempt of `operator`, its `max_tries` from its retries."""
+    environment = TaskEnvironment.from_env(task_env(workdir, operator.task_id, attempt=attempt, extra=extra))
+    ti = TaskInstance.from_environment(environment)
+    ti.task = operator
+    ti.max_tries = operator.retries
+    return context.build_context(environment, ti, operator, operator.dag), ti
+
+
+def pushed(ti: TaskInstance) -> dict[str, Any]:
+    """What the task instance pushed, by key."""
+    return {key: ti.xcom_pull(key=key) for key in ti.pushed_keys()}

@@ -32,9 +32,10 @@ from kdag_runner.airflow import (
     teardown,
 )
 from kdag_runner.airflow.branching import cron_next, next_interval_end, target_times_as_dates
-from kdag_runner.airflow.operators import SUCCESS, BaseOperator, TaskOutcome, run_task
+from kdag_runner.airflow.operators import BaseOperator
+from kdag_runner.airflow.task_runner import SUCCESS, TaskOutcome, run_task
 from kdag_runner.environment import TaskEnvironment
-from kdag_runner.main import TERMINATION_MESSAGE_MAX
+from kdag_runner.report import TERMINATION_MESSAGE_MAX
 from kdag_runner.xcom import TaskInstance
 
 from .runner_support import run_dag_file, task_env

@@ -21,7 +21,7 @@ from kdag_runner.airflow import (
     PythonOperator,
     task,
 )
-from kdag_runner.airflow.operators import FAILED, SKIPPED, SUCCESS, UP_FOR_RETRY, TaskOutcome, run_task
+from kdag_runner.airflow.task_runner import FAILED, SKIPPED, SUCCESS, UP_FOR_RETRY, TaskOutcome, run_task
 from kdag_runner.environment import TaskEnvironment
 from kdag_runner.xcom import TaskInstance
 
@@ -217,9 +217,17 @@ def test_render_template_and_airflow_filters(tmp_path: Path) -> None:
 def test_native_rendering_when_the_dag_asks(tmp_path: Path) -> None:
     with DAG("d", render_template_as_native_obj=True):
         greet = Greet(task_id="greet", greeting="{{ [1, 2] }}", names="{{ 40 + 2 }}")
+        escape = Greet(task_id="escape", greeting="{{ cycler.__init__.__globals__.os.popen('id').read() }}")
     ctx, _ = prepared(tmp_path, greet)
     greet.render_template_fields(ctx)
     assert greet.greeting == [1, 2] and greet.names == 42
+    # Sandboxed too (Airflow's native environment is not): a template cannot reach `os`.
+    ctx, _ = prepared(tmp_path, escape)
+    outcome = run_task(escape, ctx)
+    assert outcome.state == FAILED
+    assert "rendering greeting failed: access to attribute '__init__' of 'type' object is unsafe" in str(
+        outcome.error
+    )
 
 
 def test_template_ext_reads_files_from_the_dag_folder_and_searchpath(tmp_path: Path) -> None:

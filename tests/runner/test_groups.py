@@ -345,13 +345,11 @@ def test_task_group_decorator_override_and_positional_name() -> None:
     assert set(dag.task_group_dict) == {"renamed", "grp"}
 
 
-def test_task_group_decorator_refuses_mapping_and_unknown_arguments() -> None:
+def test_task_group_decorator_refuses_unknown_arguments() -> None:
     @task_group
     def grp(value: Any) -> None:
         E("x")
 
-    with DAG("d"), pytest.raises(DagDefinitionError, match=r"mapped task groups .* kdag does not run yet"):
-        grp.expand(value=[1, 2])
     with pytest.raises(DagDefinitionError, match="@task_group 'grp': unknown argument 'colour'"):
         task_group(colour="red")(grp.function)
 

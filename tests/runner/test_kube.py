@@ -132,8 +132,9 @@ def test_a_refusal_is_not_retried_and_carries_the_api_message(api: FakeApiServer
 
 def test_a_reply_that_is_not_a_status_is_quoted(api: FakeApiServer) -> None:
     api.replies = [(500, "upstream broke")] * 4
+    # Retried while the next wait ends within retry_seconds: 0.25 + 0.5 + 1 s of waits, then the 4th answer.
     with pytest.raises(KubeApiError, match=r"^GET /version: HTTP 500: upstream broke$"):
-        KubeClient(api.config).request("GET", "/version")
+        KubeClient(api.config, retry_seconds=2.0).request("GET", "/version")
     assert len(api.requests) == 4
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from kdag_runner import store
 from kdag_runner.environment import TaskEnvironment
-from kdag_runner.kube import FIELD_MANAGER, ClusterConfig, KubeApiError, KubeClient
+from kdag_runner.kube import FIELD_MANAGER, STATE_FIELD_MANAGER, ClusterConfig, KubeApiError, KubeClient
 from kdag_runner.sinks import ConfigMapSink, SinkError, store_labels
 from kdag_runner.xcom import TaskInstance
 from kube_helpers import kubectl, kubectl_json
@@ -99,6 +99,30 @@ def test_apply_creates_then_replaces_the_whole_configmap(
     empty = store.encode({}, "extract")
     client.apply_configmap(namespace, "run-1-extract", empty, labels, owner)
     assert read_configmap(kubeconfig, namespace, "run-1-extract")["data"] == {".types": "{}"}
+
+
+def test_the_task_state_outlives_every_xcom_apply_of_later_attempts(
+    kubeconfig: str, namespace: str, pod_config: ClusterConfig, owner: dict[str, Any]
+) -> None:
+    """`.state` is applied under its own field manager, so the XCom apply of any attempt (which replaces the
+    keys its manager owns) leaves it, and the state manager's apply without it removes it."""
+    sink = ConfigMapSink(KubeClient(pod_config), namespace, "run-1-job", {"kdag.dev/task": "job"}, owner)
+    sink.write_state('{"job_id":"job-1"}')  # the first try, before it has any XComs: this creates the map
+    first = store.encode({"return_value": "partial"}, "job")
+    sink.write(first)
+    stored = read_configmap(kubeconfig, namespace, "run-1-job")
+    assert stored["data"] == {**first, ".state": '{"job_id":"job-1"}'}
+    managers = {(f["manager"], f["operation"]) for f in stored["metadata"]["managedFields"]}
+    assert managers == {(FIELD_MANAGER, "Apply"), (STATE_FIELD_MANAGER, "Apply")}
+
+    retry = store.encode({"done": True}, "job")  # the retry pushes other keys: the old go, the state stays
+    sink.write(retry)
+    kept = read_configmap(kubeconfig, namespace, "run-1-job")["data"]
+    assert kept == {**retry, ".state": '{"job_id":"job-1"}'}
+    assert store.decode(read_configmap(kubeconfig, namespace, "run-1-job")["data"]) == {"done": True}
+
+    sink.write_state(None)  # clear(): the state manager lets go of `.state`
+    assert read_configmap(kubeconfig, namespace, "run-1-job")["data"] == retry
 
 
 def test_the_sink_writes_a_task_store_with_kdag_labels(

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kdag_runner import main as runner_main
+from kdag_runner import report as runner_report
 from kdag_runner import store
 
 from .runner_support import finished, run_dag_file, run_runner, task_env, write_store
@@ -280,7 +280,7 @@ def test_airflow_skip_exception_exits_4_and_keeps_earlier_pushes(tmp_path: Path)
             raise AirflowSkipException("nothing new today")
         """,
     )
-    assert result.returncode == runner_main.EXIT_SKIPPED == 4
+    assert result.returncode == runner_report.EXIT_SKIPPED == 4
     assert "Skipping task. reason: nothing new today" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.xcoms == {"seen": [1, 2], "__context": {"stage": "checked"}}
@@ -402,6 +402,15 @@ def test_collect_pushes_on_sigterm(tmp_path: Path) -> None:
             {"return.json": "1", "return_value.json": "2"},
             "XCom files 'return.json' and 'return_value.json' of task 'shell' both set 'return_value'",
         ),
+        # What json.loads takes but is no JSON (RFC 8259): NaN, an object naming a key twice (one is lost).
+        (
+            {"return.json": "[1, NaN]"},
+            "XCom file 'return.json' of task 'shell' is not valid JSON: NaN is not JSON",
+        ),
+        (
+            {"stats.json": '{"n": 1, "n": 2}'},
+            "XCom file 'stats.json' of task 'shell' is not valid JSON: an object has the key 'n' twice",
+        ),
     ],
 )
 def test_collect_refuses_bad_files_with_exit_3(tmp_path: Path, files: dict[str, str], message: str) -> None:
@@ -415,16 +424,40 @@ def test_collect_refuses_bad_files_with_exit_3(tmp_path: Path, files: dict[str, 
     assert result.data == {".types": "{}"}
 
 
+def test_collect_reads_only_regular_files_never_through_a_symbolic_link(tmp_path: Path) -> None:
+    # The collector holds the pod's token: a task must not make it read (and push) another file.
+    token = tmp_path / "token"
+    token.write_text('"secret"', encoding="utf-8")
+    out = tmp_path / "out" / "shell"
+    write_outputs(out, {"ok.json": "1"})
+    (out / "return.json").symlink_to(token)
+    (out / ".done").touch()
+    result = run_runner(tmp_path, "shell", command="collect")
+    message = (
+        "XCom file 'return.json' of task 'shell' cannot be read: it is a symbolic link: write the file itself"
+    )
+    assert (result.returncode, result.termination) == (3, {"error": message})
+    assert result.data == {".types": "{}"}
+    (out / "return.json").unlink()
+    os.mkfifo(out / "return.json")  # would block a reader that opened it waiting for a writer
+    result = run_runner(tmp_path, "shell", command="collect", timeout=20)
+    assert result.termination == {"error": "XCom file 'return.json' of task 'shell' is not a regular file"}
+    (out / "return.json").unlink()
+    (out / "dir.json").mkdir()  # a directory is no XCom file, as before
+    result = run_runner(tmp_path, "shell", command="collect")
+    assert (result.returncode, result.xcoms) == (0, {"ok": 1}), result.stderr
+
+
 def test_termination_message_goes_only_where_kubernetes_made_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("KDAG_TERMINATION_LOG", raising=False)
     absent = tmp_path / "termination-log"
-    monkeypatch.setattr(runner_main, "DEFAULT_TERMINATION_LOG", str(absent))
-    runner_main.write_termination_message({"xcomKeys": [], "bytes": 9})
+    monkeypatch.setattr(runner_report, "DEFAULT_TERMINATION_LOG", str(absent))
+    runner_report.write_termination_message({"xcomKeys": [], "bytes": 9})
     assert not absent.exists()
     absent.write_text("", encoding="utf-8")
-    runner_main.write_termination_message({"xcomKeys": ["a"], "bytes": 9})
+    runner_report.write_termination_message({"xcomKeys": ["a"], "bytes": 9})
     assert json.loads(absent.read_text(encoding="utf-8")) == {"xcomKeys": ["a"], "bytes": 9}
 
 

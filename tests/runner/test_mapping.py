@@ -1,4 +1,4 @@
-"""Dynamic task mapping in the runner (kdag_runner.airflow.mapping, xcom_arg, xcom, main): authoring as
+"""Dynamic task mapping in the runner (kdag_runner.airflow.mapping, xcom_arg, xcom, report): authoring as
 Airflow 3 accepts and refuses it, the length expression compile writes, an instance's own arguments (cross
 product, dict pairs, expand_kwargs, zip/map/concat), pulls from a mapped ancestor laid out as its
 projected volume, the checks an upstream task makes before pushing what a mapped task expands over, and
@@ -23,47 +23,17 @@ from kdag_runner.airflow import (
     PythonOperator,
     XComArg,
     task,
-    task_group,
 )
-from kdag_runner.airflow.mapping import MAX_MAP_LENGTH, render_map_index, unmap
-from kdag_runner.airflow.operators import BaseOperator, run_task
+from kdag_runner.airflow.mapped_operator import render_map_index, unmap
+from kdag_runner.airflow.mapping_checks import MAX_MAP_LENGTH
+from kdag_runner.airflow.operators import BaseOperator
+from kdag_runner.airflow.task_runner import run_task
 from kdag_runner.context import build_context
 from kdag_runner.environment import TaskEnvironment
-from kdag_runner.main import LENGTHS_BUDGET, TERMINATION_MESSAGE_MAX, _add_lengths, _report_line
+from kdag_runner.report import LENGTHS_BUDGET, TERMINATION_MESSAGE_MAX, add_lengths, report_line
 from kdag_runner.xcom import LazyXComSequence, TaskInstance
 
-from .runner_support import run_runner, task_env, write_store
-
-
-def write_mapped_store(workdir: Path, task_id: str, instances: list[dict[str, object]]) -> None:
-    """Lay out a mapped ancestor's instances as its projected volume shows them: `{i}/{key}` under the
-    atomic writer's `..data` symlink (an instance that pushed nothing still has `.types`)."""
-    task_dir = workdir / "xcom" / task_id
-    real = task_dir / "..2024_03_05_06_07_08.000000001"
-    for index, xcoms in enumerate(instances):
-        folder = real / str(index)
-        folder.mkdir(parents=True)
-        for key, value in store.encode(xcoms, task_id).items():
-            (folder / key).write_text(value, encoding="utf-8")
-    (task_dir / "..data").symlink_to(real.name)
-    for index in range(len(instances)):
-        (task_dir / str(index)).symlink_to(Path("..data") / str(index))
-
-
-def instance_context(
-    tmp_path: Path,
-    op: BaseOperator,
-    map_index: int,
-    ancestors: tuple[str, ...] = (),
-    mapped: dict[str, int] | None = None,
-) -> dict[str, Any]:
-    extra = {"KDAG_MAP_INDEX": str(map_index)}
-    if mapped:
-        extra["KDAG_MAPPED"] = json.dumps(mapped)
-    env = TaskEnvironment.from_env(task_env(tmp_path, op.task_id, ancestors=ancestors, extra=extra))
-    ti = TaskInstance.from_environment(env)
-    ti.task = op
-    return build_context(env, ti, op, op.dag)
+from .runner_support import instance_context, run_runner, task_env, write_mapped_store, write_store
 
 
 def operator(arg: Any) -> MappedOperator:
@@ -209,15 +179,6 @@ def test_map_zip_and_concat_refuse_other_keys_as_airflow() -> None:
             up().map(up)
 
 
-def test_mapped_task_groups_are_refused() -> None:
-    @task_group
-    def group(x: int) -> None:
-        return None
-
-    with DAG("d"), pytest.raises(DagDefinitionError, match="mapped task groups"):
-        group.expand(x=[1, 2])
-
-
 # -- an instance's arguments ------------------------------------------------------------------------------
 
 
@@ -281,6 +242,41 @@ def test_expand_kwargs_over_a_literal_list_and_an_upstream_list(tmp_path: Path) 
     write_store(tmp_path / "b", "numbers", {"return_value": [3, 4]})
     context = instance_context(tmp_path / "b", over, 0, ancestors=("numbers",))
     assert unmap(over, context).execute(context) == [3, 9]
+
+
+def test_arguments_from_xcoms_are_never_rendered_nor_read_as_files_literal_ones_are(tmp_path: Path) -> None:
+    """As Airflow's ``resolved_oids``: an instance renders the DAG file's values, never an XCom's (a value
+    naming a template file is not read either), nor an XComArg's given to ``partial``."""
+    (tmp_path / "run.sh").write_text("echo {{ ds }} from a file")
+    write_store(tmp_path, "commands", {"return_value": ["run.sh", "{{ ds }}"]})
+    with DAG("d") as dag:
+
+        @task
+        def commands() -> list[str]:
+            return []
+
+        @task
+        def pair(fixed: str, value: str) -> list[str]:
+            return [fixed, value]
+
+        made = commands()
+        from_xcom = operator(BashOperator.partial(task_id="from_xcom").expand(bash_command=made))
+        literal = operator(
+            BashOperator.partial(task_id="literal").expand(bash_command=["run.sh", "echo {{ ds }}"])
+        )
+        paired = operator(pair.partial(fixed=made).expand(value=["{{ ds }}"]))
+    dag.fileloc = str(tmp_path / "dag.py")
+
+    def rendered(op: MappedOperator, index: int) -> Any:
+        context = instance_context(tmp_path, op, index, ancestors=("commands",))
+        instance = unmap(op, context)
+        instance.resolve_template_files()
+        instance.render_template_fields(context)
+        return instance.bash_command if isinstance(instance, BashOperator) else vars(instance)["op_kwargs"]
+
+    assert [rendered(from_xcom, i) for i in (0, 1)] == ["run.sh", "{{ ds }}"]
+    assert [rendered(literal, i) for i in (0, 1)] == ["echo 2024-03-05 from a file", "echo 2024-03-05"]
+    assert rendered(paired, 0) == {"fixed": ["run.sh", "{{ ds }}"], "value": "2024-03-05"}
 
 
 def test_zip_map_and_concat_give_each_instance_its_element(tmp_path: Path) -> None:
@@ -538,11 +534,11 @@ def test_lengths_fill_the_report_up_to_the_budget_return_value_first() -> None:
     message: dict[str, Any] = {"xcomKeys": ["k"], "bytes": 1}
     lengths = {f"key{i:04d}" + "x" * 40: i for i in range(200)}
     lengths["return_value"] = 7
-    _add_lengths(message, lengths)
+    add_lengths(message, lengths)
     kept = message["xcomLengths"]
     assert next(iter(kept)) == "return_value"
     assert 10 < len(kept) < 200
-    assert len(_report_line(message).encode()) <= LENGTHS_BUDGET < TERMINATION_MESSAGE_MAX
+    assert len(report_line(message).encode()) <= LENGTHS_BUDGET < TERMINATION_MESSAGE_MAX
     empty: dict[str, Any] = {}
-    _add_lengths(empty, {})
+    add_lengths(empty, {})
     assert empty == {}

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kdag_runner import context
 from kdag_runner.airflow import (
     DAG,
     AirflowFailException,
@@ -33,12 +32,11 @@ from kdag_runner.airflow import (
     sensors,
     task,
 )
-from kdag_runner.airflow.operators import FAILED, SKIPPED, SUCCESS, UP_FOR_RESCHEDULE, run_task
+from kdag_runner.airflow.task_runner import FAILED, SKIPPED, SUCCESS, UP_FOR_RESCHEDULE, run_task
 from kdag_runner.environment import RunnerConfigError, TaskEnvironment
-from kdag_runner.main import EXIT_RESCHEDULE, EXIT_TASK_FAILED
-from kdag_runner.xcom import TaskInstance
+from kdag_runner.report import EXIT_RESCHEDULE, EXIT_TASK_FAILED
 
-from .runner_support import LOGICAL_DATE, run_dag_file, task_env
+from .runner_support import LOGICAL_DATE, prepared, pushed, run_dag_file, task_env
 
 NOW = datetime(2024, 3, 5, 6, 7, 8, tzinfo=UTC)
 
@@ -73,20 +71,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     monkeypatch.setattr(sensors.time, "monotonic", fake.monotonic)
     monkeypatch.setattr(sensors.time, "sleep", fake.sleep)
     yield fake
-
-
-def prepared(
-    tmp_path: Path, operator: BaseOperator, *, extra: dict[str, str] | None = None, attempt: int = 1
-) -> tuple[dict[str, Any], TaskInstance]:
-    environment = TaskEnvironment.from_env(task_env(tmp_path, operator.task_id, attempt=attempt, extra=extra))
-    ti = TaskInstance.from_environment(environment)
-    ti.task = operator
-    ti.max_tries = operator.retries
-    return context.build_context(environment, ti, operator, operator.dag), ti
-
-
-def pushed(ti: TaskInstance) -> dict[str, Any]:
-    return {key: ti.xcom_pull(key=key) for key in ti.pushed_keys()}
 
 
 def counting(done_at: int, value: Any = None) -> Any:

@@ -263,3 +263,50 @@ def test_cycles_and_unwritable_keys_are_refused_naming_the_container() -> None:
         XComError, match=r"^XCom 'keys' of task 't' is not JSON-serialisable: dict with a key"
     ):
         store.encode({"keys": {(1, 2): "x"}}, "t")
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        (float("nan"), "nan"),
+        ({"rows": [1.5, float("inf")]}, "inf"),
+        ((1, {"ratio": -float("inf")}), "-inf"),
+        ({float("nan"): "a key"}, "nan"),
+    ],
+)
+def test_nan_and_infinity_are_refused_as_airflow_refuses_them(value: object, found: str) -> None:
+    # json.dumps writes them as NaN/Infinity, which no JSON reader but Python's takes; Airflow 3's API
+    # client dumps XComs with allow_nan=False and the push fails.
+    with pytest.raises(XComError) as caught:
+        store.encode({"stats": value}, "load")
+    assert str(caught.value) == (
+        f"XCom 'stats' of task 'load' is not JSON-serialisable: float {found}"
+        " (NaN and Infinity are not JSON; push None or a string instead)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "first", "second", "written"),
+    [
+        ({1: "x", "1": "y"}, "1", "'1'", "1"),
+        ({"outer": [{"true": 1, True: 2}]}, "'true'", "True", "true"),
+        ({None: 0, "null": 1}, "None", "'null'", "null"),
+        ({"a": ({2.5: 0, "2.5": 1},)}, "2.5", "'2.5'", "2.5"),
+    ],
+)
+def test_dict_keys_that_json_writes_alike_are_refused_naming_both(
+    value: object, first: str, second: str, written: str
+) -> None:
+    # json.dumps would write the key twice and readers keep one; Airflow's serde (str(k)) keeps the last.
+    with pytest.raises(XComError) as caught:
+        store.encode({"counts": value}, "load")
+    assert str(caught.value) == (
+        f"XCom 'counts' of task 'load' is not JSON-serialisable: a dict has the keys {first} and {second},"
+        f' both written as the JSON key "{written}", so one would be lost; give it distinct string keys'
+    )
+
+
+def test_non_string_keys_that_do_not_collide_are_written_as_json_writes_them() -> None:
+    data = store.encode({"counts": {1: "a", 2: "b", "x": {True: [None], 1.5: 0}}}, "t")
+    assert data["counts"] == '{"1":"a","2":"b","x":{"true":[null],"1.5":0}}'
+    assert store.decode(data)["counts"] == {"1": "a", "2": "b", "x": {"true": [None], "1.5": 0}}

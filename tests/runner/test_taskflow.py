@@ -26,7 +26,8 @@ from kdag_runner.airflow import (
     task_group,
     teardown,
 )
-from kdag_runner.airflow.operators import BaseOperator, run_task
+from kdag_runner.airflow.operators import BaseOperator
+from kdag_runner.airflow.task_runner import run_task
 from kdag_runner.airflow.taskflow import BashTaskOperator
 from kdag_runner.airflow.xcom_arg import XComNotFound
 from kdag_runner.context import build_context
@@ -293,14 +294,7 @@ def test_as_setup_and_as_teardown_on_operators_and_xcom_args() -> None:
         td.as_setup()
 
 
-def test_setup_teardown_context_managers_are_refused_with_a_way_out() -> None:
-    @setup
-    def create() -> None:
-        return None
-
-    with DAG("d"), pytest.raises(DagDefinitionError, match=r"as context managers \(`with s >> t:`\)"):  # noqa: SIM117
-        with create():
-            pass
+# `with setup >> teardown:` and the other context managers: tests/runner/test_setup_teardown.py.
 
 
 # -- XComArg ------------------------------------------------------------------------------------------
@@ -373,10 +367,10 @@ def test_xcom_arg_shift_operators_act_on_its_task() -> None:
     assert dag.get_task("make__1").upstream_task_ids == {"make", "a"}
 
 
-def test_an_operator_as_a_context_manager_is_refused() -> None:
+def test_a_plain_operator_as_a_context_manager_is_refused() -> None:
     with DAG("d"):
         s = EmptyOperator(task_id="s").as_setup()
         t = EmptyOperator(task_id="t")
-        with pytest.raises(DagDefinitionError, match="task 't': setup/teardown tasks as context managers"):  # noqa: SIM117
-            with s >> t.as_teardown(setups=s):
+        with pytest.raises(DagDefinitionError, match="task 't': only setup and teardown tasks can be used"):  # noqa: SIM117
+            with s >> t:
                 pass

@@ -175,3 +175,13 @@ def test_identity_fields(tmp_path: Path) -> None:
         -1,
         {"p": 1},
     )
+
+
+def test_a_push_json_cannot_write_faithfully_fails_at_once_naming_task_and_key(tmp_path: Path) -> None:
+    ti = make_ti(tmp_path, task_id="pusher")
+    with pytest.raises(XComError, match=r"^XCom 'mean' of task 'pusher' is not JSON-serialisable: float nan"):
+        ti.xcom_push("mean", float("nan"))
+    with pytest.raises(XComError, match=r"^XCom 'return_value' of task 'pusher' .* keys 1 and '1'"):
+        ti.push_return_value({1: "x", "1": "y"})
+    assert ti.pushed_keys() == []
+    assert store.decode(ti.store_data()) == {}

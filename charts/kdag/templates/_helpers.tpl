@@ -34,12 +34,19 @@ app.kubernetes.io/part-of: kdag
 {{- default (include "kdag.fullname" .) .Values.serviceAccount.name }}
 {{- end }}
 
+{{/* An image reference `repository:tag`, or `repository:tag@digest` when a digest pins it. */}}
+{{- define "kdag.imageReference" -}}
+{{- $reference := printf "%s:%s" .image.repository (default .appVersion .image.tag) }}
+{{- with .image.digest }}{{ $reference = printf "%s@%s" $reference . }}{{ end }}
+{{- $reference }}
+{{- end }}
+
 {{- define "kdag.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- include "kdag.imageReference" (dict "image" .Values.image "appVersion" .Chart.AppVersion) }}
 {{- end }}
 
 {{- define "kdag.runnerImage" -}}
-{{- printf "%s:%s" .Values.runnerImage.repository (default .Chart.AppVersion .Values.runnerImage.tag) }}
+{{- include "kdag.imageReference" (dict "image" .Values.runnerImage "appVersion" .Chart.AppVersion) }}
 {{- end }}
 
 {{/* The namespaces the controller watches, as a JSON list; [] means every namespace. */}}
@@ -79,39 +86,76 @@ app.kubernetes.io/part-of: kdag
 {{- end }}
 {{- end }}
 
-{{/* What the controller may do in a namespace it watches. */}}
+{{/* The ServiceAccount task pods run as, and its RoleBinding's name, in every namespace. */}}
+{{- define "kdag.taskServiceAccountName" -}}
+{{- .Values.taskRbac.serviceAccountName | default "kdag-task" }}
+{{- end }}
+
+{{/*
+The XCom guard's match condition: a token of the task ServiceAccount, in any namespace. The same expression as
+kdag.policy.task_token_condition (tests/helm/test_chart_render.py renders both for a renamed account).
+*/}}
+{{- define "kdag.taskTokenCondition" -}}
+{{- printf "request.userInfo.username.startsWith(\"system:serviceaccount:\") && request.userInfo.username.endsWith(\":%s\")" (include "kdag.taskServiceAccountName" .) }}
+{{- end }}
+
+{{/* The ClusterRole task pods get through a RoleBinding in each namespace (kdag.policy.task_cluster_role). */}}
+{{- define "kdag.taskClusterRoleName" -}}
+{{- printf "%s-task" (include "kdag.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+What the controller may do in a namespace it watches: exactly the calls it makes (docs/security.md lists
+each with its caller; tests/helm/test_rbac.py holds the reviewed list). Nothing here reads or writes a
+ConfigMap or a Secret, and nothing updates or deletes a DAG or a TaskRun.
+*/}}
 {{- define "kdag.controllerRules" -}}
-# The kdag resources: the controller reads DAGs, creates runs and TaskRuns, and writes their status.
+# DAGs: read and watched (kopf; the DAGRun webhook reads a new run's DAG), patched by kopf (its annotations;
+# it removes the finalizer earlier versions put on scheduled DAGs).
 - apiGroups: [kdag.dev]
-  resources: [dags, dagruns, taskruns]
-  verbs: [get, list, watch, create, patch, update, delete]
+  resources: [dags]
+  verbs: [get, list, watch, patch]
+# DAGRuns: scheduled and @once runs are created, kopf patches its annotations, finished runs are pruned.
+- apiGroups: [kdag.dev]
+  resources: [dagruns]
+  verbs: [get, list, watch, create, patch, delete]
+# TaskRuns: one per task of a run; they go with their run (ownerReferences), never deleted here.
+- apiGroups: [kdag.dev]
+  resources: [taskruns]
+  verbs: [get, list, create]
 - apiGroups: [kdag.dev]
   resources: [dags/status, dagruns/status, taskruns/status]
-  verbs: [get, patch, update]
-# One pod per task attempt.
+  verbs: [patch]
+# One pod per task attempt, watched for its end; a rescheduled sensor's earlier pods are deleted. A pod that
+# exists under the name of a new attempt is read to see whose it is: kdag adopts only its own.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, create, delete]
-# XCom ConfigMaps (the task pods write them; the controller reads and cleans up).
+# Events on DAGs and runs (kopf's own posting is off).
 - apiGroups: [""]
-  resources: [configmaps]
-  verbs: [get, list, watch, create, patch, delete]
-# Kubernetes Events, from the controller and from kopf.
-- apiGroups: ["", events.k8s.io]
   resources: [events]
-  verbs: [create, patch]
-# kopf peering between replicas.
-- apiGroups: [kopf.dev]
-  resources: [kopfpeerings]
-  verbs: [get, list, watch, patch]
-# The task ServiceAccount, Role and RoleBinding: the controller makes them in a namespace before its first
-# task pod there (kdag.policy.task_rbac), so DAGs also run where taskRbac.namespaces did not reach.
+  verbs: [create]
+# The task ServiceAccount and its RoleBinding to the task ClusterRole, made before a namespace's first task
+# pod (kdag.policy.task_rbac). `bind` on that one ClusterRole is what lets the controller create the binding
+# without holding ConfigMap write access itself (RBAC's escalation check).
 - apiGroups: [""]
   resources: [serviceaccounts]
   verbs: [create]
 - apiGroups: [rbac.authorization.k8s.io]
-  resources: [roles, rolebindings]
+  resources: [rolebindings]
   verbs: [create]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [clusterroles]
+  resourceNames: [{{ include "kdag.taskClusterRoleName" . }}]
+  verbs: [bind]
+{{- end }}
+
+{{/* Read the task ClusterRole (cluster-scoped, so always in a ClusterRole): its uid owns the task RBAC. */}}
+{{- define "kdag.taskClusterRoleReadRule" -}}
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [clusterroles]
+  resourceNames: [{{ include "kdag.taskClusterRoleName" . }}]
+  verbs: [get]
 {{- end }}
 
 {{/*

@@ -1,7 +1,10 @@
-"""Write the generated manifests: `crds/*.yaml` from the models and `deploy/xcom-guard.yaml`.
+"""Write the generated manifests: `crds/*.yaml` from the models, `deploy/xcom-guard.yaml` and
+`deploy/task-clusterrole.yaml` from `kdag.policy` (charts/kdag/sync-generated copies the last two).
 
 `python -m kdag.api.generate [--root DIR] [--check]`; with --check nothing is written and the exit status
-says whether the files on disk are up to date.
+says whether the files on disk are up to date. `--xcom-guard-for ACCOUNT` writes nothing either: it prints the
+XCom guard for a task ServiceAccount other than `kdag-task` (`KDAG_TASK_SERVICE_ACCOUNT` of a host-run
+controller), to apply in place of deploy/xcom-guard.yaml.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def rendered_files() -> dict[str, str]:
         for doc in crds()
     }
     files["deploy/xcom-guard.yaml"] = _dump(policy.xcom_guard(), "controller/kdag/policy.py")
+    files["deploy/task-clusterrole.yaml"] = _dump([policy.task_cluster_role()], "controller/kdag/policy.py")
     return files
 
 
@@ -46,7 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdag.api.generate", description=__doc__)
     parser.add_argument("--root", type=Path, default=default_root(), help="repository root to write under")
     parser.add_argument("--check", action="store_true", help="only check the files are up to date")
+    parser.add_argument(
+        "--xcom-guard-for", metavar="ACCOUNT", help="print the XCom guard for this task ServiceAccount"
+    )
     args = parser.parse_args(argv)
+    if args.xcom_guard_for:
+        print(_dump(policy.xcom_guard(args.xcom_guard_for), "controller/kdag/policy.py"), end="")
+        return 0
     stale: list[str] = []
     for relative, content in rendered_files().items():
         path = args.root / relative

@@ -7,6 +7,7 @@ Field aliases are the camelCase names of the YAML. Every field has a description
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -18,8 +19,15 @@ from kdag_runner.keys import VERSION as VERSION
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-TASK_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# A task id is the `kdag.dev/task` label value of its TaskRuns and pods, so it must be a valid label value:
+# it starts and ends with a letter or digit (Airflow allows `_x` and `x.`; the API server's labels do not).
+TASK_ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"
 TASK_ID_MAX = 63
+# Airflow's KEY_REGEX and ID_LEN for a dag_id (`kdag_runner.airflow.dags`).
+DAG_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+DAG_ID_MAX = 250
+# The API server's rule for an env var name (Kubernetes 1.32, `IsEnvVarName`).
+POD_ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 # The ConfigMap key an XCom is stored under (kdag_runner.store.STORE_KEY_PATTERN): the key as pushed, or
 # its escaped form ("-" + the key, other UTF-8 bytes as ".xx") for keys with other characters.
 XCOM_KEY_PATTERN = r"^[-_A-Za-z0-9][-._A-Za-z0-9]*$"
@@ -37,7 +45,7 @@ NAME_MAX = 253
 # Tasks one successful attempt may ask to skip (`skipTasks` of its termination report).
 MAX_SKIP_TASKS = 2048
 # Dynamic task mapping: the most instances of one mapped task (Airflow's [core] max_map_length default;
-# kdag_runner.airflow.mapping.MAX_MAP_LENGTH), and the most terms a length expression combines.
+# kdag_runner.airflow.mapping_checks.MAX_MAP_LENGTH), and the most terms a length expression combines.
 MAX_MAP_LENGTH = 1024
 MAX_MAP_TERMS = 16
 
@@ -51,9 +59,21 @@ DEFAULT_MAX_RETRY_DELAY_SECONDS = 300
 RETURN_VALUE = "return_value"
 
 
-def cel(*rules: tuple[str, str]) -> dict[str, Any]:
-    """Schema extra holding CEL rules `(rule, message)` for `x-kubernetes-validations`."""
-    return {"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in rules]}
+def cel(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """Schema extra holding CEL rules `(rule, message)` or `(rule, message, messageExpression)` for
+    `x-kubernetes-validations`: the expression names the offending value (task id, field, value), the
+    message is what the API server says when the expression cannot be evaluated."""
+    validations: list[dict[str, str]] = []
+    for rule, message, *expression in rules:
+        validation = {"rule": rule, "message": message}
+        if expression:
+            validation["messageExpression"] = expression[0]
+        validations.append(validation)
+    return {"x-kubernetes-validations": validations}
+
+
+ATOMIC: dict[str, Any] = {"x-kubernetes-map-type": "atomic"}
+"""An object that server-side apply replaces as a whole, never merging the fields two managers applied."""
 
 
 class KubeModel(BaseModel):
@@ -83,7 +103,7 @@ class StatusModel(KubeModel):
 class TriggerRule(StrEnum):
     """When a task runs, given the states of its upstream tasks: Airflow 3's rules of the same name.
 
-    `graph.evaluate_trigger_rule` gives their meaning (when the task runs, and whether it becomes
+    `trigger_rules.evaluate_trigger_rule` gives their meaning (when the task runs, and whether it becomes
     UpstreamFailed or Skipped when the rule can never hold), after Airflow's TriggerRuleDep.
     """
 
@@ -167,9 +187,14 @@ class EnvVar(KubeModel):
     name: str = Field(
         min_length=1,
         max_length=NAME_MAX,
+        pattern=POD_ENV_NAME_PATTERN,
         description="Name of the environment variable (not KDAG_*: those are kdag's).",
         json_schema_extra=cel(
-            ("!self.startsWith('KDAG_')", "env names may not start with KDAG_ (kdag's own)")
+            (
+                "!self.startsWith('KDAG_')",
+                "env names may not start with KDAG_ (kdag's own)",
+                "'env name ' + self + \" may not start with KDAG_ (kdag's own)\"",
+            )
         ),
     )
     value: str | None = Field(default=None, max_length=MAX_ARG_LENGTH, description="Literal value.")
@@ -229,7 +254,13 @@ class XComInput(KubeModel):
         max_length=NAME_MAX,
         pattern=ENV_NAME_PATTERN,
         description="Environment variable that receives the value (a string as text, anything else as JSON).",
-        json_schema_extra=cel(("!self.startsWith('KDAG_')", "xcomInputs[].env may not start with KDAG_")),
+        json_schema_extra=cel(
+            (
+                "!self.startsWith('KDAG_')",
+                "xcomInputs[].env may not start with KDAG_",
+                "'xcomInputs[].env ' + self + ' may not start with KDAG_'",
+            )
+        ),
     )
     task: str = Field(
         max_length=TASK_ID_MAX, pattern=TASK_ID_PATTERN, description="Id of the ancestor task that pushed it."
@@ -383,6 +414,14 @@ class TaskMap(KubeModel):
         le=MAX_MAP_LENGTH,
         description="More instances than this fail the task (Airflow's max_map_length; default 1024).",
     )
+    group: str | None = Field(
+        default=None,
+        max_length=TASK_ID_MAX,
+        pattern=TASK_ID_PATTERN,
+        description="The mapped task group the task belongs to (Airflow's expand on a @task_group), by its"
+        " id: every task of the group has the group's length and maxLength, and instance i waits only for"
+        " instance i of the group's tasks upstream of it.",
+    )
 
 
 class TaskDefaults(KubeModel):
@@ -417,22 +456,34 @@ class TaskSpec(KubeModel):
             (
                 "has(self.python) != has(self.command)",
                 "a task needs exactly one of python or command",
+                "'task ' + self.id + ' needs exactly one of python or command'",
             ),
-            ("!has(self.upstream) || !(self.id in self.upstream)", "a task may not list itself in upstream"),
+            (
+                "!has(self.upstream) || !(self.id in self.upstream)",
+                "a task may not list itself in upstream",
+                "'task ' + self.id + ' may not list itself in upstream'",
+            ),
             (
                 "!has(self.xcomInputs) || self.xcomInputs.all(x, x.task != self.id)",
                 "xcomInputs[].task must name an upstream task, not the task itself",
+                "'task ' + self.id + ': xcomInputs[].task must name an upstream task, not '"
+                " + self.id + ' itself'",
             ),
-            ("!has(self.args) || has(self.command)", "args need a command"),
-            ("self.id != '.' && self.id != '..'", "a task id may not be '.' or '..' (it names a directory)"),
+            (
+                "!has(self.args) || has(self.command)",
+                "args need a command",
+                "'task ' + self.id + ': args need a command'",
+            ),
             (
                 "!(has(self.setup) && self.setup && has(self.teardown) && self.teardown)",
                 "a task may be a setup or a teardown, not both",
+                "'task ' + self.id + ' may be a setup or a teardown, not both'",
             ),
             (
                 "!has(self.failRunOnFailure) || !self.failRunOnFailure"
                 " || (has(self.teardown) && self.teardown)",
                 "failRunOnFailure is for teardown tasks only",
+                "'task ' + self.id + ': failRunOnFailure is for teardown tasks only'",
             ),
         )
     )
@@ -441,7 +492,8 @@ class TaskSpec(KubeModel):
         min_length=1,
         max_length=TASK_ID_MAX,
         pattern=TASK_ID_PATTERN,
-        description="Task id, unique in the DAG: letters, digits, '_', '.', '-'; at most 63 characters.",
+        description="Task id, unique in the DAG: letters, digits, '_', '.', '-', starting and ending with a"
+        " letter or digit (it is a label value); at most 63 characters.",
     )
     image: str | None = Field(
         default=None,
@@ -575,7 +627,8 @@ class Timetable(KubeModel):
     cron: CronTriggerTimetable (a run at each tick), or CronDataIntervalTimetable with dataIntervals: true
     (a run when each interval between two ticks ends). crons: MultipleCronTriggerTimetable. everySeconds:
     DeltaTriggerTimetable, or DeltaDataIntervalTimetable with dataIntervals: true. events:
-    EventsTimetable. A run's logical date is its data interval's start; catchup is off.
+    EventsTimetable. A run's logical date is its data interval's start; `DAGSpec.catchup` says what missed
+    ticks make.
     """
 
     model_config = ConfigDict(
@@ -649,33 +702,75 @@ class Timetable(KubeModel):
     )
 
 
+CEL_NAMED_ENTRIES = 24
+"""How many entries of each task's upstream (xcomInputs) a DAG's CEL message looks at to name the one that
+names no task: each entry is compared with every task id, and more would exceed the API server's cost budget
+for one expression. One further along gets the rule's plain message (the webhook names it in any case)."""
+
+
+def _first_unknown_task(field: str, ref: str, described: Callable[[str], str]) -> str:
+    """A CEL expression: the text `described(entry)` of the first entry of a task's `field` (its first
+    CEL_NAMED_ENTRIES) whose `ref` is no task's id. Comparisons unrolled rather than a `filter` inside a
+    `map`, which the API server's cost estimator prices far above its budget."""
+    found = "''"
+    for k in reversed(range(CEL_NAMED_ENTRIES)):
+        entry = f"t.{field}[{k}]"
+        unknown = f"t.{field}.size() > {k} && !self.tasks.exists(o, o.id == {entry}{ref})"
+        found = f"({unknown}) ? {described(entry)} : {found}"
+    return f"self.tasks.map(t, has(t.{field}) ? ({found}) : '').filter(m, m != '')[0]"
+
+
 class DAGSpec(KubeModel):
-    """A DAG: its tasks, their dependencies and XCom inputs, params and an optional schedule."""
+    """A DAG: its tasks, their dependencies and XCom inputs, params and an optional schedule.
+
+    The spec is atomic for server-side apply: whoever applies a DAG last owns all of its spec, so two field
+    managers (`kdag apply`, kubectl, Argo CD, Flux) never leave a merge of their task lists or fields.
+    """
 
     model_config = ConfigDict(
-        json_schema_extra=cel(
+        json_schema_extra=ATOMIC
+        | cel(
             (
                 "self.tasks.all(t, !has(t.upstream) || t.upstream.all(u, self.tasks.exists(o, o.id == u)))",
                 "every upstream id must name a task of this DAG",
+                "'task ' + "
+                + _first_unknown_task("upstream", "", lambda entry: f"t.id + ': upstream ' + {entry}")
+                + " + ' names no task of this DAG'",
             ),
             (
                 "self.tasks.all(t, !has(t.xcomInputs)"
                 " || t.xcomInputs.all(x, self.tasks.exists(o, o.id == x.task)))",
                 "every xcomInputs[].task must name a task of this DAG",
+                "'task ' + "
+                + _first_unknown_task(
+                    "xcomInputs",
+                    ".task",
+                    lambda entry: f"t.id + ': the xcomInput of env ' + {entry}.env"
+                    f" + ' reads task ' + {entry}.task",
+                )
+                + " + ', which is not a task of this DAG'",
             ),
             (
                 "has(self.pythonFile) || !self.tasks.exists(t, has(t.python) && has(t.python.fromDagFile)"
                 " && t.python.fromDagFile)",
                 "tasks with python.fromDagFile need spec.pythonFile",
+                "'task ' + self.tasks.filter(t, has(t.python) && has(t.python.fromDagFile)"
+                " && t.python.fromDagFile).map(t, t.id)[0] + ': python.fromDagFile needs spec.pythonFile'",
             ),
-            ("!has(self.schedule) || !has(self.timetable)", "give schedule or timetable, not both"),
+            (
+                "!has(self.schedule) || !has(self.timetable)",
+                "give schedule or timetable, not both",
+                "'give schedule or timetable, not both (schedule is ' + self.schedule + ')'",
+            ),
         )
     )
 
     dag_id: str | None = Field(
         default=None,
-        max_length=NAME_MAX,
-        description="The DAG id tasks see as dag_id (default: metadata.name).",
+        max_length=DAG_ID_MAX,
+        pattern=DAG_ID_PATTERN,
+        description="The DAG id tasks see as dag_id (default: metadata.name): Airflow's rule, letters,"
+        " digits, '_', '.', '-'; at most 250 characters.",
     )
     schedule: str | None = Field(
         default=None,
@@ -685,6 +780,11 @@ class DAGSpec(KubeModel):
     )
     timetable: Timetable | None = Field(
         default=None, description="When the DAG runs, as one of Airflow's timetables (instead of schedule)."
+    )
+    catchup: bool | None = Field(
+        default=None,
+        description="Airflow's catchup: after ticks were missed (the controller was away, a run could not be"
+        " made), make a run for each of them, oldest first. Off (default): only the newest missed one.",
     )
     params: dict[str, Any] | None = Field(default=None, description="DAG params with their default values.")
     param_schemas: dict[str, dict[str, Any]] | None = Field(
@@ -886,6 +986,66 @@ class TaskRunSpec(KubeModel):
     )
 
 
+class TriggerState(StrEnum):
+    """Where a TriggerDagRunOperator's request stands (docs/design.md, "Triggering another DAG")."""
+
+    REQUESTED = "Requested"
+    """Asked for by the task's attempt; the controller has not acted on it yet."""
+    RESETTING = "Resetting"
+    """`reset_dag_run`: the existing run is being deleted, to be made again with its own spec."""
+    TRIGGERED = "Triggered"
+    """This task made the run (or made it in an earlier try): its next attempt reads the run's phase."""
+    EXISTS = "Exists"
+    """A run of that name exists that this task did not make."""
+    FAILED = "Failed"
+    """No run could be made (no such DAG, refused params): `message` says why."""
+
+
+class TriggeredRun(StatusModel):
+    """A TriggerDagRunOperator's request, and what the controller made of it."""
+
+    dag_id: str = Field(min_length=1, max_length=250, description="The dag_id the task asked to trigger.")
+    run_id: str | None = Field(
+        default=None, max_length=250, description="The trigger_run_id the task gave, if any."
+    )
+    run: str | None = Field(
+        default=None, max_length=NAME_MAX, description="The DAGRun's name, once known (its run id)."
+    )
+    try_number: int = Field(ge=1, description="The task's try that asked (each try asks again).")
+    state: TriggerState = Field(description="Requested, Resetting, Triggered, Exists or Failed.")
+    message: str | None = Field(default=None, max_length=4096, description="Why no run was made.")
+    reset: bool | None = Field(default=None, description="reset_dag_run: remake a run that exists.")
+    conf: dict[str, Any] | None = Field(default=None, description="The conf of the run to make.")
+    params: dict[str, Any] | None = Field(
+        default=None, description="The params of the run to make (a reset run keeps its own)."
+    )
+    logical_date: datetime | None = Field(default=None, description="The logical date of the run to make.")
+
+
+MAX_EXTERNAL_ITEMS = 256
+"""The most tasks, and logical dates, an ExternalTaskSensor's question names (its report fits 4096 bytes)."""
+
+
+class ExternalRunsQuery(StatusModel):
+    """An ExternalTaskSensor's question: the runs of another DAG at some logical dates, and the states of
+    the tasks (or task group) it waits for (docs/design.md, "Waiting for another DAG")."""
+
+    dag_id: str = Field(min_length=1, max_length=DAG_ID_MAX, description="The dag_id of the other DAG.")
+    task_ids: list[Annotated[str, Field(max_length=DAG_ID_MAX)]] | None = Field(
+        default=None,
+        max_length=MAX_EXTERNAL_ITEMS,
+        description="The tasks waited for (external_task_id or external_task_ids).",
+    )
+    task_group_id: str | None = Field(
+        default=None, max_length=DAG_ID_MAX, description="The task group waited for (external_task_group_id)."
+    )
+    logical_dates: list[datetime] = Field(
+        min_length=1,
+        max_length=MAX_EXTERNAL_ITEMS,
+        description="The logical dates of the runs waited for (the run's own, or execution_delta's, ...).",
+    )
+
+
 class TaskRunStatus(StatusModel):
     """Where one task of a run stands."""
 
@@ -925,6 +1085,15 @@ class TaskRunStatus(StatusModel):
         default=None,
         ge=0,
         description="Attempts that ended up for reschedule (a sensor not done yet); they use no retries.",
+    )
+    trigger: TriggeredRun | None = Field(
+        default=None,
+        description="A TriggerDagRunOperator's request of its latest try and what became of it.",
+    )
+    external_runs: ExternalRunsQuery | None = Field(
+        default=None,
+        description="An ExternalTaskSensor's question of its latest poke; the controller answers it when"
+        " the next attempt starts (KDAG_EXTERNAL_RUNS).",
     )
 
 

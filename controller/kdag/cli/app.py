@@ -59,6 +59,14 @@ def run_command(
             "--workdir", help="Keep XComs and task logs here (default: a temporary directory, removed)."
         ),
     ] = None,
+    dag_folder: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--dag-folder",
+            help="Another folder of DAG files a TriggerDagRunOperator may trigger (the DAG file's own "
+            "folder is always searched); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Run a whole DAG: with --local, every task as a subprocess through kdag's runner, XComs in a directory.
 
@@ -72,6 +80,7 @@ def run_command(
         raise typer.Exit(EXIT_USAGE)
     from kdag import compile as compiler
     from kdag.local.run import LocalDag, run_local
+    from kdag.local.triggers import LocalTriggers
 
     with reported():
         loaded = compiler.load(dag_file, dag_id=dag_id)
@@ -89,15 +98,19 @@ def run_command(
             python_file.parent.mkdir(parents=True, exist_ok=True)
             python_file.write_text(loaded.python_source, encoding="utf-8")
         dag = LocalDag(loaded.name, loaded.spec, python_file)
+        # A TriggerDagRunOperator's DAG: in the DAG file, its folder, the --dag-folder folders.
+        triggers = LocalTriggers(loaded.python_file or dag_file, directory, tuple(dag_folder or ()))
         try:
             if output == Output.json:
-                result = run_local(dag, directory, params=run_params, conf=run_conf, logical_date=date)
+                result = run_local(
+                    dag, directory, params=run_params, conf=run_conf, logical_date=date, triggers=triggers
+                )
                 print(json.dumps(result.as_json()))
             else:
                 from kdag.cli import local_view
 
                 result = local_view.run_with_live_view(
-                    dag, directory, params=run_params, conf=run_conf, logical_date=date
+                    dag, directory, params=run_params, conf=run_conf, logical_date=date, triggers=triggers
                 )
         finally:
             if workdir is None:
@@ -117,7 +130,8 @@ def compile_command(
         str | None, typer.Option("--name", help="metadata.name of the DAG (default from dag_id).")
     ] = None,
 ) -> None:
-    """Print (or write) the manifests that run a Python DAG on a cluster: the DAG and its `{dag}-source`."""
+    """Print (or write) the manifests that run a Python DAG on a cluster: the DAG and its source ConfigMap
+    (`{dag}-source-{hash}`, named by content; with -o, the files of earlier versions there are removed)."""
     from kdag import compile as compiler
 
     with reported():
@@ -127,6 +141,8 @@ def compile_command(
         else:
             for path in compiler.write_manifests(loaded.manifests, output_dir):
                 print(path)
+            for path in compiler.remove_replaced_sources(loaded.manifests, output_dir):
+                print(f"removed {path}")
 
 
 @app.command("graph")

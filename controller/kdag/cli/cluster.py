@@ -48,7 +48,7 @@ AIRFLOW_TASK_STATE = {
     "Pending": "queued",
 }
 APPLIED_KINDS = {("v1", "ConfigMap"), (keys.API_VERSION, keys.DAG_KIND), (keys.API_VERSION, keys.DAGRUN_KIND)}
-"""What `kdag apply` writes: a DAG, its `{dag}-source` ConfigMap, and DAGRuns in a YAML manifest."""
+"""What `kdag apply` writes: a DAG, its source ConfigMap, and DAGRuns in a YAML manifest."""
 
 
 def connect(kubeconfig: str | None) -> SyncKubeApi:
@@ -82,7 +82,8 @@ def apply_command(
     kubeconfig: KubeconfigOption = None,
     dag_id: DagIdOption = None,
 ) -> None:
-    """Create or update a DAG on the cluster (a Python file is compiled first, its source included)."""
+    """Create or update a DAG on the cluster (a Python file is compiled first, its source included), then
+    delete the DAG's earlier source ConfigMaps that no run under way reads."""
     from kdag import compile as compiler
 
     with reported():
@@ -92,9 +93,61 @@ def apply_command(
             if key not in APPLIED_KINDS:
                 raise UserError(f"kdag apply does not handle objects of apiVersion/kind {key[0]}/{key[1]}")
         with connect(kubeconfig) as api:
-            for manifest in loaded.manifests:
-                api.apply(manifest, namespace or api.namespace, keys.CLI_FIELD_MANAGER)
-                print(f"{str(manifest['kind']).lower()}/{manifest['metadata']['name']} applied")
+            apply_dag(api, namespace or api.namespace, loaded.name, loaded.manifests)
+            prune_sources(api, namespace or api.namespace, loaded.name, loaded.spec)
+
+
+def apply_dag(api: SyncKubeApi, namespace: str, dag: str, objects: list[dict[str, Any]]) -> None:
+    """Server-side apply of each manifest, as kubectl's field manager (so a later `kubectl apply
+    --server-side` of the same DAG takes it over); the DAG's source ConfigMaps owned by the DAG."""
+    from kdag.kube import DAG
+
+    existing = api.get(DAG, namespace, dag)
+    uid = existing["metadata"]["uid"] if existing else None
+    for manifest in objects:
+        applied = api.apply(_owned_source(manifest, dag, uid), namespace, keys.CLI_FIELD_MANAGER)
+        print(f"{str(manifest['kind']).lower()}/{manifest['metadata']['name']} applied")
+        if manifest["kind"] == keys.DAG_KIND and manifest["metadata"]["name"] == dag:
+            uid = applied["metadata"]["uid"]
+    if existing is None and uid is not None:
+        # A new DAG: its uid is known only now, so its source ConfigMaps (applied first, for its first
+        # run's pods to find) get their owner in a second apply of their metadata.
+        for manifest in objects:
+            if _is_source(manifest, dag):
+                api.apply(_owned_source(manifest, dag, uid), namespace, keys.CLI_FIELD_MANAGER)
+
+
+def prune_sources(api: SyncKubeApi, namespace: str, dag: str, spec: DAGSpec) -> None:
+    """Delete the DAG's source ConfigMaps that its spec no longer names and no run under way reads
+    (`dag_sources.unused_versions`); a refusal is a warning: the DAG itself was applied."""
+    from kdag_runner.kube import KubeApiError
+
+    from kdag import dag_sources
+    from kdag.kube import CONFIGMAP, DAGRUN
+
+    current = spec.python_file.config_map if spec.python_file else None
+    try:
+        configmaps = api.list(CONFIGMAP, namespace, {names.DAG_LABEL: names.label_value(dag)})
+        unused = dag_sources.unused_versions(dag, current, configmaps, api.list(DAGRUN, namespace))
+        for name in unused:
+            api.delete(CONFIGMAP, namespace, name)
+            print(f"configmap/{name} deleted (an earlier version of the DAG's source)")
+    except KubeApiError as err:
+        print(f"warning: earlier source ConfigMaps of DAG '{dag}' were not deleted: {err}", file=sys.stderr)
+
+
+def _is_source(manifest: Mapping[str, Any], dag: str) -> bool:
+    return manifest.get("kind") == "ConfigMap" and names.is_source_configmap_of(
+        dag, str(manifest["metadata"]["name"])
+    )
+
+
+def _owned_source(manifest: dict[str, Any], dag: str, uid: str | None) -> dict[str, Any]:
+    """The manifest; a source ConfigMap of the DAG with an ownerReference to it, when its uid is known."""
+    if uid is None or not _is_source(manifest, dag):
+        return manifest
+    metadata = {**manifest["metadata"], "ownerReferences": [manifests.dag_owner_reference(dag, uid)]}
+    return {**manifest, "metadata": metadata}
 
 
 def trigger_command(
@@ -112,7 +165,8 @@ def trigger_command(
 
     with reported(), connect(kubeconfig) as api:
         namespace = namespace or api.namespace
-        spec = run_params.dag_spec_of(require(api, DAG, namespace, dag))
+        dag_object = require(api, DAG, namespace, dag)
+        spec = run_params.dag_spec_of(dag_object)
         values, run_conf = run_params.typed_params(param, spec), parse_conf(conf)
         if spec is not None:  # refused here, before the DAGRun exists (the controller would stall it)
             run_params.check_run_params(dag, spec, values, run_conf)
@@ -123,6 +177,9 @@ def trigger_command(
             logical_date=parse_date(logical_date),
             params=values,
             conf=run_conf,
+            # Owned by its DAG: deleting the DAG deletes its runs, as it does its scheduled ones.
+            owner_uid=dag_object["metadata"]["uid"],
+            run_type=manifests.MANUAL,
         )
         created = api.create(manifest, namespace)
         print(run_name)
@@ -196,7 +253,7 @@ def status_command(
         namespace = namespace or api.namespace
         dagrun = require(api, DAGRUN, namespace, run)
         status = dagrun.get("status") or {}
-        listed = api.list(TASKRUN, namespace, {names.DAGRUN_LABEL: names.label_value(run)})
+        listed = _owned(dagrun, api.list(TASKRUN, namespace, {names.DAGRUN_LABEL: names.label_value(run)}))
         taskruns = {tr["spec"]["taskId"]: tr for tr in listed if tr["spec"].get("mapIndex") is None}
         instances = _instances(listed)
         order = _task_order(dagrun)
@@ -268,12 +325,17 @@ def _instances(taskruns: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, 
 
 def _task_order(dagrun: Mapping[str, Any]) -> list[str]:
     """The run's task ids in topological order, from its DAG snapshot (or as the status lists them)."""
-    from kdag import graph
+    from kdag import topology
 
     status = dagrun.get("status") or {}
     if status.get("dag"):
-        return graph.topological_order(DAGSpec.model_validate(status["dag"]).tasks)
+        return topology.topological_order(DAGSpec.model_validate(status["dag"]).tasks)
     return list(status.get("tasks") or {})
+
+
+def _owned(dagrun: Mapping[str, Any], listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects the run owns: a label value may be another run's too (docs/design.md, "Names")."""
+    return [obj for obj in listed if manifests.owned_by(obj, dagrun["metadata"]["uid"])]
 
 
 def run_xcoms(api: SyncKubeApi, namespace: str, run: str) -> dict[str, Any]:
@@ -287,8 +349,9 @@ def run_xcoms(api: SyncKubeApi, namespace: str, run: str) -> dict[str, Any]:
     order = _task_order(dagrun)
     selector = {names.DAGRUN_LABEL: names.label_value(run)}
     # One list each: a mapped task's instances have a ConfigMap (and a TaskRun) apiece.
-    configmaps = {cm["metadata"]["name"]: cm for cm in api.list(CONFIGMAP, namespace, selector)}
-    instances = _instances(api.list(TASKRUN, namespace, selector))
+    owned_configmaps = _owned(dagrun, api.list(CONFIGMAP, namespace, selector))
+    configmaps = {cm["metadata"]["name"]: cm for cm in owned_configmaps}
+    instances = _instances(_owned(dagrun, api.list(TASKRUN, namespace, selector)))
     rows: list[dict[str, Any]] = []
     tasks: dict[str, str] = {}
     phases = status.get("tasks") or {}

@@ -35,8 +35,8 @@ def reported() -> Iterator[None]:
     from kdag_runner.kube import KubeApiError
 
     from kdag.compile import DefinitionError
-    from kdag.graph import GraphError
     from kdag.local.run import LocalRunError
+    from kdag.topology import GraphError
 
     try:
         yield

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.tree import Tree
 
-from kdag import graph
+from kdag import topology
 from kdag.api.models import DAGSpec
 from kdag.cli.errors import UserError
 
@@ -29,7 +29,7 @@ def layers(spec: DAGSpec) -> list[list[str]]:
     """Task ids by depth: layer 0 has no upstream tasks; order within a layer follows the spec."""
     depth: dict[str, int] = {}
     by_id = {task.id: task for task in spec.tasks}
-    for tid in graph.topological_order(spec.tasks):
+    for tid in topology.topological_order(spec.tasks):
         depth[tid] = 1 + max((depth[up] for up in by_id[tid].upstream_ids), default=-1)
     result: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
     for task in spec.tasks:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from kdag.local.run import LocalDag, LocalRunResult, TaskReport, XComRow, run_local
+from kdag.local.run import LocalDag, LocalRunResult, TaskReport, TriggerAnswers, XComRow, run_local
 
 STATE_STYLE = {
     "success": "green",
@@ -78,6 +78,7 @@ def run_with_live_view(
     conf: Mapping[str, Any],
     logical_date: datetime | None,
     console: Console | None = None,
+    triggers: TriggerAnswers | None = None,
 ) -> LocalRunResult:
     """Run the DAG locally while a table of task states updates in place; then print the XComs."""
     console = console or Console()
@@ -92,7 +93,13 @@ def run_with_live_view(
             live.update(task_table(title, reports.values()))
 
         result = run_local(
-            dag, workdir, params=params, conf=conf, logical_date=logical_date, on_change=changed
+            dag,
+            workdir,
+            params=params,
+            conf=conf,
+            logical_date=logical_date,
+            on_change=changed,
+            triggers=triggers,
         )
         live.update(task_table(f"{result.dag_id} {result.run_id}: {result.state}", result.tasks.values()))
     console.print(xcom_table(result.xcoms))

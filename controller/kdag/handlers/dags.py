@@ -2,10 +2,17 @@
 
 A DAG without `schedule` or `timetable` runs only when triggered (a DAGRun, `kdag trigger`), as Airflow's
 `schedule=None`. `kdag.schedules` decides when each scheduled run is due; this module only creates them.
+
+The schedule of a DAG runs in a task of this process (`follow_schedule`), started and stopped from the
+DAG's watch events, not in a kopf daemon: kopf puts a finalizer on every object with a daemon, and a DAG
+with a finalizer cannot be deleted while no controller runs. Nothing needs to happen when a DAG goes (its
+runs are owned by it and go through garbage collection), so DAGs carry no finalizer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -17,11 +24,11 @@ from kdag_runner import keys
 
 from kdag import conditions, manifests, names, schedules
 from kdag.api.models import DAGStatus
-from kdag.api.validation import check_dag_spec, parse_dag_spec
+from kdag.api.validation import check_dag_spec, name_problems, parse_dag_spec
 from kdag.handlers import events
 from kdag.handlers.dagruns import request_reconcile
-from kdag.handlers.runtime import Runtime
-from kdag.kube import DAG, DAGRUN
+from kdag.handlers.runtime import Runtime, Schedule, StopFlag
+from kdag.kube import DAG, DAGRUN, KubeApiError
 from kdag.render import format_time, parse_time
 
 logger = logging.getLogger("kdag.dags")
@@ -29,12 +36,16 @@ logger = logging.getLogger("kdag.dags")
 RUN_ONCE_SCHEDULE = schedules.ONCE
 """The schedule under which a DAG gets exactly one run, when it is created (Airflow's `@once`)."""
 POLL_SECONDS = 60.0
-"""The schedule daemon's longest sleep: an edited schedule takes effect within this long."""
+"""The schedule loop's longest sleep: an edited schedule takes effect within this long."""
+RETRY_SECONDS = 5.0
+"""How soon a scheduled run that could not be made is tried again (doubling, up to POLL_SECONDS)."""
+RESTART_SECONDS = 5.0
+"""How soon a schedule that stopped on an error starts again."""
 
 
 async def _create_run(
     runtime: Runtime,
-    dag: kopf.Body,
+    dag: Mapping[str, Any],
     run_name: str,
     logical_date: datetime | None,
     data_interval: schedules.DataInterval | None = None,
@@ -48,6 +59,7 @@ async def _create_run(
         ttl_seconds_after_finished=(dag.get("spec") or {}).get("ttlSecondsAfterFinished"),
         owner_uid=meta["uid"],
         namespace=meta["namespace"],
+        run_type=manifests.SCHEDULED,
     )
     if data_interval is not None:
         manifest["spec"]["dataInterval"] = {
@@ -73,6 +85,8 @@ async def dag_changed(
     generation = meta.get("generation")
     now = datetime.now(UTC).replace(microsecond=0)
     model, problems = parse_dag_spec(spec)
+    # A name too long for its runs' pods (the webhook refuses it; a DAG made without the webhook says so).
+    problems = [*(str(p) for p in name_problems(keys.DAG_KIND, str(meta.get("name") or ""))), *problems]
     if model is None or problems:
         message = "; ".join(problems)
         invalid = DAGStatus(
@@ -119,7 +133,7 @@ async def _resume_waiting_runs(runtime: Runtime, namespace: str, dag_name: str) 
 
 
 def has_schedule(spec: kopf.Spec, **_: Any) -> bool:
-    """Whether a DAG runs on a time schedule (the daemon's filter): a timetable, or a schedule but `@once`."""
+    """Whether a DAG runs on a time schedule (a timetable, or a schedule but `@once`): its loop runs."""
     return spec.get("timetable") is not None or spec.get("schedule") not in (None, RUN_ONCE_SCHEDULE)
 
 
@@ -135,51 +149,120 @@ def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-async def _create_scheduled_run(runtime: Runtime, body: kopf.Body, run: schedules.ScheduledRun) -> None:
-    """The run `{dag}-{YYYYMMDDHHMM}` of the tick `run.run_after` (AlreadyExists: another pass made it)."""
+async def _create_scheduled_run(
+    runtime: Runtime, body: Mapping[str, Any], run: schedules.ScheduledRun, report: bool = True
+) -> bool:
+    """The run `{dag}-{YYYYMMDDHHMM}` of the tick `run.run_after` (AlreadyExists: another pass made it), and
+    the DAG's lastScheduleTime; False when it could not be made (the tick stays due and is tried again),
+    after a Warning Event quoting the API server when `report` (the first failure of a tick)."""
     meta = body["metadata"]
     run_name = names.scheduled_run_name(meta["name"], run.run_after)
     try:
         await _create_run(runtime, body, run_name, run.logical_date, run.data_interval)
         ticked = DAGStatus(last_run=run_name, last_schedule_time=run.logical_date)
         await runtime.api.patch_status(DAG, meta["namespace"], meta["name"], ticked.to_patch())
-    except Exception:
-        logger.exception("scheduled run %s could not be created", run_name)
+    except (KubeApiError, ValueError) as error:
+        logger.warning("scheduled run %s could not be made: %s", run_name, error)
+        if report:
+            message = f"scheduled run {run_name} could not be made (it is tried again): {error}"
+            events.post(runtime, keys.DAG_KIND, dict(body), "Warning", "ScheduleFailed", message)
+        return False
+    return True
 
 
-async def run_schedule(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Runtime, **_: Any) -> None:
-    """Make each run of the DAG's timetable when it is due (catchup off).
+async def run_schedule(
+    body: Mapping[str, Any], stopped: StopFlag | kopf.DaemonStopped, memo: Runtime, **_: Any
+) -> None:
+    """Make each run of the DAG's timetable when it is due, and those missed as `spec.catchup` says.
 
-    Ticks before the daemon started, or before the schedule was last edited, make no run, except that a
-    daemon starting again after missed ticks makes the newest one (`schedules.missed_run`). The daemon
-    re-reads the (live) spec at least every POLL_SECONDS and never returns while the DAG has a schedule,
-    so kopf need not restart it.
+    Ticks before the schedule started, or before it was last edited, make no run (with catchup and a
+    timetable `start`, a DAG never scheduled runs from its start). After ticks were missed (the controller
+    was away: `status.lastScheduleTime` is older; a run could not be made) `schedules.due_run` says which
+    run: only the newest (catchup off) or each, oldest first (catchup on). A run that could not be made is
+    tried again, after a Warning Event, until it is made or a newer tick replaces it (catchup off). The
+    loop re-reads the (live) spec at least every POLL_SECONDS and returns only when stopped.
     """
-    cursor = datetime.now(UTC)  # runs due at or before the cursor are made or skipped
+    cursor = datetime.now(UTC)  # runs due at or before the cursor are made or passed over
     spec_key: str | None = None
     schedule_key: str | None = None
     timetable: schedules.Timetable | None = None
+    failures = 0  # of the run due now, in a row
+    failed: schedules.ScheduledRun | None = None
     while not stopped:
         spec = dict(body.get("spec") or {})
         now = datetime.now(UTC)
+        catchup = bool(spec.get("catchup"))
         if _key(spec) != spec_key:
             spec_key = _key(spec)
             valid_before, timetable = timetable is not None, _timetable(spec)
             edited = _key([spec.get("schedule"), spec.get("timetable")])
             if schedule_key is None:  # the first pass
-                last = (body.get("status") or {}).get("lastScheduleTime")
-                missed = None
                 if timetable is not None:
-                    missed = schedules.missed_run(timetable, parse_time(last) if last else None, now)
-                if missed is not None:
-                    await _create_scheduled_run(memo, body, missed)
+                    last = (body.get("status") or {}).get("lastScheduleTime")
+                    previous = parse_time(last) if last else None
+                    cursor = schedules.resume_cursor(timetable, previous, now, catchup)
             elif edited != schedule_key or not valid_before:
                 cursor = max(cursor, now)  # an edited (or just fixed) schedule starts now
             schedule_key = edited
-        run = schedules.next_run(timetable, cursor) if timetable is not None else None
-        delay = POLL_SECONDS if run is None else (run.run_after - now).total_seconds()
-        if run is None or delay > 0:
-            await stopped.wait(min(delay, POLL_SECONDS))
+        due = schedules.due_run(timetable, cursor, now, catchup) if timetable is not None else None
+        if due is not None:
+            if await _create_scheduled_run(memo, body, due, report=due != failed):
+                cursor, failures, failed = due.run_after, 0, None
+            else:
+                failures = failures + 1 if due == failed else 1
+                failed = due
+                await stopped.wait(min(RETRY_SECONDS * 2 ** (failures - 1), POLL_SECONDS))
             continue
-        await _create_scheduled_run(memo, body, run)
-        cursor = run.run_after
+        upcoming = schedules.next_run(timetable, cursor) if timetable is not None else None
+        delay = POLL_SECONDS if upcoming is None else (upcoming.run_after - now).total_seconds()
+        await stopped.wait(min(max(delay, 0.001), POLL_SECONDS))
+
+
+async def dag_event(
+    type: str | None, body: kopf.Body, namespace: str | None, name: str | None, memo: Runtime, **_: Any
+) -> None:
+    """Follow the DAG's watch events: keep its schedule running while it has one and exists; stop it when
+    it goes, is being deleted or loses its schedule (a watch event handler needs no finalizer)."""
+    if not namespace or not name:
+        return
+    key = (namespace, name)
+    gone = type == "DELETED" or bool(body.get("metadata", {}).get("deletionTimestamp"))
+    if gone or not has_schedule(kopf.Spec(body)):
+        await stop_schedule(memo, key)
+        return
+    current = memo.schedules.get(key)
+    if current is not None and not current.task.done():
+        current.body.clear()
+        current.body.update(dict(body))  # the running loop reads its spec and status from here
+        return
+    live = dict(body)
+    stop = StopFlag()
+    task = asyncio.get_running_loop().create_task(follow_schedule(live, stop, memo))
+    memo.schedules[key] = Schedule(body=live, stop=stop, task=task)
+
+
+async def follow_schedule(body: dict[str, Any], stop: StopFlag, memo: Runtime) -> None:
+    """`run_schedule` until stopped; started again after an error, as kopf restarted its daemons."""
+    while not stop:
+        try:
+            await run_schedule(body, stop, memo)
+        except Exception:
+            meta = body.get("metadata") or {}
+            logger.exception("the schedule of DAG %s/%s failed", meta.get("namespace"), meta.get("name"))
+            await stop.wait(RESTART_SECONDS)
+
+
+async def stop_schedule(runtime: Runtime, key: tuple[str, str]) -> None:
+    """Stop the DAG's schedule, if it runs, and wait for it to end."""
+    schedule = runtime.schedules.pop(key, None)
+    if schedule is None:
+        return
+    schedule.stop.set()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(schedule.task, timeout=5)
+
+
+async def stop_schedules(runtime: Runtime) -> None:
+    """Stop every schedule (the controller is stopping)."""
+    for key in list(runtime.schedules):
+        await stop_schedule(runtime, key)

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import kopf
+from kdag_runner import keys
 
 from kdag import names
 from kdag.attempts import parse_attempt_result
@@ -34,8 +35,9 @@ async def task_pod_changed(
         return
     if type != "DELETED" and not result.finished and not result.message:
         return
-    if result.finished:
-        memo.finished_seen_at.setdefault((namespace, name.rsplit("-", 1)[0]), time.time())
+    taskrun = _taskrun_of(body)
+    if result.finished and taskrun:
+        memo.finished_seen_at.setdefault((namespace, taskrun), time.time())
     owner = (body.get("metadata") or {}).get("labels", {}).get(names.DAGRUN_LABEL)
     # The label may be a hashed cut of a long run name; the TaskRun owner chain names the run exactly.
     dagrun = _dagrun_of(body) or owner
@@ -49,4 +51,12 @@ def _dagrun_of(pod: kopf.Body) -> str | None:
         for env in container.get("env", []):
             if env.get("name") == "KDAG_RUN_ID" and env.get("value"):
                 return str(env["value"])
+    return None
+
+
+def _taskrun_of(pod: kopf.Body) -> str | None:
+    """The name of the TaskRun that owns the pod (the pod's name is `{taskrun}-{run uid tag}-{attempt}`)."""
+    for owner in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if owner.get("kind") == keys.TASKRUN_KIND and owner.get("name"):
+            return str(owner["name"])
     return None

@@ -11,13 +11,14 @@ from kdag_runner.keys import DAG_PLURAL, DAGRUN_PLURAL
 
 from kdag.api.models import GROUP, VERSION
 from kdag.handlers import dagruns, dags, pods
-from kdag.webhook import validate_dag
-
-WEBHOOK_ID = "dags.kdag.dev"
+from kdag.webhook import DAG_WEBHOOK, DAGRUN_WEBHOOK, validate_dag, validate_dagrun
 
 
 def build_registry(*, webhook: bool) -> kopf.OperatorRegistry:
-    """A registry with every kdag handler (and the DAG validating webhook when `webhook`).
+    """A registry with every kdag handler (and the DAG and DAGRun validating webhooks when `webhook`).
+
+    No handler needs a finalizer: a DAG's schedule follows its watch events (`dags.dag_event`) rather than
+    being a kopf daemon, so DAGs, like runs, can be deleted whether or not a controller runs.
 
     kopf logs in the way kdag's own client does (kubernetes_asyncio: $KUBECONFIG, else in-cluster).
     """
@@ -29,9 +30,7 @@ def build_registry(*, webhook: bool) -> kopf.OperatorRegistry:
     kopf.on.resume(*on_dags, registry=registry)(dags.dag_changed)
     kopf.on.create(*on_dags, registry=registry)(dags.dag_changed)
     kopf.on.update(*on_dags, field="spec", registry=registry)(dags.dag_changed)
-    kopf.daemon(*on_dags, when=dags.has_schedule, cancellation_timeout=5, registry=registry)(
-        dags.run_schedule
-    )
+    kopf.on.event(*on_dags, registry=registry)(dags.dag_event)
 
     kopf.on.resume(*on_runs, registry=registry)(dagruns.dagrun_created)
     kopf.on.create(*on_runs, registry=registry)(dagruns.dagrun_created)
@@ -40,7 +39,10 @@ def build_registry(*, webhook: bool) -> kopf.OperatorRegistry:
     kopf.on.event("", "v1", "pods", labels=pods.TASK_POD_LABELS, registry=registry)(pods.task_pod_changed)
 
     if webhook:
-        kopf.on.validate(*on_dags, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry)(
+        kopf.on.validate(*on_dags, id=DAG_WEBHOOK, operations=["CREATE", "UPDATE"], registry=registry)(
             validate_dag
+        )
+        kopf.on.validate(*on_runs, id=DAGRUN_WEBHOOK, operations=["CREATE"], registry=registry)(
+            validate_dagrun
         )
     return registry

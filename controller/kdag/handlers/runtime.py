@@ -7,8 +7,10 @@ fields are made once, before the operator starts, and only mutated in place afte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kdag.kube import KubeApi
 from kdag.settings import ControllerSettings
@@ -27,6 +29,37 @@ class RunState:
     dirty: bool = False
     wake: asyncio.TimerHandle | None = None
     wake_at: float | None = None
+    reported_error: str = ""
+    """The last error a failed pass posted an Event about (`run_failures.report_retry`): once each."""
+
+
+class StopFlag:
+    """Tells a DAG's schedule loop to stop (what kopf's DaemonStopped is to a daemon): false until set;
+    `wait` sleeps until it is set or the timeout passes."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> StopFlag:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        return self
+
+
+@dataclass
+class Schedule:
+    """The schedule of one DAG running in this process (`handlers.dags.follow_schedule`)."""
+
+    body: dict[str, Any]
+    """The DAG as last seen: updated in place from its watch events, read by the loop on each pass."""
+    stop: StopFlag
+    task: asyncio.Task[None]
 
 
 @dataclass
@@ -42,6 +75,8 @@ class Runtime:
     """(namespace, TaskRun name) -> wall time the controller saw its pod finish (handoff latency)."""
     background: set[asyncio.Task[None]] = field(default_factory=set)
     """Tasks started by timers, kept referenced until they end."""
+    schedules: dict[RunKey, Schedule] = field(default_factory=dict)
+    """(namespace, DAG name) -> its schedule, for each DAG with a time schedule."""
 
     def run_state(self, key: RunKey) -> RunState:
         return self.runs.setdefault(key, RunState())

@@ -19,30 +19,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from kdag_runner import store
+from kdag_runner import store, xcom_inputs
+from kdag_runner.environment import XComInput
+from kdag_runner.report import EXIT_XCOM_FAILED
 
-from kdag import graph, render
-from kdag.api.models import DAGSpec, RunPhase, TaskPhase, TaskSpec, resolve_task
+from kdag import graph, mapping, render, retries, topology
+from kdag.api.models import DAGSpec, ExternalRunsQuery, RunPhase, TaskPhase, TaskSpec, resolve_task
 from kdag.attempts import AttemptResult, Termination, attempt_result
+from kdag.external_runs import AIRFLOW_TASK_STATE
+from kdag.external_runs import answer as external_runs_answer
+from kdag.questions import EXTERNAL_RUNS_ENV, TRIGGERED_RUN_ENV
+from kdag.task_state import TaskState
+from kdag.triggers import TriggerRequest
 
 LOCAL_NAMESPACE = "local"
 RUNNER = (sys.executable, "-m", "kdag_runner")
+# The collector, isolated as in a pod (render.ISOLATED_RUNNER_COMMAND): nothing a command writes is imported.
+ISOLATED_RUNNER = (sys.executable, "-I", "-m", "kdag_runner")
 # A local run has no image to pull: Python tasks run with this interpreter, commands on the host.
 LOCAL_IMAGE = "local"
 COLLECTOR_STOP_TIMEOUT_SECONDS = 30.0
 
-AIRFLOW_STATE = {
-    TaskPhase.SUCCEEDED: "success",
-    TaskPhase.FAILED: "failed",
-    TaskPhase.UPSTREAM_FAILED: "upstream_failed",
-    TaskPhase.SKIPPED: "skipped",
-    TaskPhase.RUNNING: "running",
-    TaskPhase.RETRYING: "up_for_retry",
-    TaskPhase.UP_FOR_RESCHEDULE: "up_for_reschedule",
-    TaskPhase.PENDING: "queued",
-}
+AIRFLOW_STATE = AIRFLOW_TASK_STATE  # a task's phase as Airflow names its state
 AIRFLOW_RUN_STATE = {RunPhase.SUCCEEDED: "success", RunPhase.FAILED: "failed", RunPhase.RUNNING: "running"}
 
 
@@ -102,7 +102,7 @@ class TaskReport:
     @property
     def key(self) -> str:
         """`task_id`, or `task_id[i]` for instance i of a mapped task (the run's `tasks` in `-o json`)."""
-        return self.task_id if self.map_index is None else graph.instance_key(self.task_id, self.map_index)
+        return self.task_id if self.map_index is None else mapping.instance_key(self.task_id, self.map_index)
 
     @property
     def state(self) -> str:
@@ -120,6 +120,7 @@ class LocalRunResult:
     tasks: dict[str, TaskReport]
     xcoms: list[XComRow]
     workdir: Path
+    logical_date: datetime | None = None
 
     @property
     def state(self) -> str:
@@ -148,9 +149,30 @@ class _AttemptDone:
 
 @dataclass
 class _RunState:
-    states: dict[str, graph.TaskState] = field(default_factory=dict)
-    """By task id, and by `graph.instance_key` for an instance of a mapped task."""
+    states: dict[str, TaskState] = field(default_factory=dict)
+    """By task id, and by `mapping.instance_key` for an instance of a mapped task."""
     running: set[str] = field(default_factory=set)
+
+
+class TriggerAnswers(Protocol):
+    """What answers a local run's questions about other runs (`kdag.questions`): a TriggerDagRunOperator's
+    request, an ExternalTaskSensor's question (`kdag.local.triggers`: the runs this session triggers)."""
+
+    def answer(self, request: TriggerRequest, task: str, try_number: int) -> dict[str, Any]:
+        """`KDAG_TRIGGERED_RUN` for the next attempt of `task` (`kdag.triggers.answer`'s shapes)."""
+        ...
+
+    def external_runs(self, query: ExternalRunsQuery) -> dict[str, Any]:
+        """`KDAG_EXTERNAL_RUNS` for a sensor's next attempt, from the runs as they are now."""
+        ...
+
+
+class _NoTriggers:
+    def answer(self, request: TriggerRequest, task: str, try_number: int) -> dict[str, Any]:
+        return {"error": f"DAG '{request.dag_id}' not found: this local run looks up no DAG files"}
+
+    def external_runs(self, query: ExternalRunsQuery) -> dict[str, Any]:
+        return external_runs_answer(query, None, [])  # no other DAG, no other run
 
 
 def local_run_id(dag_name: str) -> str:
@@ -168,8 +190,12 @@ def run_local(
     logical_date: datetime | None = None,
     run_id: str | None = None,
     on_change: Callable[[TaskReport], None] | None = None,
+    triggers: TriggerAnswers | None = None,
 ) -> LocalRunResult:
     """Run every task of `dag` to the end, as many at a time as the graph allows.
+
+    `triggers` answers the TriggerDagRunOperators' requests (`kdag.local.triggers.LocalTriggers`: it finds
+    the DAG and runs it); without it a request fails its task, saying no DAG can be found.
 
     Task logs go to `{workdir}/logs/{task_id}.log`, XComs to `{workdir}/xcom/{task_id}/`; instance i of a
     mapped task logs to `{task_id}[i].log` and pushes to `{workdir}/xcom/{task_id}/{i}/` (the layout a
@@ -207,10 +233,12 @@ def run_local(
     state = _RunState()
 
     lengths: dict[str, int] = {}  # mapped tasks decided: their instance counts (0: marked as a whole)
+    answers: dict[str, tuple[int, dict[str, Any]]] = {}  # task key -> (try, KDAG_TRIGGERED_RUN)
+    sensed: dict[str, ExternalRunsQuery] = {}  # task key -> its ExternalTaskSensor's latest question
 
     def set_phase(tid: str, phase: TaskPhase, **changes: Any) -> None:
         if tid not in reports:  # an instance of a mapped task that expanded
-            task_id, index = graph.split_instance_key(tid)
+            task_id, index = mapping.split_instance_key(tid)
             reports.pop(task_id, None)
             reports[tid] = TaskReport(task_id, map_index=index)
         report = reports[tid]
@@ -224,14 +252,18 @@ def run_local(
         attempt = state.states[tid].attempts + 1 if tid in state.states else 1
         # A sensor's reschedules are no tries: carried along to count its retries and its timeout.
         reschedules = state.states[tid].reschedules if tid in state.states else 0
-        state.states[tid] = graph.TaskState(TaskPhase.RUNNING, attempts=attempt, reschedules=reschedules)
+        state.states[tid] = TaskState(TaskPhase.RUNNING, attempts=attempt, reschedules=reschedules)
         state.running.add(tid)
         now = datetime.now(UTC)
         first = reports[tid].started_at if tid in reports and reports[tid].started_at else now
         set_phase(tid, TaskPhase.RUNNING, attempts=attempt, started_at=first)
-        task_id, index = graph.split_instance_key(tid)
-        ancestors = graph.ancestors(dag.spec.tasks, task_id)
+        task_id, index = mapping.split_instance_key(tid)
+        ancestors = topology.ancestors(dag.spec.tasks, task_id)
         mapped = {a: lengths[a] for a in ancestors if a in lengths}
+        asked = answers.get(tid)  # what became of the run a TriggerDagRunOperator asked for in this try
+        answered = {TRIGGERED_RUN_ENV: asked[1]} if asked and asked[0] == attempt - reschedules else {}
+        if tid in sensed:  # a sensor's question, answered from the runs as they are when the attempt starts
+            answered[EXTERNAL_RUNS_ENV] = (triggers or _NoTriggers()).external_runs(sensed[tid])
         env = _attempt_env(
             run,
             dag,
@@ -242,6 +274,7 @@ def run_local(
             reschedules=reschedules,
             map_index=index,
             mapped=mapped,
+            answers=answered,
         )
         thread = threading.Thread(
             target=_run_attempt, args=(tasks[task_id], attempt, env, workdir, done, tid), daemon=True
@@ -249,16 +282,16 @@ def run_local(
         thread.start()
 
     while True:
-        plain, instances = graph.split_states(state.states)
+        plain, instances = mapping.split_states(state.states)
         decision = graph.decide(
             dag.spec.tasks, plain, datetime.now(UTC), defaults=dag.spec.defaults, instances=instances
         )
         lengths.update(decision.lengths)
         for tid in decision.upstream_failed:
-            state.states[tid] = graph.TaskState(TaskPhase.UPSTREAM_FAILED)
+            state.states[tid] = TaskState(TaskPhase.UPSTREAM_FAILED)
             set_phase(tid, TaskPhase.UPSTREAM_FAILED, **_why(decision, tid))
         for tid in decision.skipped:
-            state.states[tid] = graph.TaskState(TaskPhase.SKIPPED)
+            state.states[tid] = TaskState(TaskPhase.SKIPPED)
             by = decision.skipped_by.get(tid)
             set_phase(
                 tid,
@@ -266,12 +299,22 @@ def run_local(
                 **({"message": f"skipped by task {by!r}"} if by else _why(decision, tid)),
             )
         for tid in decision.failed:  # a mapped task with more instances than its maxLength
-            state.states[tid] = graph.TaskState(TaskPhase.FAILED)
+            state.states[tid] = TaskState(TaskPhase.FAILED)
             set_phase(tid, TaskPhase.FAILED, **_why(decision, tid))
+        # Instances of a mapped task group's tasks marked by their own trigger rule (or a skip request).
+        for phase, marked in (
+            (TaskPhase.UPSTREAM_FAILED, decision.upstream_failed_instances),
+            (TaskPhase.SKIPPED, decision.skipped_instances),
+        ):
+            for task_id, index in marked:
+                key = mapping.instance_key(task_id, index)
+                state.states[key] = TaskState(phase)
+                by = decision.skipped_by.get(key)
+                set_phase(key, phase, **({"message": f"skipped by task {by!r}"} if by else {}))
         for tid in (*decision.start, *decision.retry):
             start(tid)
         for task_id, index in (*decision.start_instances, *decision.retry_instances):
-            start(graph.instance_key(task_id, index))
+            start(mapping.instance_key(task_id, index))
         if decision.phase != RunPhase.RUNNING and not state.running:
             break
         timeout = None
@@ -283,12 +326,20 @@ def run_local(
             result = done.get(timeout=timeout)
         except queue.Empty:
             continue
-        _record(result, tasks[graph.split_instance_key(result.task_id)[0]], state, set_phase)
+        if result.result.questions.external_runs is not None:
+            sensed[result.task_id] = result.result.questions.external_runs
+        request = result.result.questions.trigger
+        if request is not None:  # a TriggerDagRunOperator asked: answered before its next attempt starts
+            prior = state.states.get(result.task_id)
+            try_number = result.attempt - (prior.reschedules if prior is not None else 0)
+            answer = (triggers or _NoTriggers()).answer(request, result.task_id, try_number)
+            answers[result.task_id] = (try_number, answer)
+        _record(result, tasks[mapping.split_instance_key(result.task_id)[0]], state, set_phase)
 
     # Tasks in topological order, a mapped task's instances in its place in map order.
     ordered = {
         key: report
-        for tid in graph.topological_order(dag.spec.tasks)
+        for tid in topology.topological_order(dag.spec.tasks)
         for key, report in sorted(reports.items(), key=lambda item: item[1].map_index or 0)
         if report.task_id == tid
     }
@@ -297,8 +348,9 @@ def run_local(
         run_id=run.name,
         phase=decision.phase,
         tasks=ordered,
-        xcoms=read_xcoms(workdir / "xcom", graph.topological_order(dag.spec.tasks), lengths),
+        xcoms=read_xcoms(workdir / "xcom", topology.topological_order(dag.spec.tasks), lengths),
         workdir=workdir,
+        logical_date=run.logical_date,
     )
 
 
@@ -319,20 +371,23 @@ def _record(
     common: dict[str, Any] = {"exit_code": result.result.exit_code, "message": result.result.message}
     if result.result.rendered_map_index:
         common["rendered_map_index"] = result.result.rendered_map_index
+    # What the attempt stored, whatever its outcome (as settle records it): a mapped task's length over a
+    # mapped upstream counts the instances that pushed the key, failed or skipped ones too, as Airflow's.
+    keys = frozenset(result.result.xcom_keys)
     if result.result.skipped:
         # Final, as in Airflow: no retry; graph.decide cascades it downstream.
-        state.states[tid] = graph.TaskState(TaskPhase.SKIPPED, attempts=result.attempt)
+        state.states[tid] = TaskState(TaskPhase.SKIPPED, attempts=result.attempt, xcom_keys=keys)
         set_phase(tid, TaskPhase.SKIPPED, finished_at=result.finished_at, **common)
         return
     if result.result.succeeded:
         # The tasks it asked to skip (a branch's): graph.decide marks those not started yet Skipped.
         skip = frozenset(result.result.skip_tasks)
-        state.states[tid] = graph.TaskState(
+        state.states[tid] = TaskState(
             TaskPhase.SUCCEEDED,
             attempts=result.attempt,
             skip_tasks=skip,
             xcom_lengths=dict(result.result.xcom_lengths),
-            xcom_keys=frozenset(result.result.xcom_keys),
+            xcom_keys=keys,
         )
         set_phase(tid, TaskPhase.SUCCEEDED, finished_at=result.finished_at, **common)
         return
@@ -340,25 +395,32 @@ def _record(
     reschedules = prior.reschedules if prior is not None else 0
     if result.result.reschedule_at is not None:
         # A sensor not done yet: not a try; the next attempt starts at the time it asked for (graph.decide).
-        state.states[tid] = graph.TaskState(
+        state.states[tid] = TaskState(
             TaskPhase.UP_FOR_RESCHEDULE,
             attempts=result.attempt,
             next_attempt_at=result.result.reschedule_at,
             reschedules=reschedules + 1,
+            xcom_keys=keys,
         )
         set_phase(tid, TaskPhase.UP_FOR_RESCHEDULE, **common)
         return
     next_at = (
-        graph.next_attempt_at(task, result.attempt, result.finished_at, reschedules=reschedules)
+        retries.next_attempt_at(task, result.attempt, result.finished_at, reschedules=reschedules)
         if result.result.retry
         else None
     )
     if next_at is None:
-        state.states[tid] = graph.TaskState(TaskPhase.FAILED, result.attempt, reschedules=reschedules)
+        state.states[tid] = TaskState(
+            TaskPhase.FAILED, result.attempt, reschedules=reschedules, xcom_keys=keys
+        )
         set_phase(tid, TaskPhase.FAILED, finished_at=result.finished_at, **common)
     else:
-        state.states[tid] = graph.TaskState(
-            TaskPhase.RETRYING, attempts=result.attempt, next_attempt_at=next_at, reschedules=reschedules
+        state.states[tid] = TaskState(
+            TaskPhase.RETRYING,
+            attempts=result.attempt,
+            next_attempt_at=next_at,
+            reschedules=reschedules,
+            xcom_keys=keys,
         )
         set_phase(tid, TaskPhase.RETRYING, **common)
 
@@ -374,14 +436,22 @@ def _attempt_env(
     reschedules: int = 0,
     map_index: int | None = None,
     mapped: Mapping[str, int] | None = None,
+    answers: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
     """The pod's environment, with the local directories in place of the pod's mounts."""
     # The host's environment (PATH, locale) minus any KDAG_* of its own, which would steer the runner.
     env = {name: value for name, value in os.environ.items() if not name.startswith("KDAG_")}
     task_env = render.task_env(
-        run, task, attempt, task_start=task_start, reschedules=reschedules, map_index=map_index, mapped=mapped
+        run,
+        task,
+        attempt,
+        task_start=task_start,
+        reschedules=reschedules,
+        map_index=map_index,
+        mapped=mapped,
+        answers=answers,
     )
-    key = task.id if map_index is None else graph.instance_key(task.id, map_index)
+    key = task.id if map_index is None else mapping.instance_key(task.id, map_index)
     for var in task_env:
         if var["name"] != "HOME":  # the pod's HOME is its /tmp; locally the user's own stays
             env[var["name"]] = var["value"]
@@ -402,11 +472,15 @@ def _attempt_env(
                 f"task {task.id!r}: env {extra.name!r} uses valueFrom, which only a cluster can resolve"
             )
         env[extra.name] = extra.value or ""
-    for inp in task.xcom_inputs or []:
-        text = store.read_task_dir(workdir / "xcom" / inp.task).get(inp.key)
-        if text is not None:  # optional: true on the cluster, so a missing XCom leaves the variable unset
-            env[inp.env] = text
+    if task.python is None:
+        # A command gets its xcomInputs in its environment, as from the kubelet (a missing XCom leaves the
+        # variable unset: optional: true); a Python task's runner sets them itself (KDAG_XCOM_INPUTS).
+        env.update(xcom_inputs.read(_xcom_inputs(task), workdir / "xcom"))
     return env
+
+
+def _xcom_inputs(task: TaskSpec) -> list[XComInput]:
+    return [XComInput(inp.env, inp.task, inp.key) for inp in task.xcom_inputs or []]
 
 
 def _run_attempt(
@@ -421,6 +495,14 @@ def _run_attempt(
     id, or a mapped instance's `instance_key`)."""
     key = key or task.id
     log_path = workdir / "logs" / f"{key}.log"
+    # As a command task's xcom-inputs container does: fail, never retried, before the command cannot start.
+    problem = "" if task.python is not None else xcom_inputs.problem(task.id, _xcom_inputs(task), env)
+    if problem:
+        with log_path.open("a", encoding="utf-8") as log:
+            log.write(f"--- attempt {attempt}\nkdag: {problem}\n")
+        refused = AttemptResult(finished=True, exit_code=EXIT_XCOM_FAILED, message=problem, retry=False)
+        done.put(_AttemptDone(key, attempt, refused, datetime.now(UTC)))
+        return
     termination = Path(env["KDAG_TERMINATION_LOG"])
     for path in (termination, _task_termination(termination)):
         path.unlink(missing_ok=True)
@@ -465,7 +547,7 @@ def _run_command_with_collector(task: TaskSpec, env: dict[str, str], log: Any) -
     In a pod the kubelet sends the sidecar SIGTERM; here the collector is told through `.done` in the
     XCom directory, which cannot arrive before it is listening, however fast the command is.
     """
-    collector = subprocess.Popen([*RUNNER, "collect"], env=env, stdout=log, stderr=log)
+    collector = subprocess.Popen([*ISOLATED_RUNNER, "collect"], env=env, stdout=log, stderr=log)
     command = [*(task.command or []), *(task.args or [])]
     task_env = {**env, "KDAG_TERMINATION_LOG": str(_task_termination(Path(env["KDAG_TERMINATION_LOG"])))}
     try:

@@ -17,7 +17,7 @@ provider's ``operators/python.py``, ``latest_only.py``, ``weekday.py``, ``dateti
 - ``LatestOnlyOperator``: a manual run (``dag_run.run_type``) follows every direct downstream task; a
   scheduled one follows them only while ``now`` is within its interval and the next run's.
 
-``DownstreamTasksSkipped`` reaches the runner through ``operators.run_task``, which reports the ids as the
+``DownstreamTasksSkipped`` reaches the runner through ``task_runner.run_task``, which reports the ids as the
 attempt's ``skipTasks``; the controller marks them Skipped and the trigger rules do the rest. The lists in
 ``skipmixin_key`` are in the DAG's task order (Airflow's come from a set, in no fixed order).
 """

@@ -1,5 +1,5 @@
-"""Edge labels and the dependency helpers of Airflow's ``baseoperator`` that are not ``chain``:
-``Label`` (``a >> Label("x") >> b``), ``chain_linear`` and ``cross_downstream``.
+"""Edge labels and the dependency helpers of Airflow's ``baseoperator``: ``Label``
+(``a >> Label("x") >> b``), ``chain``, ``chain_linear`` and ``cross_downstream``.
 
 A label is recorded on the DAG (``DAG.edge_info``, ``DAG.get_edge_info``) and changes nothing at run
 time. As in Airflow, a label between nodes of different task groups connects their groups instead
@@ -12,6 +12,7 @@ This module sits below ``operators.py``, which accepts labels in ``>>``; it sees
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,9 +101,6 @@ class EdgeModifier(DependencyMixin):
         dag.set_edge_info(upstream_id, downstream_id, {"label": self.label})
 
 
-
-
-
 def Label(label: str) -> EdgeModifier:
     """An edge label: ``a >> Label("when it rains") >> b``."""
     return EdgeModifier(label)
@@ -110,6 +108,24 @@ def Label(label: str) -> EdgeModifier:
 
 def _is_node(value: Any) -> bool:
     return not isinstance(value, Sequence) or isinstance(value, str)
+
+
+def chain(*tasks: Any) -> None:
+    """``chain(a, [b, c], d)``: each element downstream of the previous; two lists pair up. An element is a
+    task, an XComArg, a task group, an edge label or a list of them."""
+    for left, right in itertools.pairwise(tasks):
+        if not isinstance(left, list | tuple):
+            left.set_downstream(right)
+            continue
+        if not isinstance(right, list | tuple):
+            right.set_upstream(left)
+            continue
+        if len(left) != len(right):
+            raise DagDefinitionError(
+                f"chain: lists of different lengths ({len(left)} and {len(right)}) cannot pair up"
+            )
+        for up, down in zip(left, right, strict=True):
+            up.set_downstream(down)
 
 
 def chain_linear(*elements: Any) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 
 class DagDefinitionError(Exception):
     """A DAG file that cannot define a valid DAG; the message names the task or DAG."""
@@ -46,6 +49,29 @@ class AirflowRescheduleException(AirflowException):
     def __init__(self, reschedule_date: object) -> None:
         super().__init__()
         self.reschedule_date = reschedule_date
+
+
+class RunQuestion(AirflowRescheduleException):
+    """A question about other runs, asked of whoever runs the task: a task pod may neither read nor create
+    DAGRuns (docs/design.md, "Questions about other runs"). The attempt ends up for reschedule (at once,
+    unless ``reschedule_date`` says later) with ``body`` under ``report_key`` in its report, and the next
+    attempt finds the answer in its environment. Kinds: ``trigger_dagrun.DagRunTriggerRequest``,
+    ``external_task.ExternalRunsQuestion``."""
+
+    report_key = ""
+    """The key of the runner's report that carries the question."""
+
+    def __init__(self, body: dict[str, Any], reschedule_date: object = None) -> None:
+        super().__init__(datetime.now(UTC) if reschedule_date is None else reschedule_date)
+        self.body = body
+
+    def describe(self) -> str:
+        """What the runner prints when it asks (after ``kdag: ``)."""
+        return f"asking about other runs: {self.report_key}"
+
+    def too_long(self, size: int, limit: int) -> str:
+        """Why the attempt fails when its report with the question would not fit the termination message."""
+        return f"the question {self.report_key} takes {size} bytes of the {limit}-byte termination message"
 
 
 def never_retried(err: BaseException) -> bool:

@@ -1,19 +1,17 @@
-"""Task groups: Airflow's ``TaskGroup`` and ``@task_group``.
+"""Task groups: Airflow's ``TaskGroup`` (``@task_group`` is in ``group_decorator.py``).
 
 A group prefixes the ids of what it holds (``group.task``, nested ``outer.inner.task``) unless
 ``prefix_group_id=False``, lends its ``default_args`` (merged over its parent group's, and under a task's
-own) to the tasks created in it, and stands for its tasks in dependencies: ``group >> x`` makes ``x``
-downstream of the group's leaves, ``x >> group`` makes the group's roots downstream of ``x``, and
-``group_a >> group_b`` joins the leaves of one to the roots of the other, as Airflow 3 does. Roots and
-leaves are read when the dependency is set, so a task added to a group afterwards is not connected.
-Tooltips, colours and display names are kept and have no effect. A group changes nothing at run time:
-kdag runs the tasks, whose ids carry the prefix.
+own) to the tasks created in it, and stands for its tasks in dependencies (``roots_and_leaves.py``).
+Tooltips, colours and display names are kept and have no effect. A group changes nothing at run time: kdag
+runs the tasks, whose ids carry the prefix.
 
 This module sits below ``dags.py``: every DAG owns a root group (``DAG.task_group``, id ``None``), made
 here, which the ``with DAG(...)`` block pushes on the same stack ``with TaskGroup(...)`` uses, so a group
 finds its DAG through its parent and this module never imports ``dags.py``. It sees the DAG through
 ``GroupDag`` and tasks through ``GroupTask``; ``operators.py`` puts each new operator in the current group.
-Mapped task groups (``@task_group(...).expand``) are dynamic task mapping, which kdag does not run yet.
+Mapped task groups are made by ``mapping.py``, which sits above this module; here a group only says whether
+it is mapped (``is_mapped``, ``closest_mapped_group``).
 
 Branching into a group (Airflow's ``BranchMixIn._expand_task_group_roots``): a followed id that is a key
 of ``dag.task_group_dict`` (full ids: ``group``, ``outer.inner``) stands for that group's root tasks,
@@ -22,11 +20,11 @@ of ``dag.task_group_dict`` (full ids: ``group``, ``outer.inner``) stands for tha
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+from kdag_runner.airflow import roots_and_leaves
 from kdag_runner.airflow.dependencies import DependencyMixin
 from kdag_runner.airflow.exceptions import DagDefinitionError
 
@@ -35,27 +33,11 @@ GROUP_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 GROUP_ID_MAX_LENGTH = 200
 
 
-class GroupTask(Protocol):
-    """What a group needs of a task; ``BaseOperator`` is the one implementation."""
+class GroupTask(roots_and_leaves.LinkedTask, Protocol):
+    """What a group needs of a task: its id and edges (``LinkedTask``), its group, a way to add edges;
+    ``BaseOperator`` is the one implementation."""
 
     task_group: TaskGroup | None
-    is_setup: bool
-    is_teardown: bool
-
-    @property
-    def task_id(self) -> str: ...
-
-    @property
-    def upstream_task_ids(self) -> set[str]: ...
-
-    @property
-    def downstream_task_ids(self) -> set[str]: ...
-
-    @property
-    def upstream_list(self) -> Sequence[GroupTask]: ...
-
-    @property
-    def downstream_list(self) -> Sequence[GroupTask]: ...
 
     def set_upstream(self, other: Any) -> None: ...
 
@@ -132,6 +114,8 @@ class TaskGroup(DependencyMixin):
     """A set of tasks (and groups) shown together in Airflow's UI; here: id prefixes, default_args and
     dependencies on the whole set. Use ``with TaskGroup("id"):`` or pass ``task_group=`` to operators."""
 
+    is_mapped = False
+    """True for a mapped task group (``mapping.MappedTaskGroup``): its tasks run as instances."""
     _group_id: str | None
     dag: GroupDag
     parent_group: TaskGroup | None
@@ -336,40 +320,12 @@ class TaskGroup(DependencyMixin):
 
     def get_roots(self) -> Iterator[GroupTask]:
         """The tasks of the group with no upstream task inside the group."""
-        tasks = list(self)
-        ids = {t.task_id for t in tasks}
-        return (t for t in tasks if t.upstream_task_ids.isdisjoint(ids))
+        return roots_and_leaves.roots(list(self))
 
     def get_leaves(self) -> Iterator[GroupTask]:
-        """The tasks of the group with no downstream task inside it, as Airflow counts them: a teardown
-        at the end stands for the work tasks it follows (not its setups), so ``group >> x`` waits for the
-        work, not for the clean-up."""
-        tasks = list(self)
-        ids = {t.task_id for t in tasks}
-
-        def feeds_other_work(task: GroupTask, teardown_id: str) -> bool:
-            return any(
-                d.task_id != teardown_id and d.task_id in ids and not d.is_teardown
-                for d in task.downstream_list
-            )
-
-        def work_before(teardown: GroupTask) -> Iterator[GroupTask]:
-            for up in teardown.upstream_list:
-                if up.task_id not in ids:
-                    continue
-                if up.is_teardown:
-                    yield from work_before(up)
-                elif up.is_setup:
-                    continue
-                elif not feeds_other_work(up, teardown.task_id):
-                    yield up
-
-        for task in tasks:
-            if task.downstream_task_ids.isdisjoint(ids):
-                if task.is_teardown:
-                    yield from work_before(task)
-                else:
-                    yield task
+        """The tasks of the group with no downstream task inside it; a teardown at the end stands for the
+        work tasks it follows (``roots_and_leaves.py``)."""
+        return roots_and_leaves.leaves(list(self))
 
     def _leaves_or_fallback(self) -> list[GroupTask]:
         """Leaves for ``group >> x``; an empty group falls back, as in Airflow, on the tasks set upstream
@@ -423,10 +379,6 @@ class TaskGroup(DependencyMixin):
         self._relate(other, upstream=False)
         _record_edge(edge_modifier, self, other)
 
-
-
-
-
     # -- with --------------------------------------------------------------------------------------
 
     def __enter__(self) -> TaskGroup:
@@ -435,6 +387,17 @@ class TaskGroup(DependencyMixin):
 
     def __exit__(self, *exc: object) -> None:
         pop_group(self)
+
+
+def closest_mapped_group(node: object) -> TaskGroup | None:
+    """The innermost mapped task group holding ``node`` (a task, or a group: itself first), else None
+    (Airflow's ``get_closest_mapped_task_group``)."""
+    group = node if isinstance(node, TaskGroup) else getattr(node, "task_group", None)
+    while isinstance(group, TaskGroup):
+        if group.is_mapped:
+            return group
+        group = group.parent_group
+    return None
 
 
 def _record_edge(edge_modifier: Any, upstream: Any, downstream: Any) -> None:
@@ -447,76 +410,3 @@ def _record_edge(edge_modifier: Any, upstream: Any, downstream: Any) -> None:
             dag = getattr(up, "dag", None) or getattr(down, "dag", None)
             if up_id is not None and down_id is not None and dag is not None:
                 edge_modifier.add_edge_info(dag, up_id, down_id)
-
-
-_GROUP_OPTIONS = frozenset(
-    {
-        "group_id",
-        "prefix_group_id",
-        "parent_group",
-        "dag",
-        "default_args",
-        "tooltip",
-        "ui_color",
-        "ui_fgcolor",
-        "add_suffix_on_collision",
-        "group_display_name",
-        "doc_md",
-    }
-)
-
-
-class TaskGroupFunction:
-    """A function decorated with ``@task_group``: each call runs it inside a new group (``name``,
-    ``name__1``, ... when called again) and returns what it returns, or the group when that is None, so
-    ``group_function() >> task`` connects either the returned task or the whole group."""
-
-    def __init__(self, function: Callable[..., Any], options: Mapping[str, Any]) -> None:
-        if not callable(function):
-            raise DagDefinitionError(f"@task_group: needs a function, got {type(function).__name__}")
-        unknown = sorted(set(options) - _GROUP_OPTIONS)
-        if unknown:
-            raise DagDefinitionError(f"@task_group '{function.__name__}': unknown argument '{unknown[0]}'")
-        self.function = function
-        self.options = {"group_id": function.__name__, **options}
-        functools.update_wrapper(self, function)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        options = {"add_suffix_on_collision": True, **self.options}
-        with TaskGroup(**options) as group:
-            doc = self.function.__doc__
-            if doc:
-                group.tooltip = group.tooltip or doc
-                group.doc_md = group.doc_md or doc
-            result = self.function(*args, **kwargs)
-        return group if result is None else result
-
-    def override(self, **options: Any) -> TaskGroupFunction:
-        """The same function with other group arguments (``group_id=`` ...)."""
-        return TaskGroupFunction(self.function, {**self.options, **options})
-
-    def _mapped(self, *args: Any, **kwargs: Any) -> Any:
-        # kdag maps tasks (mapping.py), not groups: refused where the DAG file asks, naming its file and line.
-        import os
-        import traceback
-
-        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-        outside = [f for f in traceback.extract_stack() if not f.filename.startswith(package)]
-        at = f"DAG file '{outside[-1].filename}', line {outside[-1].lineno}: " if outside else ""
-        raise DagDefinitionError(
-            f"{at}@task_group '{self.options['group_id']}': mapped task groups (expand, expand_kwargs,"
-            " partial) are dynamic task mapping, which kdag does not run yet (map the tasks in the group)"
-        )
-
-    expand = expand_kwargs = partial = _mapped
-
-
-def task_group(python_callable: Any = None, **options: Any) -> Any:
-    """Airflow's ``@task_group`` / ``@task_group(group_id=..., default_args=..., ...)``.
-
-    As in Airflow, a positional argument counts only when it is the function: ``@task_group("name")``
-    names nothing (the group takes the function's name); give ``group_id="name"``.
-    """
-    if callable(python_callable) and not options:
-        return TaskGroupFunction(python_callable, {})
-    return lambda function: TaskGroupFunction(function, options)

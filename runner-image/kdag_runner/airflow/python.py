@@ -1,4 +1,8 @@
-"""``PythonOperator``, and ``callable_kwargs``: which context keys a Python callable receives."""
+"""``PythonOperator``, and ``callable_kwargs``: which context keys a Python callable receives.
+
+A coroutine function (``@task async def``) is awaited to completion in the task's process, as Airflow 3.3
+does (``async_operators``); so are those of ``@task.branch`` and ``@task.short_circuit``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from kdag_runner.airflow.async_operators import is_async_callable, run_coroutine
 from kdag_runner.airflow.exceptions import DagDefinitionError
 from kdag_runner.airflow.operators import BaseOperator
 from kdag_runner.airflow.xcom_arg import find_xcom_args
@@ -50,6 +55,11 @@ class PythonOperator(BaseOperator):
             self.template_ext = templates_exts
         self.show_return_value_in_logs = show_return_value_in_logs
 
+    @property
+    def is_async(self) -> bool:
+        """Whether ``python_callable`` is a coroutine function (Airflow 3.3's ``PythonOperator.is_async``)."""
+        return is_async_callable(self.python_callable)
+
     def execute(self, context: dict[str, Any]) -> Any:
         # The runner rendered the template fields (XComArgs resolved) before execute; a direct call renders.
         self.render_template_fields_once(context)
@@ -59,6 +69,8 @@ class PythonOperator(BaseOperator):
         merged["templates_dict"] = self.templates_dict
         kwargs = callable_kwargs(self.python_callable, op_args, merged)
         result = self.python_callable(*op_args, **kwargs)
+        if self.is_async:
+            result = run_coroutine(result)
         if self.show_return_value_in_logs:
             print(f"Done. Returned value was: {result}", flush=True)
         return result

@@ -17,12 +17,14 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
-from kdag_runner.airflow import mapping
+from kdag_runner.airflow import mapping, mapping_checks
 from kdag_runner.airflow.bash import BashOperator
 from kdag_runner.airflow.branching import BranchPythonOperator, ShortCircuitOperator
 from kdag_runner.airflow.dags import DAG, get_active_dag
 from kdag_runner.airflow.exceptions import DagDefinitionError
-from kdag_runner.airflow.groups import TaskGroup, TaskGroupFunction, group_of_new_task
+from kdag_runner.airflow.expand_input import DictOfListsExpandInput, ExpandInput, ListOfDictsExpandInput
+from kdag_runner.airflow.group_decorator import TaskGroupFunction
+from kdag_runner.airflow.groups import TaskGroup, group_of_new_task
 from kdag_runner.airflow.python import PythonOperator, callable_kwargs
 from kdag_runner.airflow.sensors import DecoratedSensorOperator
 from kdag_runner.airflow.trigger_rules import TriggerRule
@@ -61,8 +63,10 @@ class BashTaskOperator(BashOperator):
         if not isinstance(command, str) or not command.strip():
             raise TypeError("The returned value from the TaskFlow callable must be a non-empty string.")
         self.bash_command = command
-        # As Airflow's _BashDecoratedOperator: every template field is rendered again, the command too.
-        self.render_template_fields(context)
+        # The command the function returned is a template, as in Airflow's _BashDecoratedOperator. Airflow
+        # renders every template field again there; kdag only the command: the others were rendered, and
+        # would now render what they hold (an upstream XCom, a param) as a template.
+        self.render_fields(("bash_command",), context)
         return super().execute(context)
 
 
@@ -143,10 +147,10 @@ class _TaskFunction:
 
     def partial(self, **kwargs: Any) -> _TaskFunction:
         """Airflow's ``fn.partial(**kwargs)``: arguments of the function every mapped instance shares."""
-        mapping.check_function_arguments(self.function, "partial", kwargs)
+        mapping_checks.check_function_arguments(self.function, "partial", kwargs)
         duplicated = sorted(set(self.partial_kwargs) & set(kwargs))
         if duplicated:
-            raise mapping.MappingError(f"duplicate partial argument: {', '.join(duplicated)}")
+            raise mapping_checks.MappingError(f"duplicate partial argument: {', '.join(duplicated)}")
         other = self.override()
         other.partial_kwargs.update(kwargs)
         return other
@@ -156,19 +160,19 @@ class _TaskFunction:
         (a list's items, a dict's (key, value) pairs, an upstream XCom's)."""
         if not mapped:
             name = f"@{self.decorator_name} '{self.function.__name__}'"
-            raise mapping.MappingError(f"{name}: no arguments to expand against")
-        mapping.check_function_arguments(self.function, "expand", mapped)
+            raise mapping_checks.MappingError(f"{name}: no arguments to expand against")
+        mapping_checks.check_function_arguments(self.function, "expand", mapped)
         duplicated = sorted(set(self.partial_kwargs) & set(mapped))
         if duplicated:
-            raise mapping.MappingError(f"mapping already partial argument: {', '.join(duplicated)}")
-        return self._mapped(mapping.DictOfListsExpandInput(mapped), strict=False)
+            raise mapping_checks.MappingError(f"mapping already partial argument: {', '.join(duplicated)}")
+        return self._mapped(DictOfListsExpandInput(mapped), strict=False)
 
     def expand_kwargs(self, kwargs: Any, *, strict: bool = True) -> XComArg:
         """Airflow's ``fn.expand_kwargs(list_or_xcomarg)``: one instance per dict of arguments."""
-        mapping.check_expand_kwargs(kwargs)
-        return self._mapped(mapping.ListOfDictsExpandInput(kwargs), strict=strict)
+        mapping_checks.check_expand_kwargs(kwargs)
+        return self._mapped(ListOfDictsExpandInput(kwargs), strict=strict)
 
-    def _mapped(self, expand_input: mapping.ExpandInput, *, strict: bool) -> XComArg:
+    def _mapped(self, expand_input: ExpandInput, *, strict: bool) -> XComArg:
         options, task_id, fail_dagrun = self._operator_options()
         operator = mapping.mapped_task_function(
             function=self.function,

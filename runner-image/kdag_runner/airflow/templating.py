@@ -5,9 +5,14 @@ Templates render as Airflow 3 renders them (``airflow.sdk.definitions._internal.
 allowed, ``__`` ones are not) with ``StrictUndefined``, the ``do`` extension and the ``ds``/``ts`` filters, a
 loader on the DAG file's folder plus the DAG's ``template_searchpath`` (for ``template_ext`` files), and
 the DAG's ``user_defined_macros``/``user_defined_filters``/``jinja_environment_kwargs``. A DAG with
-``render_template_as_native_obj=True`` gets Jinja's ``NativeEnvironment``, as in Airflow (not sandboxed).
+``render_template_as_native_obj=True`` gets Jinja's ``NativeEnvironment``, as in Airflow, but sandboxed
+too (Airflow's is not): every template kdag renders is sandboxed.
+
+What a template inserts (an XCom it pulls, a param, the conf) is data: Jinja renders a text once, and kdag
+never renders a value that came from an XCom, a param or the conf (``templater.py``).
 
 jinja2 is imported only when a field holds a template, so defining DAGs and starting the runner never load it.
+An operator's template fields are read and rendered, field by field, by ``templater.py``.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ def template_searchpath(dag: Any) -> list[str]:
 
 
 def template_env(dag: Any = None, *, task_id: str = "", field: str = "", native: bool | None = None) -> Any:
-    """The Jinja environment of ``dag`` (sandboxed, or native when the DAG asks), made once per DAG."""
+    """The Jinja environment of ``dag`` (sandboxed; native too when the DAG asks), made once per DAG."""
     jinja2 = _jinja(task_id, field)
     native = renders_native(dag) if native is None else native
     key = (id(dag), native)
@@ -128,8 +133,10 @@ def _environment_classes() -> tuple[Any, Any]:
     class SandboxedEnvironment(_AirflowFilters, jinja2.sandbox.SandboxedEnvironment):
         """Airflow's sandboxed environment for task templates."""
 
-    class NativeEnvironment(_AirflowFilters, jinja2.nativetypes.NativeEnvironment):
-        """Airflow's environment for ``render_template_as_native_obj=True``."""
+    class NativeEnvironment(
+        _AirflowFilters, jinja2.nativetypes.NativeEnvironment, jinja2.sandbox.SandboxedEnvironment
+    ):
+        """Airflow's environment for ``render_template_as_native_obj=True``, sandboxed as the other."""
 
     _CLASSES.append((SandboxedEnvironment, NativeEnvironment))
     return _CLASSES[0]
@@ -207,18 +214,6 @@ def render_text(
             return plain_text(text)
         environment = template_env(dag, task_id=task_id, field=field)
     return render_string(environment, text, context, task_id=task_id, field=field, template_ext=template_ext)
-
-
-def render(task_id: str, field: str, value: Any, context: Mapping[str, Any]) -> Any:
-    """``value`` with its Jinja templates rendered (strings inside lists, tuples and dicts too), in the
-    environment of the context's DAG."""
-    if isinstance(value, str):
-        return render_text(value, context, task_id=task_id, field=field, dag=context.get("dag"))
-    if isinstance(value, list | tuple):
-        return type(value)(render(task_id, field, v, context) for v in value)
-    if isinstance(value, dict):
-        return {k: render(task_id, field, v, context) for k, v in value.items()}
-    return value
 
 
 def _macros() -> Any:

@@ -6,7 +6,7 @@ import enum
 
 
 class TriggerRule(enum.StrEnum):
-    """Airflow 3's trigger rules, all of which kdag runs (`kdag.graph.evaluate_trigger_rule`).
+    """Airflow 3's trigger rules, all of which kdag runs (`kdag.trigger_rules.evaluate_trigger_rule`).
 
     `dummy` is Airflow 2's old name of `always`; a DAG file that uses it gets `always`.
     """

@@ -4,10 +4,14 @@ resolve XComArgs.
 As Airflow 3's ``PlainXComArg``: ``arg["key"]`` names another key of the same task; ``str(arg)`` is the Jinja
 expression that pulls it (``{{ task_instance.xcom_pull(task_ids='t', dag_id='d', key='return_value') }}``),
 so an f-string puts the value in a templated field; an XComArg in a template field (or in a list or dict
-there) is replaced by the value its task pushed, never rendered again. ``>>``/``<<``, ``as_setup()`` and
-``as_teardown()`` act on its task.
+there) is replaced by the value its task pushed, never rendered again. ``>>``/``<<``, ``as_setup()``,
+``as_teardown()`` and ``with`` (setup_teardown.py) act on its task.
 ``map(f)``, ``zip(*others, fillvalue=)`` and ``concat(*others)`` derive what a mapped task expands over
-(``mapping.py``); an XComArg of a mapped task resolves to its instances' values in map order.
+(``mapping.py``; what they resolve to: ``xcom_arg_results.py``); an XComArg of a mapped task resolves to its
+instances' values in map order. An XComArg of a task in a mapped task group resolves, in an instance of a
+task of the same group, to the value of the same map index; anywhere else to every instance's values (one
+value alone as itself, as Airflow 3.3's ``XCom.get_all`` pull gives it). ``ResolveMixin`` is what resolves
+when a task runs: an XComArg, or a mapped group function's ``MappedArgument`` (``expand_input.py``).
 
 This module sits below ``operators.py``, which unwraps XComArgs in ``>>``/``set_upstream``: it sees the
 task an XComArg refers to only through the ``XComSource`` Protocol and never imports ``operators.py``.
@@ -15,12 +19,14 @@ task an XComArg refers to only through the ``XComSource`` Protocol and never imp
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NoReturn, Protocol, TypeAlias
 
+from kdag_runner.airflow import setup_teardown
 from kdag_runner.airflow.dependencies import DependencyMixin
 from kdag_runner.airflow.exceptions import AirflowException, DagDefinitionError
+from kdag_runner.airflow.groups import closest_mapped_group
+from kdag_runner.airflow.xcom_arg_results import NOTSET, ConcatResult, MapResult, ZipResult
 
 RETURN_KEY = "return_value"
 
@@ -60,16 +66,20 @@ class _Missing:
 _MISSING = _Missing()
 
 
-class _NotSetType:
-    def __repr__(self) -> str:
-        return "NOTSET"
+class ResolveMixin:
+    """What a task's argument may hold that resolves only when the task runs (Airflow's ``ResolveMixin``):
+    an ``XComArg``, or a mapped group function's ``MappedArgument`` (``expand_input.py``)."""
+
+    def iter_references(self) -> Iterable[tuple[XComSource, str]]:
+        """The (task, key) XComs it stands for: a task given it depends on those tasks."""
+        raise NotImplementedError
+
+    def resolve(self, context: Mapping[str, Any] | Any) -> Any:
+        """Its value in a running task, from the task's context (or its ``ti``)."""
+        raise NotImplementedError
 
 
-NOTSET: Any = _NotSetType()
-"""No ``fillvalue`` given to ``zip``."""
-
-
-class XComArg(DependencyMixin):
+class XComArg(ResolveMixin, DependencyMixin):
     """What calling a ``@task`` function gives: an XCom of that task, pulled when a downstream task runs."""
 
     def __init__(self, operator: XComSource, key: str = RETURN_KEY) -> None:
@@ -106,7 +116,19 @@ class XComArg(DependencyMixin):
         if getattr(self.operator, "is_mapped", False):
             # A mapped task's values, in map order, those its instances did not push left out (mapping.py).
             return ti.xcom_pull_mapped(self.operator.task_id, self.key)
-        value = ti.xcom_pull(task_ids=self.operator.task_id, key=self.key, map_indexes=None, default=_MISSING)
+        map_indexes: int | None = None
+        group = closest_mapped_group(self.operator)
+        if group is not None:
+            # A task of a mapped task group (Airflow's get_relevant_upstream_map_indexes): the same map
+            # index inside the group; elsewhere all its values, in map order, one alone as itself.
+            map_index = getattr(ti, "map_index", -1)
+            same_group = closest_mapped_group(getattr(ti, "task", None)) is group
+            if map_index is None or map_index < 0 or not same_group:
+                return ti.xcom_pull(task_ids=self.operator.task_id, key=self.key)
+            map_indexes = map_index
+        value = ti.xcom_pull(
+            task_ids=self.operator.task_id, key=self.key, map_indexes=map_indexes, default=_MISSING
+        )
         if value is not _MISSING:
             return value
         if self.key == RETURN_KEY or getattr(self.operator, "multiple_outputs", False):
@@ -170,14 +192,13 @@ class XComArg(DependencyMixin):
         _call(self.operator, "as_teardown", setups=setups, on_failure_fail_dagrun=on_failure_fail_dagrun)
         return self
 
-    def __enter__(self) -> NoReturn:
-        raise DagDefinitionError(
-            f"task '{self.operator.task_id}': setup/teardown tasks as context managers (`with s >> t:`) are"
-            " not supported by kdag; set the dependencies with >> and as_teardown(setups=...)"
-        )
+    def __enter__(self) -> XComArg:
+        """`with teardown_fn(setup_fn()):`: as ``with`` on the task (``setup_teardown.py``)."""
+        setup_teardown.enter(self.operator)  # type: ignore[arg-type]
+        return self
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        setup_teardown.exit_block(exc_type)
 
 
 def _relate(operator: XComSource, method: str, other: Any, edge_modifier: Any) -> None:
@@ -203,9 +224,12 @@ def _operator_of(value: Any) -> Any:
 
 
 def find_xcom_args(value: Any) -> list[XComArg]:
-    """The XComArgs in ``value``, inside lists, tuples, sets and dict values too."""
+    """The XComArgs in ``value``, inside lists, tuples, sets and dict values too (another ``ResolveMixin``,
+    a ``MappedArgument``, stands for those its group expands over)."""
     if isinstance(value, XComArg):
         return [value]
+    if isinstance(value, ResolveMixin):
+        return [XComArg(operator, key) for operator, key in value.iter_references()]
     if isinstance(value, list | tuple | set):
         return [arg for item in value for arg in find_xcom_args(item)]
     if isinstance(value, dict):
@@ -213,22 +237,25 @@ def find_xcom_args(value: Any) -> list[XComArg]:
     return []
 
 
-def resolve_xcom_args(value: Any, ti: Any) -> Any:
-    """Replace XComArgs (inside lists and dicts too) by the values their tasks pushed."""
+def resolve_xcom_args(value: Any, ti: Any, resolved: list[Any] | None = None) -> Any:
+    """Replace XComArgs (inside lists and dicts too) by the values their tasks pushed (each also appended
+    to ``resolved`` when given)."""
     if isinstance(value, XComArg):
-        return value.resolve(ti)
+        found = value.resolve(ti)
+        if resolved is not None:
+            resolved.append(found)
+        return found
     if isinstance(value, list | tuple):
-        return type(value)(resolve_xcom_args(v, ti) for v in value)
+        return type(value)(resolve_xcom_args(v, ti, resolved) for v in value)
     if isinstance(value, dict):
-        return {k: resolve_xcom_args(v, ti) for k, v in value.items()}
+        return {k: resolve_xcom_args(v, ti, resolved) for k, v in value.items()}
     return value
 
 
 # -- dynamic task mapping: XComArgs derived with map(), zip() and concat() --------------------------------
 # As Airflow 3's MapXComArg, ZipXComArg and ConcatXComArg: resolved in a mapped instance, each gives a
-# sequence whose elements are computed only when taken, so a map function runs for the instance's element
-# alone (an AirflowSkipException there skips that instance). Their lengths are what the controller computes
-# from the upstream tasks' reported XCom lengths (mapping.length_expression).
+# sequence whose elements are computed only when taken (xcom_arg_results.py). Their lengths are what the
+# controller computes from the upstream tasks' reported XCom lengths (length_expression in expand_input.py).
 
 
 def _return_value_only(arg: XComArg, message: str) -> None:
@@ -334,69 +361,3 @@ class ConcatXComArg(_DerivedXComArg):
 
     def resolve(self, context: Mapping[str, Any] | Any) -> Any:
         return ConcatResult([_mappable("concat", arg.resolve(context)) for arg in self.args])
-
-
-class MapResult(Sequence[Any]):
-    """The resolved ``map``: ``[i]`` applies the functions to element i only."""
-
-    def __init__(
-        self, value: Sequence[Any] | dict[Any, Any], callables: Sequence[Callable[[Any], Any]]
-    ) -> None:
-        self.value = value
-        self.callables = list(callables)
-
-    def __getitem__(self, index: Any) -> Any:
-        item = self.value[index]
-        for function in self.callables:
-            item = function(item)
-        return item
-
-    def __len__(self) -> int:
-        return len(self.value)
-
-
-class ZipResult(Sequence[Any]):
-    """The resolved ``zip``: ``[i]`` is the tuple of the i-th elements (``fillvalue`` past an end)."""
-
-    def __init__(self, values: Sequence[Sequence[Any] | dict[Any, Any]], fillvalue: Any = NOTSET) -> None:
-        self.values = list(values)
-        self.fillvalue = fillvalue
-
-    def __getitem__(self, index: Any) -> Any:
-        if index >= len(self):
-            raise IndexError(index)
-        return tuple(_item_or(value, index, self.fillvalue) for value in self.values)
-
-    def __len__(self) -> int:
-        lengths = [len(value) for value in self.values]
-        return max(lengths) if self.fillvalue is not NOTSET else min(lengths)
-
-
-def _item_or(container: Sequence[Any] | dict[Any, Any], index: Any, fillvalue: Any) -> Any:
-    try:
-        return container[index]
-    except (IndexError, KeyError):
-        return fillvalue
-
-
-class ConcatResult(Sequence[Any]):
-    """The resolved ``concat``: ``[i]`` counts through each value in turn (a dict gives its keys)."""
-
-    def __init__(self, values: Sequence[Sequence[Any] | dict[Any, Any]]) -> None:
-        self.values = list(values)
-
-    def __getitem__(self, index: Any) -> Any:
-        i = index if index >= 0 else len(self) + index
-        for value in self.values:
-            if i < 0:
-                break
-            if i >= len(value):
-                i -= len(value)
-            elif isinstance(value, Sequence):
-                return value[i]
-            else:
-                return next(itertools.islice(iter(value), i, None))
-        raise IndexError("list index out of range")
-
-    def __len__(self) -> int:
-        return sum(len(value) for value in self.values)

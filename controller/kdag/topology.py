@@ -1,0 +1,94 @@
+"""The DAG as a graph, pure: cycles, topological order, ancestors, leaves."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+from kdag.api.models import TaskSpec
+
+
+class GraphError(ValueError):
+    """Tasks that do not form a graph (`topological_order`); `kdag.api.validation` refuses such DAGs first."""
+
+
+def _upstream_map(tasks: Sequence[TaskSpec]) -> dict[str, list[str]]:
+    return {task.id: task.upstream_ids for task in tasks}
+
+
+def find_cycle(tasks: Sequence[TaskSpec]) -> list[str] | None:
+    """One cycle as `[a, b, c, a]` (each task lists the previous one upstream), or None."""
+    upstream = _upstream_map(tasks)
+    downstream: dict[str, list[str]] = {task.id: [] for task in tasks}
+    for task in tasks:
+        for up in task.upstream_ids:
+            if up in downstream:
+                downstream[up].append(task.id)
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(upstream, white)
+    for root in upstream:
+        if color[root] != white:
+            continue
+        path: list[str] = [root]
+        iterators = [iter(downstream[root])]
+        color[root] = grey
+        while iterators:
+            child = next(iterators[-1], None)
+            if child is None:
+                color[path.pop()] = black
+                iterators.pop()
+            elif color[child] == grey:
+                return [*path[path.index(child) :], child]
+            elif color[child] == white:
+                color[child] = grey
+                path.append(child)
+                iterators.append(iter(downstream[child]))
+    return None
+
+
+def topological_order(tasks: Sequence[TaskSpec]) -> list[str]:
+    """Task ids, every task after its upstream tasks; ties keep the order of the spec."""
+    position = {task.id: i for i, task in enumerate(tasks)}
+    upstream = _upstream_map(tasks)
+    missing: dict[str, int] = {tid: len(set(ups)) for tid, ups in upstream.items()}
+    downstream: dict[str, list[str]] = {tid: [] for tid in upstream}
+    for tid, ups in upstream.items():
+        for up in set(ups):
+            if up not in downstream:
+                raise GraphError(f"task {tid!r}: upstream {up!r} is not a task of this DAG")
+            downstream[up].append(tid)
+    ready = [(position[tid], tid) for tid, n in missing.items() if n == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        _, tid = heapq.heappop(ready)
+        order.append(tid)
+        for child in downstream[tid]:
+            missing[child] -= 1
+            if missing[child] == 0:
+                heapq.heappush(ready, (position[child], child))
+    if len(order) != len(upstream):
+        cycle = find_cycle(tasks)
+        raise GraphError("tasks form a cycle: " + " -> ".join(cycle or sorted(set(upstream) - set(order))))
+    return order
+
+
+def ancestors(tasks: Sequence[TaskSpec], task_id: str) -> list[str]:
+    """Every task `task_id` depends on, directly or not, in topological order."""
+    upstream = _upstream_map(tasks)
+    if task_id not in upstream:
+        raise KeyError(f"DAG has no task {task_id!r}")
+    found: set[str] = set()
+    stack = list(upstream[task_id])
+    while stack:
+        tid = stack.pop()
+        if tid not in found:
+            found.add(tid)
+            stack.extend(upstream.get(tid, []))
+    return [tid for tid in topological_order(tasks) if tid in found]
+
+
+def leaves(tasks: Sequence[TaskSpec]) -> list[str]:
+    """Tasks no other task lists upstream."""
+    has_downstream = {up for task in tasks for up in task.upstream_ids}
+    return [task.id for task in tasks if task.id not in has_downstream]
