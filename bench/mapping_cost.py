@@ -27,17 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from controller_chain import metric_samples
 from controller_support import ControllerProcess, apply_controller_prerequisites, kubectl
 from kdag.api.models import MAX_UPSTREAM
-
-
-def metric_samples(text: str, name: str) -> dict[str, float]:
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            samples[key] = float(value)
-    return samples
 
 
 def python(callable_name: str, source: str) -> dict[str, str]:

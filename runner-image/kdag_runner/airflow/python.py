@@ -16,6 +16,22 @@ from kdag_runner.airflow.operators import BaseOperator
 from kdag_runner.airflow.xcom_arg import find_xcom_args
 
 
+def check_callable_arguments(
+    task_id: str, python_callable: object, op_args: object, op_kwargs: object
+) -> None:
+    """Refuse at load what Airflow refuses: a ``python_callable`` that is not callable, ``op_args`` that is
+    not a list, ``op_kwargs`` that is not a dict (PythonOperator and PythonSensor alike)."""
+    if not callable(python_callable):
+        kind = type(python_callable).__name__
+        raise DagDefinitionError(f"task '{task_id}': python_callable must be callable, got {kind}")
+    if op_args is not None and not isinstance(op_args, list | tuple):
+        kind = type(op_args).__name__
+        raise DagDefinitionError(f"task '{task_id}': op_args must be a list, got {kind}")
+    if op_kwargs is not None and not isinstance(op_kwargs, Mapping):
+        kind = type(op_kwargs).__name__
+        raise DagDefinitionError(f"task '{task_id}': op_kwargs must be a dict, got {kind}")
+
+
 class PythonOperator(BaseOperator):
     """Calls ``python_callable(*op_args, **kwargs)`` where kwargs are the context plus ``op_kwargs``."""
 
@@ -33,16 +49,7 @@ class PythonOperator(BaseOperator):
         show_return_value_in_logs: bool = True,
         **kwargs: Any,
     ) -> None:
-        if not callable(python_callable):
-            kind = type(python_callable).__name__
-            raise DagDefinitionError(f"task '{task_id}': python_callable must be callable, got {kind}")
-        if op_args is not None and not isinstance(op_args, list | tuple):
-            kind = type(op_args).__name__
-            raise DagDefinitionError(f"task '{task_id}': op_args must be a list, got {kind}")
-        if op_kwargs is not None and not isinstance(op_kwargs, Mapping):
-            raise DagDefinitionError(
-                f"task '{task_id}': op_kwargs must be a dict, got {type(op_kwargs).__name__}"
-            )
+        check_callable_arguments(task_id, python_callable, op_args, op_kwargs)
         super().__init__(task_id=task_id, **kwargs)
         self.python_callable = python_callable
         self.op_args: list[Any] = list(op_args or [])

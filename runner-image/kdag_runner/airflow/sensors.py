@@ -47,7 +47,7 @@ from kdag_runner.airflow.exceptions import (
     DagDefinitionError,
 )
 from kdag_runner.airflow.operators import BaseOperator
-from kdag_runner.airflow.python import callable_kwargs
+from kdag_runner.airflow.python import callable_kwargs, check_callable_arguments
 
 DEFAULT_TIMEOUT_SECONDS = 7 * 24 * 60 * 60
 """Airflow's ``[sensors] default_timeout``: seven days."""
@@ -269,16 +269,7 @@ class PythonSensor(BaseSensorOperator):
         templates_dict: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        task_id = kwargs.get("task_id", "?")
-        if not callable(python_callable):
-            kind = type(python_callable).__name__
-            raise DagDefinitionError(f"task '{task_id}': python_callable must be callable, got {kind}")
-        if op_args is not None and not isinstance(op_args, list | tuple):
-            kind = type(op_args).__name__
-            raise DagDefinitionError(f"task '{task_id}': op_args must be a list, got {kind}")
-        if op_kwargs is not None and not isinstance(op_kwargs, Mapping):
-            kind = type(op_kwargs).__name__
-            raise DagDefinitionError(f"task '{task_id}': op_kwargs must be a dict, got {kind}")
+        check_callable_arguments(kwargs.get("task_id", "?"), python_callable, op_args, op_kwargs)
         super().__init__(**kwargs)
         self.python_callable = python_callable
         self.op_args: list[Any] = list(op_args or [])
