@@ -101,12 +101,12 @@ def _run_type(meta: Mapping[str, Any]) -> str:
     labelled = (meta.get("labels") or {}).get(keys.RUN_TYPE_LABEL)
     if labelled in ("scheduled", "manual"):
         return str(labelled)
+    # A run a TriggerDagRunOperator asked for (kdag.triggers labels it), as Airflow 3 types it.
+    if keys.TRIGGERED_BY_UID_LABEL in (meta.get("labels") or {}):
+        return "operator_triggered"
     # A run made before runs were labelled: the controller's own were the only ones its DAG owned.
     owners = meta.get("ownerReferences") or []
-    if any(owner.get("kind") == keys.DAG_KIND for owner in owners):
-        return "scheduled"
-    # A run a TriggerDagRunOperator asked for (kdag.triggers labels it), as Airflow 3 types it.
-    return "operator_triggered" if keys.TRIGGERED_BY_UID_LABEL in (meta.get("labels") or {}) else "manual"
+    return "scheduled" if any(owner.get("kind") == keys.DAG_KIND for owner in owners) else "manual"
 
 
 def _data_interval(value: Mapping[str, Any] | None) -> DataInterval | None:

@@ -154,9 +154,19 @@ def resetting(trigger: TriggeredRun, existing: Mapping[str, Any]) -> TriggeredRu
 
 
 def dagrun_to_make(
-    trigger: TriggeredRun, dag_name: str, run: str, taskrun_name: str, taskrun_uid: str, namespace: str
+    trigger: TriggeredRun,
+    dag: Mapping[str, Any],
+    run: str,
+    taskrun_name: str,
+    taskrun_uid: str,
+    namespace: str,
 ) -> dict[str, Any]:
-    """The DAGRun manifest, labelled with the TaskRun (and try) that asked: how `on_existing` knows it."""
+    """The DAGRun manifest, labelled with the TaskRun (and try) that asked: how `on_existing` knows it.
+
+    Owned by the DAG it runs, like the runs of `kdag trigger` and of the schedule: deleting that DAG removes
+    it. Not by the asking TaskRun: the triggered run outlives the run that asked (Airflow keeps it too)."""
+    meta = dag.get("metadata") or {}
+    dag_name = str(meta.get("name"))
     return manifests.dagrun_manifest(
         dag_name,
         run,
@@ -164,6 +174,7 @@ def dagrun_to_make(
         params=trigger.params,
         conf=trigger.conf,
         namespace=namespace,
+        owner_uid=str(meta["uid"]) if meta.get("uid") else None,
         extra_labels={
             names.TRIGGERED_BY_LABEL: names.label_value(taskrun_name),
             names.TRIGGERED_BY_UID_LABEL: taskrun_uid,

@@ -37,6 +37,11 @@ def test_compile_gives_the_source_configmap_then_the_dag() -> None:
     # Named by its content and immutable: the DAG spec that names it pins one version of the code.
     assert source["metadata"]["name"] == names.source_configmap_name("etl-dag", source["data"])
     assert source["immutable"] is True
+    # Never pruned by Argo CD or Flux while a run may still mount it (issue 10: GitOps pruning).
+    assert source["metadata"]["annotations"] == {
+        "argocd.argoproj.io/sync-options": "Prune=false",
+        "kustomize.toolkit.fluxcd.io/prune": "disabled",
+    }
     assert dag["apiVersion"] == "kdag.dev/v1alpha1"
     assert dag["kind"] == "DAG"
     assert dag["metadata"]["name"] == "etl-dag"

@@ -148,7 +148,8 @@ def test_a_reset_run_is_made_again_with_its_own_spec() -> None:
 
 def test_the_dagrun_made_names_the_taskrun_and_try_that_asked() -> None:
     asked = trigger(tryNumber=2, conf={"n": 3}, logicalDate="2026-01-01T00:00:00Z")
-    manifest = triggers.dagrun_to_make(asked, "target", "r", "controller-run-fire", UID, "ns")
+    dag = {"metadata": {"name": "target", "uid": "dag-uid"}}
+    manifest = triggers.dagrun_to_make(asked, dag, "r", "controller-run-fire", UID, "ns")
     assert manifest["metadata"]["labels"] == {
         **names.labels("target", "r"),
         names.TRIGGERED_BY_LABEL: "controller-run-fire",
@@ -160,7 +161,10 @@ def test_the_dagrun_made_names_the_taskrun_and_try_that_asked() -> None:
         "logicalDate": "2026-01-01T00:00:00Z",
         "conf": {"n": 3},
     }
-    assert "ownerReferences" not in manifest["metadata"]
+    # Owned by the DAG it runs, so deleting that DAG removes it (issue 10, point 14).
+    assert manifest["metadata"]["ownerReferences"] == [
+        {"apiVersion": "kdag.dev/v1alpha1", "kind": "DAG", "name": "target", "uid": "dag-uid"}
+    ]
     assert RunInfo.from_dagrun(
         {**manifest, "metadata": {**manifest["metadata"], "uid": "u"}}, RUN.dag
     ).run_type == ("operator_triggered")

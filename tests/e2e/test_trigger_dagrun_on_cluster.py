@@ -84,6 +84,10 @@ def test_the_controller_starts_the_run_a_task_asks_for(
     assert labels[names.TRIGGERED_BY_UID_LABEL] == fire["metadata"]["uid"]
     assert labels[names.TRIGGERED_TRY_LABEL] == "1"
     assert triggered[fired]["spec"]["conf"] == {"n": 3}
+    # Owned by the DAG they run: deleting `trigger_target` deletes them (the API server checks the uid).
+    target_uid = get(kubeconfig, e2e_namespace, "dag", target.name)["metadata"]["uid"]
+    for made in triggered.values():
+        assert [o["uid"] for o in made["metadata"]["ownerReferences"]] == [target_uid]
     assert store.decode(xcoms(kubeconfig, e2e_namespace, run, "fire")) == {
         "_link_TriggerDagRunLink": f"/dags/trigger_target/runs/{fired}",
         "trigger_run_id": fired,

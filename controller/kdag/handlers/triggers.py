@@ -67,7 +67,7 @@ async def _advance(
     for _ in range(2):  # a run of that name made between the read and the create: read it again
         existing = await api.get(DAGRUN, namespace, run)
         if existing is None:
-            manifest = triggers.dagrun_to_make(trigger, dag_name, run, taskrun_name, taskrun_uid, namespace)
+            manifest = triggers.dagrun_to_make(trigger, dag, run, taskrun_name, taskrun_uid, namespace)
             if await api.create_if_absent(manifest, namespace) is None:
                 continue
             return _done(trigger, TriggerState.TRIGGERED)
