@@ -78,13 +78,16 @@ class PodWatch:
     """Watches the namespace's pods through `kubectl get -w` and notes when each pod reached each state."""
 
     namespace: str
+    selector: str = "kdag.dev/dagrun"
+    """Label selector of the pods to watch (Argo's: workflows.argoproj.io/workflow)."""
     pods: dict[str, PodTimes] = field(default_factory=dict)
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    annotations: dict[str, dict[str, str]] = field(default_factory=dict)
     process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["kubectl", "get", "pods", "-n", self.namespace, "-l", "kdag.dev/dagrun", "-w", "-o", "json"],
+            ["kubectl", "get", "pods", "-n", self.namespace, "-l", self.selector, "-w", "-o", "json"],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -113,6 +116,7 @@ class PodWatch:
         name = pod["metadata"]["name"]
         times = self.pods.setdefault(name, PodTimes())
         self.labels[name] = pod["metadata"].get("labels", {})
+        self.annotations[name] = pod["metadata"].get("annotations", {})
         if times.added is None:
             times.added = seen
         statuses = pod.get("status", {}).get("containerStatuses", [])

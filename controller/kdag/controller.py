@@ -234,7 +234,7 @@ def run(settings: ControllerSettings | None = None, options: ProcessOptions | No
     asyncio.run(operate(settings, options))
 
 
-_WATCH_EVENT_HANDLERS = ("'task_pod_changed'", "'dagrun_deleted'", "'dag_event'")
+_WATCH_EVENT_HANDLERS = ("'task_pod_changed'", "'dagrun_deleted'", "'dag_event'", "'taskrun_changed'")
 
 
 def _quiet_watch_events(record: logging.LogRecord) -> bool:

@@ -9,8 +9,8 @@ extension one of its tasks templates. Only files directly in the folder travel (
 hold a `/`); the ConfigMap must fit in etcd's object limit.
 
 Each version is its own immutable ConfigMap, `{dag}-source-{hash}` (`names.source_configmap_name`), named
-by the DAG spec's `pythonFile`, so a run (which keeps the spec it started with) reads one version from
-start to end. `kdag apply` deletes the versions no run under way reads (`unused_versions`).
+by the DAG spec's `pythonFile`, so a run (which follows the DAGVersion of the spec it started with) reads
+one version from start to end. `kdag apply` deletes the versions no run under way reads (`unused_versions`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kdag import names
+from kdag import dag_versions, names
 from kdag.api.models import RunPhase
 
 SOURCE_LIMIT_BYTES = 1_000_000
@@ -82,27 +82,42 @@ def source_data(dag_file: Path, key: str, companions: Iterable[Path]) -> dict[st
     return data
 
 
+def _live(dagruns: Iterable[Mapping[str, Any]], dag: str) -> list[Mapping[str, Any]]:
+    """The runs of DAG `dag` under way (not finished)."""
+    return [
+        run
+        for run in dagruns
+        if ((run.get("spec") or {}).get("dagRef") or {}).get("name") == dag
+        and (run.get("status") or {}).get("phase") not in (RunPhase.SUCCEEDED, RunPhase.FAILED)
+    ]
+
+
+def versions_read(dag: str, dagruns: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The names of the DAGVersions that DAG `dag`'s runs under way follow: the ones `unused_versions`
+    needs (each names the source ConfigMap its runs' pods mount)."""
+    return sorted({str(name) for run in _live(dagruns, dag) if (name := dag_versions.run_version(run))})
+
+
 def unused_versions(
     dag: str,
     current: str | None,
     configmaps: Iterable[Mapping[str, Any]],
     dagruns: Iterable[Mapping[str, Any]],
+    versions: Iterable[Mapping[str, Any]] = (),
 ) -> list[str]:
     """The names of DAG `dag`'s source ConfigMaps that may go: every version but `current` (the one its spec
-    names now) that no run under way reads (a run's DAG snapshot names the version its pods mount). None
-    while a run of the DAG has no snapshot yet: its first pass may have read the DAG as it was before."""
-    live = [
-        run
-        for run in dagruns
-        if (run.get("status") or {}).get("phase") not in (RunPhase.SUCCEEDED, RunPhase.FAILED)
-    ]
+    names now) that no run of the DAG under way reads (the DAGVersion a run follows names the source its
+    pods mount; `versions` are those DAGVersion objects, `versions_read` names them). None while a run of
+    the DAG has not started yet (its first pass may read the DAG as it was before), or follows a DAGVersion
+    that is not among `versions` (what it reads is not known)."""
+    by_name = {str((v.get("metadata") or {}).get("name")): v for v in versions}
     read = set()
-    for run in live:
-        snapshot = (run.get("status") or {}).get("dag")
-        if snapshot:
-            read.add((snapshot.get("pythonFile") or {}).get("configMap"))
-        elif ((run.get("spec") or {}).get("dagRef") or {}).get("name") == dag:
+    for run in _live(dagruns, dag):
+        version = by_name.get(dag_versions.run_version(run) or "")
+        if version is None:
             return []
+        python_file = ((version.get("spec") or {}).get("dag") or {}).get("pythonFile") or {}
+        read.add(python_file.get("configMap"))
     return sorted(
         name
         for configmap in configmaps

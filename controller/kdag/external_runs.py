@@ -5,9 +5,9 @@ A poke reports its question (`externalRuns` of the report: `parse_query`); `sett
 TaskRun's `status.externalRuns` (`kdag.questions`), and when the next attempt starts its `KDAG_EXTERNAL_RUNS`
 is `answer`: the question answered, whether the DAG, the tasks and the task group exist, and the newest run
 of the DAG at each logical date asked, with its state and the asked tasks' states as Airflow names them,
-counted per task instance. The controller reads DAGRuns (`cluster_answer`, `run_facts`); `kdag run --local`
-makes the same facts of the runs it made. The sensor counts them as Airflow does
-(`kdag_runner/airflow/external_task.py`): the controller only reports.
+counted per task instance. The controller reads DAGRuns and the DAG versions they follow (`asked_runs`,
+`cluster_answer`, `run_facts`); `kdag run --local` makes the same facts of the runs it made. The sensor
+counts them as Airflow does (`kdag_runner/airflow/external_task.py`): the controller only reports.
 """
 
 from __future__ import annotations
@@ -113,9 +113,10 @@ def answer(
     return result
 
 
-def run_facts(dagrun: Mapping[str, Any]) -> RunFacts | None:
-    """The facts of a DAGRun: its phase, and each task of its DAG snapshot with the states of its instances
-    (`status.tasks`, and `status.mapped` for a mapped task that expanded). None: a run without a time."""
+def run_facts(dagrun: Mapping[str, Any], dag_tasks: Sequence[str] = ()) -> RunFacts | None:
+    """The facts of a DAGRun: its phase, and each task of the DAG version it follows (`dag_tasks`, its task
+    ids) with the states of its instances (`status.tasks`, and `status.mapped` for a mapped task that
+    expanded). None: a run without a time."""
     meta = dagrun.get("metadata") or {}
     spec = dagrun.get("spec") or {}
     status = dagrun.get("status") or {}
@@ -124,9 +125,8 @@ def run_facts(dagrun: Mapping[str, Any]) -> RunFacts | None:
         return None
     phases: Mapping[str, str] = status.get("tasks") or {}
     mapped: Mapping[str, Any] = status.get("mapped") or {}
-    snapshot = [str(t.get("id")) for t in (status.get("dag") or {}).get("tasks") or [] if t.get("id")]
     tasks: dict[str, dict[str, int]] = {}
-    for task_id in dict.fromkeys([*snapshot, *phases]):
+    for task_id in dict.fromkeys([*dag_tasks, *phases]):
         if task_id in mapped:
             counts = _states((mapped[task_id] or {}).get("phases") or {})
             unstarted = int((mapped[task_id] or {}).get("length") or 0) - sum(counts.values())
@@ -155,26 +155,55 @@ def _states(phases: Mapping[str, int]) -> dict[str, int]:
     return counts
 
 
+def asked_runs(
+    query: ExternalRunsQuery, dags: Sequence[Mapping[str, Any]], dagruns: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The DAGRuns `cluster_answer` reports on: those of the one DAG with the dag id asked, not being
+    deleted, at a logical date asked (the caller reads the DAG version each follows, for `version_tasks`)."""
+    found = [dag for dag in dags if triggers.dag_id_of(dag) == query.dag_id]
+    if len(found) != 1:
+        return []
+    name = found[0]["metadata"]["name"]
+    dates = {format_time(d) for d in query.logical_dates}
+    return [
+        r
+        for r in dagruns
+        if ((r.get("spec") or {}).get("dagRef") or {}).get("name") == name
+        and not (r.get("metadata") or {}).get("deletionTimestamp")
+        and (when := _when(r)) is not None
+        and format_time(when) in dates
+    ]
+
+
+def _when(dagrun: Mapping[str, Any]) -> datetime | None:
+    """A run's logical date (its creation time when it gives none)."""
+    when = (dagrun.get("spec") or {}).get("logicalDate") or (dagrun.get("metadata") or {}).get(
+        "creationTimestamp"
+    )
+    return parse_time(when) if when else None
+
+
 def cluster_answer(
     query: ExternalRunsQuery,
     dags: Sequence[Mapping[str, Any]],
     dagruns: Sequence[Mapping[str, Any]],
     namespace: str,
+    version_tasks: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """`answer` from the DAGs and DAGRuns of the sensor's namespace: the DAG by dag id (several sharing it:
-    an error, naming them), its runs (`spec.dagRef`) not being deleted."""
+    an error, naming them), its runs at the dates asked (`asked_runs`). `version_tasks`: the task ids of
+    the DAG version each run follows, by DAGVersion name (`status.dagVersion`); a run's tasks not decided
+    yet are known only from it."""
     found = [dag for dag in dags if triggers.dag_id_of(dag) == query.dag_id]
     if len(found) > 1:
         _, problem = triggers.find_dag(found, query.dag_id, namespace)
         return {"asked": asked(query), "error": problem}
     if not found:
         return answer(query, None, [])
-    name = found[0]["metadata"]["name"]
     tasks = [str(t.get("id")) for t in (found[0].get("spec") or {}).get("tasks") or [] if t.get("id")]
+    known = version_tasks or {}
     runs = [
-        run_facts(r)
-        for r in dagruns
-        if ((r.get("spec") or {}).get("dagRef") or {}).get("name") == name
-        and not (r.get("metadata") or {}).get("deletionTimestamp")
+        run_facts(r, known.get(str((r.get("status") or {}).get("dagVersion") or ""), ()))
+        for r in asked_runs(query, dags, dagruns)
     ]
     return answer(query, tasks, [r for r in runs if r is not None])

@@ -20,7 +20,7 @@ from kdag.api.models import MAX_MAP_LENGTH, RunPhase, TaskDefaults, TaskPhase, T
 from kdag.run_phase import run_phase
 from kdag.setup_teardown import setup_scope
 from kdag.task_state import TaskState
-from kdag.topology import topological_order
+from kdag.topology import memo, topological_order
 from kdag.trigger_rules import task_outcome
 
 
@@ -126,7 +126,7 @@ def decide(
     by_id = {task.id: task for task in tasks}
     phases: dict[str, TaskPhase] = {tid: state.phase for tid, state in states.items() if tid in by_id}
     requested = skip_requests(tasks, states)
-    scope = setup_scope(tasks, order)
+    scope = memo(tasks, "setup_scope", lambda: setup_scope(tasks, order))
     start: list[str] = []
     upstream_failed: list[str] = []
     skipped: list[str] = []

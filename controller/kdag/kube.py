@@ -36,8 +36,8 @@ from kubernetes_asyncio import client, config
 from kdag import metrics
 
 __all__ = [
-    "CLUSTERROLE", "CONFIGMAP", "DAG", "DAGRUN", "EVENT", "POD", "ROLE", "ROLEBINDING", "SERVICEACCOUNT",
-    "TASKRUN", "VALIDATING_WEBHOOK_CONFIGURATION",
+    "CLUSTERROLE", "CONFIGMAP", "DAG", "DAGRUN", "DAGVERSION", "EVENT", "POD", "ROLE", "ROLEBINDING",
+    "SERVICEACCOUNT", "TASKRUN", "VALIDATING_WEBHOOK_CONFIGURATION",
     "Conflict", "Forbidden", "Invalid", "JSONObject", "Kind", "KubeApi", "KubeApiError", "NotFound",
     "SyncKubeApi", "Unreachable", "kind_of", "method_name", "retry_delay",
 ]  # fmt: skip
@@ -77,6 +77,7 @@ RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
 DAG = Kind(keys.API_VERSION, keys.DAG_KIND, keys.DAG_PLURAL)
 DAGRUN = Kind(keys.API_VERSION, keys.DAGRUN_KIND, keys.DAGRUN_PLURAL)
 TASKRUN = Kind(keys.API_VERSION, keys.TASKRUN_KIND, keys.TASKRUN_PLURAL)
+DAGVERSION = Kind(keys.API_VERSION, keys.DAGVERSION_KIND, keys.DAGVERSION_PLURAL)
 POD = Kind("v1", "Pod", "pods")
 CONFIGMAP = Kind("v1", "ConfigMap", "configmaps")
 SERVICEACCOUNT = Kind("v1", "ServiceAccount", "serviceaccounts")
@@ -98,6 +99,7 @@ _ROUTES: dict[Kind, tuple[type[Any], str]] = {
     DAG: (client.CustomObjectsApi, "custom_object"),
     DAGRUN: (client.CustomObjectsApi, "custom_object"),
     TASKRUN: (client.CustomObjectsApi, "custom_object"),
+    DAGVERSION: (client.CustomObjectsApi, "custom_object"),
     POD: (client.CoreV1Api, "pod"),
     CONFIGMAP: (client.CoreV1Api, "config_map"),
     SERVICEACCOUNT: (client.CoreV1Api, "service_account"),

@@ -14,6 +14,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from kdag_runner.keys import (
     ATTEMPT_LABEL as ATTEMPT_LABEL,
@@ -169,6 +170,22 @@ def source_configmap_name(dag: str, data: Mapping[str, str]) -> str:
 def is_source_configmap_of(dag: str, name: str) -> bool:
     """Whether `name` is a version of the DAG's source ConfigMap (or the `{dag}-source` older kdag wrote)."""
     return re.fullmatch(re.escape(dag) + rf"-source(-[0-9a-f]{{{SOURCE_HASH_LENGTH}}})?", name) is not None
+
+
+VERSION_HASH_LENGTH = 16
+"""Hex digits (64 bits) of the hash of a DAG version's content that end its name."""
+
+
+def dag_version_name(dag: str, dag_uid: str, spec: Mapping[str, Any]) -> str:
+    """Name of the DAGVersion of one spec of one DAG object: `{dag}-{hash}`, the hash over the DAG's uid and
+    its spec (as the API server stores it, keys sorted). The same spec of the same DAG always gives the same
+    name, an edited spec (or a DAG deleted and made again) a new one. A DAG name too long to leave room for
+    the hash is cut (the hash, which covers the uid, still tells DAGs apart), so the name is a DNS subdomain
+    of at most 253 characters whatever the DAG's name."""
+    text = json.dumps([dag_uid, spec], sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:VERSION_HASH_LENGTH]
+    readable = dag[: NAME_MAX - 1 - VERSION_HASH_LENGTH].rstrip("-.") or "dag"
+    return _checked(f"{readable}-{digest}")
 
 
 def labels(

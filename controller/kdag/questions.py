@@ -129,11 +129,15 @@ def answers(
     triggered_run: Mapping[str, Any] | None = None,
     dags: Sequence[Mapping[str, Any]] = (),
     dagruns: Sequence[Mapping[str, Any]] = (),
+    version_tasks: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The next attempt's answer variables (name -> JSON object) from what `needs` said to read."""
+    """The next attempt's answer variables (name -> JSON object) from what `needs` said to read (and the
+    task ids of the DAG versions `external_runs.asked_runs` follow, by DAGVersion name)."""
     env: dict[str, dict[str, Any]] = {}
     if asked.trigger is not None and triggers.for_attempt(asked.trigger, try_number) == "answer":
         env[TRIGGERED_RUN_ENV] = triggers.answer(asked.trigger, triggered_run)
     if asked.external_runs is not None:
-        env[EXTERNAL_RUNS_ENV] = external_runs.cluster_answer(asked.external_runs, dags, dagruns, namespace)
+        env[EXTERNAL_RUNS_ENV] = external_runs.cluster_answer(
+            asked.external_runs, dags, dagruns, namespace, version_tasks
+        )
     return env

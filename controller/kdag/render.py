@@ -42,7 +42,7 @@ TASK_UID = 65532
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What a task pod needs to know of its run (read from the DAGRun and its snapshotted DAG)."""
+    """What a task pod needs to know of its run (read from the DAGRun and the DAG version it follows)."""
 
     namespace: str
     dag_name: str
@@ -52,7 +52,7 @@ class RunInfo:
     uid: str
     logical_date: datetime
     dag: DAGSpec
-    """The DAG spec snapshotted at run start."""
+    """The DAG spec the run follows: its DAGVersion's (`kdag.dag_versions`)."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """Param values of the run (spec.params)."""
     conf: Mapping[str, Any] = field(default_factory=dict)
@@ -69,15 +69,10 @@ class RunInfo:
         return self.dag.dag_id or self.dag_name
 
     @classmethod
-    def from_dagrun(cls, dagrun: Mapping[str, Any], dag: DAGSpec | None = None) -> RunInfo:
-        """From a DAGRun object (dict); `dag` defaults to its status.dag snapshot."""
+    def from_dagrun(cls, dagrun: Mapping[str, Any], dag: DAGSpec) -> RunInfo:
+        """From a DAGRun object (dict) and the DAG spec it follows (its DAGVersion's)."""
         meta = dagrun.get("metadata") or {}
         spec = dagrun.get("spec") or {}
-        status = dagrun.get("status") or {}
-        if dag is None:
-            if not status.get("dag"):
-                raise ValueError(f"DAGRun {meta.get('name')!r} has no status.dag snapshot yet")
-            dag = DAGSpec.model_validate(status["dag"])
         logical = spec.get("logicalDate") or meta.get("creationTimestamp")
         if not logical:
             raise ValueError(
@@ -158,8 +153,13 @@ def task_env(
     map_index: int | None = None,
     mapped: Mapping[str, int] | None = None,
     answers: Mapping[str, Mapping[str, Any]] | None = None,
+    ancestor_ids: Sequence[str] | None = None,
+    ancestors_cut: bool = False,
 ) -> list[dict[str, Any]]:
     """The KDAG_* environment every container of the attempt gets (docs/design.md, "Delivery").
+
+    `ancestor_ids` are the ancestors whose XComs the pod mounts (default: every ancestor); `ancestors_cut`
+    says some were left out (`KDAG_ANCESTORS_CUT`: the runner names the limit when a task reads one).
 
     `answers` (variable name -> JSON object: the answers to the task's questions about other runs,
     `kdag.questions`, such as `KDAG_TRIGGERED_RUN`) are added as they are.
@@ -171,7 +171,8 @@ def task_env(
     `reschedules` (its attempts that ended up for reschedule) `KDAG_RESCHEDULES`: a reschedule-mode sensor
     measures its timeout from the one, Airflow's try number is `attempt - reschedules`.
     """
-    ancestor_ids = topology.ancestors(run.dag.tasks, task.id)
+    if ancestor_ids is None:
+        ancestor_ids = topology.ancestors(run.dag.tasks, task.id)
     interval = run_data_interval(run)
     env: list[dict[str, Any]] = [
         {"name": "KDAG_DAG_ID", "value": run.dag_id},
@@ -188,11 +189,13 @@ def task_env(
         {"name": "KDAG_ATTEMPT", "value": str(attempt)},
         {"name": "KDAG_PARAMS", "value": _json(merged_params(run.dag, task, run.params, run.conf))},
         {"name": "KDAG_CONF", "value": _json(dict(run.conf))},
-        {"name": "KDAG_ANCESTORS", "value": _json(ancestor_ids)},
+        {"name": "KDAG_ANCESTORS", "value": _json(list(ancestor_ids))},
         {"name": "KDAG_XCOM_IN", "value": XCOM_IN_DIR},
         {"name": "KDAG_XCOM_DIR", "value": XCOM_OUT_DIR},
         {"name": "KDAG_XCOM_CONFIGMAP", "value": names.xcom_configmap_name(run.name, task.id, map_index)},
     ]
+    if ancestors_cut:
+        env.append({"name": "KDAG_ANCESTORS_CUT", "value": str(len(ancestor_ids))})
     if map_index is not None:
         env.append({"name": "KDAG_MAP_INDEX", "value": str(map_index)})
     if mapped:
@@ -350,7 +353,13 @@ def render_task_pod(
     per mapped ancestor shows instance i's XComs at `{task}/{i}/{key}` (docs/design.md, "Delivery").
     """
     image = task.image or settings.runner_image
-    ancestor_ids = topology.ancestors(run.dag.tasks, task.id)
+    # The nearest ancestors' XComs, at most settings.max_xcom_sources ConfigMaps; declared inputs first.
+    ancestor_ids, cut = topology.nearest_ancestors(
+        run.dag.tasks,
+        task.id,
+        settings.max_xcom_sources,
+        first=[inp.task for inp in task.xcom_inputs or []],
+    )
     mapped = {tid: instance_keys for tid, instance_keys in (mapped or {}).items() if tid in ancestor_ids}
     counts = {tid: len(instance_keys) for tid, instance_keys in mapped.items()}
     # HOME on the /tmp emptyDir: the root filesystem of runner containers is read-only.
@@ -364,6 +373,8 @@ def render_task_pod(
             map_index=map_index,
             mapped=counts,
             answers=answers,
+            ancestor_ids=ancestor_ids,
+            ancestors_cut=cut,
         ),
         {"name": "HOME", "value": "/tmp"},
     ]
@@ -459,6 +470,10 @@ def render_task_pod(
         pod_spec["initContainers"] = init_containers
     if task.timeout_seconds:
         pod_spec["activeDeadlineSeconds"] = task.timeout_seconds
+    if task.node_selector:
+        pod_spec["nodeSelector"] = dict(task.node_selector)
+    if task.tolerations:
+        pod_spec["tolerations"] = [t.to_kube() for t in task.tolerations]
 
     labels = names.labels(run.dag_name, run.name, task.id, map_index)
     labels[names.ATTEMPT_LABEL] = str(attempt)

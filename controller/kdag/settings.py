@@ -51,6 +51,19 @@ class ControllerSettings:
     xcom_out_size_limit: str = "8Mi"
     """sizeLimit of the emptyDir at /kdag/xcom/out (env KDAG_XCOM_OUT_SIZE_LIMIT)."""
 
+    run_status_interval_seconds: int = 3
+    """At most one write of a running DAGRun's progress (its task phases, progress and message) per this many
+    seconds (env KDAG_RUN_STATUS_INTERVAL_SECONDS; 0: every change at once). The run's phase, its start and
+    end are written at once; the TaskRuns carry each task's phase live. A DAG of thousands of tasks would
+    otherwise rewrite its run's status (every task's phase) once per finished task."""
+
+    max_xcom_sources: int = 128
+    """The most ancestors whose XCom ConfigMaps one task pod mounts, nearest first
+    (env KDAG_MAX_XCOM_SOURCES): a task deep in a DAG of thousands has thousands of ancestors, and a pod
+    naming them all would approach etcd's object limit and take the kubelet minutes to mount. Direct
+    upstream tasks and xcomInputs come first (`topology.nearest_ancestors`); an ancestor left out is
+    reported by the runner, never read as None silently."""
+
     sidecar_resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
     )

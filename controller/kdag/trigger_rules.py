@@ -137,6 +137,10 @@ def task_outcome(
         if TaskPhase.SKIPPED in indirect:
             return TaskPhase.SKIPPED
         setups_ready = all(p == TaskPhase.SUCCEEDED for p in indirect)
+    if view is None and not any(up in phases or up in expanded for up in ups):
+        # No upstream task has started: every rule but `always` waits (a cheap answer for the tasks deep
+        # in a big DAG, asked on every pass).
+        return None
     outcome = evaluate_trigger_rule(
         rule,
         (phase for up in ups for phase in each(up)),

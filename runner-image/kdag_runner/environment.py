@@ -38,6 +38,8 @@ class TaskEnvironment:
     params: dict[str, Any] = field(default_factory=dict)
     conf: dict[str, Any] = field(default_factory=dict)
     ancestors: tuple[str, ...] = ()
+    ancestors_cut: bool = False
+    """More ancestors exist than the pod mounts (`KDAG_ANCESTORS_CUT`, the controller's max_xcom_sources)."""
     xcom_in: Path | None = None
     xcom_dir: Path | None = None
     xcom_configmap: str = ""
@@ -108,6 +110,7 @@ class TaskEnvironment:
             params=_json_object_env(env, "KDAG_PARAMS"),
             conf=_json_object_env(env, "KDAG_CONF"),
             ancestors=tuple(ancestors),
+            ancestors_cut=bool(env.get("KDAG_ANCESTORS_CUT")),
             xcom_in=Path(xcom_in) if xcom_in else None,
             xcom_dir=Path(xcom_dir) if xcom_dir else None,
             xcom_configmap=env.get("KDAG_XCOM_CONFIGMAP", ""),

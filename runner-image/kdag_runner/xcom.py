@@ -68,6 +68,7 @@ class TaskInstance:
         mapped: Mapping[str, int] | None = None,
         triggered_run: Mapping[str, Any] | None = None,
         external_runs: Mapping[str, Any] | None = None,
+        ancestors_cut: bool = False,
     ) -> None:
         self.task_id = task_id
         self.dag_id = dag_id
@@ -86,6 +87,8 @@ class TaskInstance:
         self.params: dict[str, Any] = params if params is not None else {}
         self.task: Any = None
         self.ancestors: tuple[str, ...] = tuple(ancestors)
+        self.ancestors_cut = ancestors_cut
+        """Only the nearest ancestors' XComs are delivered (a task deep in a DAG of thousands)."""
         self._xcom_in = xcom_in
         self._ancestor_data: dict[str, dict[str, str]] = {}
         self._texts: dict[str, str] = {}
@@ -110,6 +113,7 @@ class TaskInstance:
             mapped=env.mapped,
             triggered_run=env.triggered_run,
             external_runs=env.external_runs,
+            ancestors_cut=env.ancestors_cut,
         )
 
     def __repr__(self) -> str:
@@ -257,6 +261,14 @@ class TaskInstance:
     def _visible(self, task_id: str) -> bool:
         if task_id == self.task_id or task_id in self.ancestors:
             return True
+        if self.ancestors_cut:
+            self._warn(
+                f"task '{task_id}'",
+                f"its XComs are not delivered to '{self.task_id}': kdag mounts the XComs of the nearest"
+                f" {len(self.ancestors)} ancestors only (the controller's KDAG_MAX_XCOM_SOURCES); name it in"
+                " the task's upstream or xcomInputs, or raise that limit",
+            )
+            return False
         self._warn(
             f"task '{task_id}'",
             f"it is not upstream of '{self.task_id}' and only ancestors' XComs are visible",

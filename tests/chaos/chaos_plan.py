@@ -272,11 +272,13 @@ def attempt_findings(
     uids_seen: Mapping[str, set[str]],
     run: Mapping[str, Any],
     outages: Sequence[tuple[float, float]],
+    kubelet_restarts: Sequence[tuple[float, float]] = (),
 ) -> Findings:
     """Each task: one TaskRun, Succeeded; one pod per attempt 1..attempts, named for it, never made twice
     (`uids_seen`: every uid seen under each pod name while the run went on); every try but the last failed,
     on purpose (tries 1..fail_tries) or because the API server was restarting (an XCom write that got no
-    answer, ending within `outages`, epoch-second windows); and no try beyond those."""
+    answer, ending within `outages`, epoch-second windows; or a container the runtime could not start while
+    the kubelet restarted, within `kubelet_restarts`); and no try beyond those."""
     findings = Findings()
     runs_of: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for taskrun in taskruns:
@@ -293,7 +295,8 @@ def attempt_findings(
     for task in tasks:
         task_runs = runs_of.get(task.id, [])
         if len(task_runs) == 1:
-            _check_task(findings, task, task_runs[0], pods_of.get(task.id, {}), run, outages)
+            pods_by_attempt = pods_of.get(task.id, {})
+            _check_task(findings, task, task_runs[0], pods_by_attempt, run, outages, kubelet_restarts)
         else:
             extra = max(len(task_runs) - 1, 1)
             findings.add("duplicate_taskruns", f"{task.id}: {len(task_runs)} TaskRuns", extra)
@@ -307,6 +310,7 @@ def _check_task(
     by_attempt: Mapping[int, Sequence[Mapping[str, Any]]],
     run: Mapping[str, Any],
     outages: Sequence[tuple[float, float]],
+    kubelet_restarts: Sequence[tuple[float, float]] = (),
 ) -> None:
     run_name, run_uid = run["metadata"]["name"], run["metadata"]["uid"]
     status = taskrun.get("status") or {}
@@ -334,7 +338,7 @@ def _check_task(
                 findings.add("unsucceeded_tasks", f"{task.id}: last attempt {attempt}: {outcome}")
         elif attempt <= task.fail_tries and _failed_on_purpose(outcome, attempt):
             findings.counts["deliberate_failures"] += 1
-        elif _failed_for_outage(outcome, outages):
+        elif _failed_for_outage(outcome, outages) or _not_started_for_restart(outcome, kubelet_restarts):
             findings.counts["outage_failures"] += 1
             outage_failures += 1
         else:
@@ -350,6 +354,15 @@ def _check_task(
 
 def _failed_on_purpose(outcome: Outcome, attempt: int) -> bool:
     return outcome.exit_code == 1 and f"{DELIBERATE} {attempt}" in outcome.error
+
+
+def _not_started_for_restart(outcome: Outcome, restarts: Sequence[tuple[float, float]]) -> bool:
+    """A container the runtime failed to start (exit code 128) while the kubelet was restarting: the
+    attempt failed for the outage, as a worker lost mid-start in Airflow; its retry is the expected one."""
+    if outcome.exit_code != 128 or "failed to start" not in outcome.error or outcome.finished_at is None:
+        return False
+    finished = outcome.finished_at
+    return any(start - 2 <= finished <= end + OUTAGE_GRACE_SECONDS for start, end in restarts)
 
 
 def _failed_for_outage(outcome: Outcome, outages: Sequence[tuple[float, float]]) -> bool:

@@ -161,7 +161,12 @@ class RunWatch:
         return self.phase in RUN_FINISHED
 
 
-def strike(watch: RunWatch, blow: Disruption, outages: list[tuple[float, float]]) -> None:
+def strike(
+    watch: RunWatch,
+    blow: Disruption,
+    outages: list[tuple[float, float]],
+    kubelet_restarts: list[tuple[float, float]],
+) -> None:
     """One blow: the controller SIGKILLed, dead for a while, started again; or a daemon restarted."""
     if blow.target == CONTROLLER:
         watch.killed = True
@@ -173,6 +178,8 @@ def strike(watch: RunWatch, blow: Disruption, outages: list[tuple[float, float]]
         went_down, served_again = restart_daemon(blow.target)
         if blow.target == APISERVER:
             outages.append((went_down, served_again))
+        elif blow.target == KUBELET:
+            kubelet_restarts.append((went_down, served_again))
 
 
 @dataclass
@@ -182,6 +189,7 @@ class Chaos:
 
     struck: list[dict[str, Any]] = field(default_factory=list)
     outages: list[tuple[float, float]] = field(default_factory=list)
+    kubelet_restarts: list[tuple[float, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     run_seconds: float = 0.0
 
@@ -205,7 +213,7 @@ def run_under_chaos(watch: RunWatch, plan: list[Disruption]) -> Chaos:
                 chaos.problems.append(f"the run was {watch.phase} before {blow} could strike")
                 continue
             at, finished = watch.elapsed(), watch.finished
-            strike(watch, blow, chaos.outages)
+            strike(watch, blow, chaos.outages, chaos.kubelet_restarts)
             took = round(watch.elapsed() - at, 1)
             chaos.struck.append({"target": blow.target, "at_s": at, "finished": finished, "took_s": took})
         watch.until(lambda: watch.run_finished, deadline, "the run's end")
@@ -325,7 +333,9 @@ def test_a_run_survives_controller_kills_and_daemon_restarts(
     taskruns = list_objects(kubeconfig, TASKRUN, namespace, {names.DAGRUN_LABEL: run_name})
     pods = list_objects(kubeconfig, POD, namespace, {names.DAGRUN_LABEL: run_name})
     watch.record_pods(pods)
-    attempts = attempt_findings(tasks, taskruns, pods, watch.uids_seen, run, chaos.outages)
+    attempts = attempt_findings(
+        tasks, taskruns, pods, watch.uids_seen, run, chaos.outages, chaos.kubelet_restarts
+    )
     tries = {tr["spec"]["taskId"]: int((tr.get("status") or {}).get("attempts") or 0) for tr in taskruns}
     xcoms = xcom_findings(tasks, xcoms_of(cluster, run_name, tasks), tries)
     left = delete_and_find_leftovers(cluster, run)

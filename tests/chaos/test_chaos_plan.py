@@ -252,3 +252,14 @@ def test_lost_wrong_and_stale_xcoms_are_found(changes: dict[str, object] | None,
     findings = xcom_findings(TASKS, {"a": expected["a"], "b": b}, tries)
     assert findings.counts[counter] >= 1
     assert findings.problems
+
+
+def test_a_container_the_kubelet_restart_kept_from_starting_is_allowed_only_then() -> None:
+    error = 'failed to start containerd task "e42": context canceled: unknown'
+    for finished, allowed in ((OUTAGE[0] + 1, True), (OUTAGE[1] + 120, False)):
+        pods = [*clean_pods()[:2], pod("b", 1, 128, error, finished=finished), pod("b", 2, 0)]
+        taskruns = [taskrun("a", 2), taskrun("b", 2)]
+        findings = attempt_findings(TASKS, taskruns, pods, seen(pods), RUN, [], [OUTAGE])
+        assert (findings.problems == []) is allowed, findings.problems
+        # Not for an API server outage: a container that did not start is the kubelet's doing.
+        assert attempt_findings(TASKS, taskruns, pods, seen(pods), RUN, [OUTAGE]).problems != []

@@ -14,6 +14,8 @@ etcd_dir="$state_dir/etcd"
 cni_dir="$state_dir/cni"
 image_dir="$cache_root/images"
 admin_kubeconfig="$state_dir/admin.kubeconfig"
+kwok_dir="$state_dir/kwok"      # kwok's config (KwokConfiguration + Stages) and work directory, `up --kwok`
+audit_policy="$state_dir/audit-policy.yaml"
 
 node_name="kdag-node"
 bridge="kdag0"
@@ -25,6 +27,16 @@ apiserver_port="${KDAG_APISERVER_PORT:-6443}"
 etcd_client_port=2379
 etcd_peer_port=2380
 guard_table="kdag_guard"        # nftables table that keeps pod traffic on this machine
+# Fake nodes (`up --kwok`): kwok manages the nodes annotated kwok.x-k8s.io/node=fake; a NoSchedule taint of the
+# same key and value keeps every pod that does not tolerate it on the real node; pods select them by label.
+kwok_node_prefix="kwok-node-"
+kwok_mark_key="kwok.x-k8s.io/node"
+kwok_mark_value="fake"
+kwok_label_key="type"
+kwok_label_value="kwok"
+# The audit log records only this group's requests: the ServiceAccounts of the namespace a benchmark puts
+# both the kdag controller and Argo's controller in.
+audit_user_group="system:serviceaccounts:kdag-bench"
 
 pause_image="localhost/kdag-pause:3.10"
 base_image="localhost/kdag-base:bookworm"
@@ -101,4 +113,17 @@ pid_of() {
   pid="$(cat "$pid_file")"
   [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$1 "* ]] || return 1
   echo "$pid"
+}
+
+# stop_daemon NAME: SIGTERM, then SIGKILL after a grace period, to the process whose PID up recorded.
+stop_daemon() {
+  local pid_file="$pid_dir/$1.pid" pid
+  if pid="$(pid_of "$1")"; then
+    log "stopping $1 ($pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$pid_file"
 }

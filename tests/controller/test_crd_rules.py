@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def crds(kubeconfig: str) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"), kubeconfig=kubeconfig)
-    for plural in ("dags", "dagruns", "taskruns"):
+    for plural in ("dags", "dagruns", "taskruns", "dagversions"):
         kubectl("wait", "--for=condition=Established", f"crd/{plural}.kdag.dev", kubeconfig=kubeconfig)
 
 
@@ -61,9 +61,8 @@ def refusal(kubeconfig: str, namespace: str, manifest: dict[str, Any]) -> str:
             dag(cmd("a", env=[{"name": "X", "value": "1"}, {"name": "X", "value": "2"}])),
             "spec.tasks[0].env[1]: Duplicate value",
         ),
-        # CEL runs before any webhook: its messages name the task and the value.
-        (dag(cmd("a"), cmd("load", "a", "extrat")), "task load: upstream extrat names no task of this DAG"),
-        (dag(cmd("a", "a")), "task a may not list itself in upstream"),
+        # CEL runs before any webhook: its messages name the task and the value. (Unknown or self upstream
+        # ids are the webhook's: a rule comparing every task with every other is O(tasks^2) in CEL.)
         (dag({"id": "a"}), "task a needs exactly one of python or command"),
         (
             dag({"id": "a", "command": ["x"], "python": {"source": "s", "callable": "f"}}),
@@ -76,10 +75,6 @@ def refusal(kubeconfig: str, namespace: str, manifest: dict[str, Any]) -> str:
         ),
         (dag(cmd("bad id")), "spec.tasks[0].id"),
         (dag(cmd("x" * 64)), "spec.tasks[0].id: Too long"),
-        (
-            dag(cmd("a"), cmd("b", "a", xcomInputs=[{"env": "X", "task": "zz"}])),
-            "task b: the xcomInput of env X reads task zz, which is not a task of this DAG",
-        ),
         (
             dag(cmd("a"), cmd("b", "a", xcomInputs=[{"env": "KDAG_X", "task": "a"}])),
             "xcomInputs[].env KDAG_X may not start with KDAG_",
@@ -151,6 +146,16 @@ def test_api_server_accepts_every_trigger_rule_and_setup_teardown_tasks(
     assert refusal(kubeconfig, namespace, cluster) == ""
 
 
+def test_api_server_accepts_a_dag_of_five_thousand_tasks_and_a_join_after_all(
+    kubeconfig: str, namespace: str, crds: None
+) -> None:
+    """The issue's size: 5,000 tasks, one with 4,999 upstream tasks, within the CRD's bounds and CEL's
+    budget (the API server checked the rules' estimated cost when the CRDs were applied)."""
+    workers = [cmd(f"w{i}") for i in range(4999)]
+    big = dag(*workers, cmd("join", *(w["id"] for w in workers)))
+    assert refusal(kubeconfig, namespace, big) == ""
+
+
 def test_api_server_keeps_any_json_in_conf(kubeconfig: str, namespace: str, crds: None) -> None:
     run = {
         "apiVersion": "kdag.dev/v1alpha1",
@@ -191,3 +196,33 @@ def test_run_specs_cannot_change(kubeconfig: str, namespace: str, crds: None) ->
         )
     # Labels and annotations stay editable.
     kubectl("label", "dagrun", "fixed", "-n", namespace, "team=a", kubeconfig=kubeconfig)
+
+
+def test_dag_versions_cannot_change_and_count_their_tasks(
+    kubeconfig: str, namespace: str, crds: None
+) -> None:
+    """A DAGVersion is written once (by the controller): its spec never changes, and its taskCount (a
+    printer column) is the number of its tasks."""
+    version = {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "DAGVersion",
+        "metadata": {"name": "etl-0123456789abcdef"},
+        "spec": {"dagRef": {"name": "etl"}, "taskCount": 2, "dag": {"tasks": [cmd("a"), cmd("b", "a")]}},
+    }
+    miscounted = {**version, "spec": {**version["spec"], "taskCount": 3}}
+    assert "taskCount must be the number of tasks of dag" in refusal(kubeconfig, namespace, miscounted)
+    kubectl("create", "-n", namespace, "-f", "-", kubeconfig=kubeconfig, input=yaml.safe_dump(version))
+    with pytest.raises(KubectlError, match="a DAGVersion cannot change; a changed DAG gets a new version"):
+        kubectl(
+            "patch",
+            "dagversion",
+            "etl-0123456789abcdef",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec":{"dag":{"tasks":[{"id":"a","command":["false"]}]},"taskCount":1}}',
+            kubeconfig=kubeconfig,
+        )
+    columns = kubectl("get", "dagversion", "etl-0123456789abcdef", "-n", namespace, kubeconfig=kubeconfig)
+    assert columns.split()[:6] == ["NAME", "DAG", "TASKS", "AGE", "etl-0123456789abcdef", "etl"]

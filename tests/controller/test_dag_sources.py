@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kdag import compile as compiler
@@ -95,10 +96,16 @@ def _configmap(name: str) -> dict[str, object]:
     return {"metadata": {"name": name}}
 
 
+def _version(source: str) -> dict[str, Any]:
+    """The DAGVersion of a spec whose pythonFile is `source` (named after it, for the test)."""
+    dag = {"tasks": [], "pythonFile": {"configMap": source, "key": "d.py"}}
+    return {"metadata": {"name": f"v-{source}"}, "spec": {"dagRef": {"name": "d"}, "dag": dag}}
+
+
 def _run(dag: str, phase: str | None, source: str | None = None) -> dict[str, object]:
     status: dict[str, object] = {"phase": phase} if phase else {}
     if source is not None:
-        status["dag"] = {"tasks": [], "pythonFile": {"configMap": source, "key": "d.py"}}
+        status["dagVersion"] = f"v-{source}"
     return {"metadata": {"name": f"{dag}-run"}, "spec": {"dagRef": {"name": dag}}, "status": status}
 
 
@@ -106,9 +113,15 @@ def test_versions_no_run_under_way_reads_are_unused() -> None:
     v1, v2, v3 = "d-source-0000000001", "d-source-0000000002", "d-source-0000000003"
     configmaps = [_configmap(n) for n in (v1, v2, v3, "d-source", "d-r-t-0123456789abcdef", "e-source")]
     runs = [_run("d", "Succeeded", v1), _run("d", "Running", v2), _run("e", "Failed", None)]
-    assert dag_sources.unused_versions("d", v3, configmaps, runs) == ["d-source", v1]
-    # A run of another DAG reading one of them (it cannot, but keeping it costs nothing) keeps it.
-    assert dag_sources.unused_versions("d", v3, configmaps, [*runs, _run("e", "Running", v1)]) == ["d-source"]
+    # Only the DAG versions of the DAG's runs under way are read: each names the source its run reads.
+    assert dag_sources.versions_read("d", runs) == [f"v-{v2}"]
+    versions = [_version(v2)]
+    assert dag_sources.unused_versions("d", v3, configmaps, runs, versions) == ["d-source", v1]
+    # A run under way whose DAG version was not given keeps every version: what it reads is not known.
+    assert dag_sources.unused_versions("d", v3, configmaps, runs) == []
+    # Runs of another DAG read their own DAG's sources.
+    other = [*runs, _run("e", "Running", v1)]
+    assert dag_sources.unused_versions("d", v3, configmaps, other, versions) == ["d-source", v1]
     # A DAG now without a Python file: every version can go once its runs finish.
     assert dag_sources.unused_versions("d", None, configmaps, runs[:1]) == ["d-source", v1, v2, v3]
 

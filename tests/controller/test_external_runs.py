@@ -97,17 +97,20 @@ def dagrun(name: str, dag_name: str = "parent", date: str = DATE, **status: Any)
 
 
 SNAPSHOT = {"tasks": [{"id": "done"}, {"id": "g.a"}, {"id": "g.m"}, {"id": "later"}]}
+VERSION = "parent-dag-0123456789abcdef"
+"""The DAGVersion the runs follow: its task ids are SNAPSHOT's."""
+VERSION_TASKS = {VERSION: [str(t["id"]) for t in SNAPSHOT["tasks"]]}
 
 
 def test_the_facts_of_a_run_are_airflows_states_per_instance() -> None:
     run = dagrun(
         "parent-1",
         phase="Running",
-        dag=SNAPSHOT,
+        dagVersion=VERSION,
         tasks={"done": "Succeeded", "g.a": "Retrying", "g.m": "Running"},
         mapped={"g.m": {"length": 4, "phases": {"Succeeded": 2, "Failed": 1}}},
     )
-    facts = external_runs.run_facts(run)
+    facts = external_runs.run_facts(run, VERSION_TASKS[VERSION])
     assert facts == RunFacts(
         run_id="parent-1",
         logical_date=datetime(2026, 1, 1, tzinfo=UTC),
@@ -130,24 +133,31 @@ DAG = {"metadata": {"name": "parent-dag"}, "spec": {"dagId": "parent", "tasks": 
 
 def test_the_answer_names_what_exists_and_the_newest_run_at_each_date() -> None:
     runs = [
-        dagrun("old", "parent-dag", phase="Failed", dag=SNAPSHOT, tasks={"done": "Failed"}),
-        dagrun("new", "parent-dag", created="2026-01-03T00:00:00Z", phase="Running", dag=SNAPSHOT, tasks={}),
+        dagrun("old", "parent-dag", phase="Failed", dagVersion=VERSION, tasks={"done": "Failed"}),
+        dagrun("new", "parent-dag", created="2026-01-03T00:00:00Z", phase="Running", dagVersion=VERSION),
         dagrun("elsewhen", "parent-dag", date="2025-01-01T00:00:00Z", phase="Succeeded"),
         dagrun("other-dag", "child", phase="Succeeded"),
     ]
-    answer = external_runs.cluster_answer(query(taskIds=["done", "gone"]), [DAG], runs, "ns")
+    # Only the runs of the DAG asked about, at the dates asked, need their DAG versions read.
+    assert [r["metadata"]["name"] for r in external_runs.asked_runs(query(), [DAG], runs)] == ["old", "new"]
+    answer = external_runs.cluster_answer(query(taskIds=["done", "gone"]), [DAG], runs, "ns", VERSION_TASKS)
     assert answer == {
         "asked": {"dagId": "parent", "taskIds": ["done", "gone"], "logicalDates": [DATE]},
         "dagExists": True,
         "missingTasks": ["gone"],
         "runs": [{"runId": "new", "logicalDate": DATE, "state": "running", "tasks": {"done": {"none": 1}}}],
     }
-    group = external_runs.cluster_answer(query(taskIds=None, taskGroupId="g"), [DAG], runs[:1], "ns")
+    group = external_runs.cluster_answer(
+        query(taskIds=None, taskGroupId="g"), [DAG], runs[:1], "ns", VERSION_TASKS
+    )
     assert (group["groupExists"], group["runs"][0]["tasks"]) == (
         True,
         {"g.a": {"none": 1}, "g.m": {"none": 1}},
     )
-    whole = external_runs.cluster_answer(query(taskIds=None), [DAG], runs[:1], "ns")
+    # A run whose DAG version is not known reports only the tasks its status names.
+    unknown = external_runs.cluster_answer(query(taskIds=None, taskGroupId="g"), [DAG], runs[:1], "ns")
+    assert unknown["runs"][0]["tasks"] == {}
+    whole = external_runs.cluster_answer(query(taskIds=None), [DAG], runs[:1], "ns", VERSION_TASKS)
     assert whole["runs"] == [{"runId": "old", "logicalDate": DATE, "state": "failed", "tasks": {}}]
 
 

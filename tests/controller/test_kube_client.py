@@ -22,6 +22,7 @@ from kdag.kube import (
     CONFIGMAP,
     DAG,
     DAGRUN,
+    DAGVERSION,
     EVENT,
     POD,
     ROLE,
@@ -44,13 +45,14 @@ from kdag.kube import (
 from kdag_runner import kube as runner_kube
 from prometheus_client import REGISTRY
 
-ALL_KINDS = (DAG, DAGRUN, TASKRUN, POD, CONFIGMAP, SERVICEACCOUNT, ROLE, ROLEBINDING, EVENT)
+ALL_KINDS = (DAG, DAGRUN, TASKRUN, DAGVERSION, POD, CONFIGMAP, SERVICEACCOUNT, ROLE, ROLEBINDING, EVENT)
 
 
 def test_every_kind_is_found_by_its_api_version_and_kind() -> None:
     for kind in ALL_KINDS:
         assert kind_of({"apiVersion": kind.api_version, "kind": kind.kind}) is kind
     assert (TASKRUN.group, TASKRUN.version, TASKRUN.plural) == ("kdag.dev", "v1alpha1", "taskruns")
+    assert (DAGVERSION.kind, DAGVERSION.plural) == ("DAGVersion", "dagversions")
     assert (POD.group, POD.version) == ("", "v1")
     assert ROLEBINDING.api_version == "rbac.authorization.k8s.io/v1" and ROLEBINDING.plural == "rolebindings"
     with pytest.raises(ValueError, match="apps/v1/Deployment"):

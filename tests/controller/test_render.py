@@ -326,18 +326,18 @@ def test_run_info_from_a_dagrun_object() -> None:
             "creationTimestamp": "2026-05-06T07:08:09Z",
         },
         "spec": {"dagRef": {"name": "lesson"}, "conf": {"a": 1}},
-        "status": {"dag": DAG.to_kube()},
+        "status": {"dagVersion": "lesson-0123456789abcdef"},
     }
-    run = RunInfo.from_dagrun(dagrun)
+    run = RunInfo.from_dagrun(dagrun, DAG)  # the spec of the DAG version the run follows
     assert run.logical_date == datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
     assert run.dag_id == "xcom_lesson"
     assert run.conf == {"a": 1}
     assert run.dag == DAG
     dagrun["spec"]["logicalDate"] = "2026-01-01T00:00:00+00:00"
-    assert RunInfo.from_dagrun(dagrun).logical_date == datetime(2026, 1, 1, tzinfo=UTC)
-    del dagrun["status"]
-    with pytest.raises(ValueError, match=r"no status\.dag snapshot"):
-        RunInfo.from_dagrun(dagrun)
+    assert RunInfo.from_dagrun(dagrun, DAG).logical_date == datetime(2026, 1, 1, tzinfo=UTC)
+    del dagrun["spec"]["logicalDate"], dagrun["metadata"]["creationTimestamp"]
+    with pytest.raises(ValueError, match=r"neither spec\.logicalDate nor a creationTimestamp"):
+        RunInfo.from_dagrun(dagrun, DAG)
 
 
 # --- attempt results -------------------------------------------------------------------------------
@@ -633,3 +633,65 @@ def test_a_dag_id_that_is_no_label_value_labels_nothing() -> None:
     env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"] if "value" in e}
     assert env["KDAG_DAG_ID"] == "_team.etl" and env["KDAG_DAG_NAME"] == "team-etl"
     assert store_labels(TaskEnvironment.from_env(env))["kdag.dev/dag"] == "team-etl"
+
+
+def test_a_pod_mounts_the_nearest_ancestors_up_to_the_limit_and_says_so() -> None:
+    """A task deep in a big DAG: its pod mounts at most max_xcom_sources ancestors' XComs, its declared
+    xcomInputs and direct upstream first, then the nearest; the runner is told some were left out."""
+    from kdag_runner.environment import TaskEnvironment
+    from kdag_runner.xcom import TaskInstance
+
+    tasks: list[dict[str, Any]] = [{"id": f"t{i}", "command": ["true"]} for i in range(10)]
+    for i in range(1, 10):
+        tasks[i]["upstream"] = [f"t{i - 1}"]
+    tasks[9]["xcomInputs"] = [{"env": "FIRST", "task": "t0"}]
+    dag = DAGSpec.model_validate({"tasks": tasks})
+    run = RunInfo("ns", "d", "d-1", "uid-run", datetime(2026, 1, 1, tzinfo=UTC), dag)
+    settings = ControllerSettings(max_xcom_sources=3)
+    pod = render_task_pod(
+        run=run, task=dag.tasks[9], taskrun_name="t", taskrun_uid="u", attempt=1, settings=settings
+    )
+    mounted = [v["configMap"]["name"] for v in pod["spec"]["volumes"] if "configMap" in v]
+    assert mounted == [names.xcom_configmap_name("d-1", t) for t in ("t0", "t7", "t8")]
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"] if "value" in e}
+    assert json.loads(env["KDAG_ANCESTORS"]) == ["t0", "t7", "t8"]
+    assert env["KDAG_ANCESTORS_CUT"] == "3"
+    instance = TaskInstance.from_environment(TaskEnvironment.from_env(env))
+    assert instance.xcom_pull(task_ids="t3") is None  # named in the warning the runner prints
+    assert instance.ancestors_cut
+    # Under the limit nothing is cut and every ancestor is mounted, as before.
+    whole = render_task_pod(
+        run=run,
+        task=dag.tasks[9],
+        taskrun_name="t",
+        taskrun_uid="u",
+        attempt=1,
+        settings=ControllerSettings(),
+    )
+    whole_env = {e["name"]: e.get("value") for e in whole["spec"]["containers"][0]["env"]}
+    assert "KDAG_ANCESTORS_CUT" not in whole_env
+    assert json.loads(str(whole_env["KDAG_ANCESTORS"])) == [f"t{i}" for i in range(9)]
+
+
+def test_node_selector_and_tolerations_reach_the_pod_the_tasks_own_replacing_the_defaults() -> None:
+    tolerate = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+    spec = {
+        "defaults": {"nodeSelector": {"type": "kwok"}, "tolerations": [tolerate]},
+        "tasks": [
+            {"id": "a", "command": ["true"]},
+            {"id": "b", "command": ["true"], "nodeSelector": {"pool": "gpu"}, "tolerations": []},
+        ],
+    }
+    dag = DAGSpec.model_validate(spec)
+    run = RunInfo("ns", "d", "d-1", "uid-run", datetime(2026, 1, 1, tzinfo=UTC), dag)
+    settings = ControllerSettings()
+
+    def pod_spec(task_id: str) -> dict[str, Any]:
+        task = dag.resolved_task(task_id, settings.runner_image)
+        pod = render_task_pod(
+            run=run, task=task, taskrun_name="t", taskrun_uid="u", attempt=1, settings=settings
+        )
+        return dict(pod["spec"])
+
+    assert (pod_spec("a")["nodeSelector"], pod_spec("a")["tolerations"]) == ({"type": "kwok"}, [tolerate])
+    assert pod_spec("b")["nodeSelector"] == {"pool": "gpu"} and "tolerations" not in pod_spec("b")

@@ -166,11 +166,13 @@ def test_the_rest_of_a_pod_override_is_warned_about_one_line_per_field(tmp_path:
     )
     loaded = compiler.load(path)
     where = f"DAG file '{path}', DAG 'images'"
-    why = "kdag reads only the image, resources and env of the pod_override's container 'base'"
+    why = (
+        "kdag reads only the image, resources and env of the pod_override's container 'base', and the"
+        " pod's nodeSelector and tolerations"
+    )
     fields = [
         "['KubernetesExecutor']",
         "pod_override.metadata",
-        "pod_override.spec.tolerations",
         "pod_override.spec.containers['base'].command",
         "pod_override.spec.containers['base'].resources.claims",
         "pod_override.spec.containers['sidecar']",
@@ -181,6 +183,10 @@ def test_the_rest_of_a_pod_override_is_warned_about_one_line_per_field(tmp_path:
     }
     assert set(loaded.warnings) == expected
     assert {t.id: t.image for t in loaded.spec.tasks} == {"a": "x:1", "b": "x:1"}
+    # Where the pod may run is read: the tolerations become the tasks' own.
+    assert [t.to_kube() for t in loaded.spec.tasks[0].tolerations or []] == [
+        {"key": "gpu", "operator": "Exists"}
+    ]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import kopf
 import pytest
 from kdag import names
 from kdag.api.crd import crds
-from kdag.api.models import CEL_NAMED_ENTRIES, DAGSpec
+from kdag.api.models import DAGSpec
 from kdag.api.validation import (
     DAG_NAME_MAX,
     RUN_NAME_MAX,
@@ -236,12 +236,9 @@ def test_the_crds_cel_messages_name_the_task_and_the_value() -> None:
     dag = next(c for c in crds() if c["spec"]["names"]["kind"] == "DAG")
     spec = dag["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     by_message = {r["message"]: r.get("messageExpression", "") for r in spec["x-kubernetes-validations"]}
-    upstream = by_message["every upstream id must name a task of this DAG"]
-    assert "'task ' + " in upstream and "t.upstream[0]" in upstream
-    assert f"t.upstream[{CEL_NAMED_ENTRIES - 1}]" in upstream
-    # No filter inside a map: the API server's cost estimator refuses the CRD for that.
-    assert ".filter(" not in upstream.split("self.tasks.map(", 1)[1].rsplit(".filter(m", 1)[0]
-    assert "t.xcomInputs[0].task" in by_message["every xcomInputs[].task must name a task of this DAG"]
+    # Whole-graph checks (unknown upstream ids and xcomInputs tasks, cycles) are the webhook's alone: in CEL
+    # they cost O(tasks^2) and would cap a DAG at 100 tasks (the test above names the task there).
+    assert not any("upstream" in message or "xcomInputs" in message for message in by_message)
     assert "t.id" in by_message["tasks with python.fromDagFile need spec.pythonFile"]
     task_rules = spec["properties"]["tasks"]["items"]["x-kubernetes-validations"]
     assert all(r["messageExpression"].startswith("'task ' + self.id") for r in task_rules)

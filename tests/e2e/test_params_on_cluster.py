@@ -96,7 +96,7 @@ def test_an_invalid_dagrun_is_refused_or_stalled_and_starts_no_pod(
     assert condition["message"].startswith(message), condition["message"]
     run = get(kubeconfig, e2e_namespace, "dagrun", "bad-run")
     assert run["status"]["phase"] == "Pending"
-    assert "dag" not in run["status"]  # never started: no snapshot
+    assert "dagVersion" not in run["status"]  # never started: it follows no DAG version
     assert taskruns(kubeconfig, e2e_namespace, "bad-run") == {}
     assert pods(kubeconfig, e2e_namespace, "bad-run") == []
     events = json.loads(

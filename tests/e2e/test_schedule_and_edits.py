@@ -153,7 +153,7 @@ def test_a_run_sees_one_version_of_a_python_dag_from_start_to_end(
     kubeconfig: str, controller: ControllerProcess, e2e_namespace: str, tmp_path: Path
 ) -> None:
     """`kdag apply` v1, a run starts, `kdag apply` v3 while step1 runs: every task of that run runs v1's
-    file (its DAG snapshot names v1's source ConfigMap), the next run v3's; once no run reads v1's
+    file (the DAGVersion it follows names v1's source ConfigMap), the next run v3's; once no run reads v1's
     ConfigMap, the next apply deletes it."""
     path = tmp_path / "slow2.py"
 
@@ -189,7 +189,8 @@ def test_a_run_sees_one_version_of_a_python_dag_from_start_to_end(
     )
     run = get(kubeconfig, e2e_namespace, "dagrun", first)
     assert run["status"]["phase"] == "Succeeded", run["status"]
-    assert run["status"]["dag"]["pythonFile"]["configMap"] == v1
+    version = get(kubeconfig, e2e_namespace, "dagversion", run["status"]["dagVersion"])
+    assert version["spec"]["dag"]["pythonFile"]["configMap"] == v1
     assert xcoms(kubeconfig, e2e_namespace, first, "step1")["return_value"] == "v1-step1"
     assert xcoms(kubeconfig, e2e_namespace, first, "step2")["return_value"] == "v1-step2 saw v1-step1"
     assert xcoms(kubeconfig, e2e_namespace, first, "step3")["return_value"] == (

@@ -135,8 +135,12 @@ class FakeApi:
 
 def runtime_over(api: FakeApi) -> Runtime:
     """The handler's memo with `api` as its Kubernetes client."""
-    settings = ControllerSettings(runner_image="localhost/kdag-runner:dev")
-    return Runtime(settings=settings, api=api)  # type: ignore[arg-type]
+    # Every status change written at once: these tests read the run's status after each pass.
+    settings = ControllerSettings(runner_image="localhost/kdag-runner:dev", run_status_interval_seconds=0)
+    runtime = Runtime(settings=settings, api=api)  # type: ignore[arg-type]
+    # No watches here (tests change objects in place): every pass lists, as after a watch's reconnect.
+    runtime.objects.relist_seconds = 0
+    return runtime
 
 
 def dagrun_manifest(name: str, dag_name: str) -> Object:

@@ -25,7 +25,10 @@ class FakeApi:
     def __init__(self, dagrun: dict[str, Any]) -> None:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {
             ("DAGRun", dagrun["metadata"]["name"]): dagrun,
-            ("DAG", "report"): {"metadata": {"name": "report", "namespace": "ns"}, "spec": DAG_SPEC},
+            ("DAG", "report"): {
+                "metadata": {"name": "report", "namespace": "ns", "uid": "uid-dag"},
+                "spec": DAG_SPEC,
+            },
             ("ClusterRole", "kdag-task"): {"metadata": {"name": "kdag-task", "uid": "uid-role"}},
         }
         self.created: list[dict[str, Any]] = []
@@ -73,8 +76,10 @@ def dagrun(**spec: Any) -> dict[str, Any]:
     }
 
 
-async def reconcile(run: dict[str, Any]) -> FakeApi:
+async def reconcile(run: dict[str, Any], *objects: dict[str, Any]) -> FakeApi:
     api = FakeApi(run)
+    for obj in objects:
+        api.objects[("DAGVersion", obj["metadata"]["name"])] = obj
     runtime = Runtime(settings=ControllerSettings(), api=api)  # type: ignore[arg-type]
     await dagruns._reconcile(runtime, ("ns", "report-1"))
     await asyncio.sleep(0)  # the Events' background tasks
@@ -92,7 +97,7 @@ async def test_an_invalid_run_is_stalled_with_invalid_params_and_starts_no_pod()
     assert conditions["Stalled"]["reason"] == "InvalidParams"
     assert conditions["Stalled"]["message"] == message
     assert conditions["Ready"]["reason"] == "InvalidParams"
-    assert "dag" not in patch  # the run never started: no snapshot
+    assert "dagVersion" not in patch  # the run never started: it follows no DAG version
     (event,) = api.events
     assert (event["type"], event["reason"], event["message"]) == ("Warning", "InvalidParams", message)
 
@@ -111,14 +116,23 @@ async def test_a_valid_run_starts_and_its_pod_gets_the_merged_params() -> None:
     (pod,) = pods
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert json.loads(env["KDAG_PARAMS"]) == {"count": 3, "who": "ada", "extra": True}
+    # The DAG version is made and recorded before any task starts; the run's status follows.
+    (version,) = [o for o in api.created if o["kind"] == "DAGVersion"]
+    assert api.status["DAGRun"][0] == {"dagVersion": version["metadata"]["name"]}
+    assert api.created.index(version) < api.created.index(pod)
     assert api.status["DAGRun"][-1]["phase"] == "Running"
 
 
 async def test_a_started_run_is_not_checked_again() -> None:
-    # A run whose snapshot exists has started: a later schema change in the DAG never stalls it.
+    # A run that follows a DAG version has started: a later schema change in the DAG never stalls it.
     started = dagrun(params={"count": 0})
-    started["status"] = {"dag": {**DAG_SPEC, "paramSchemas": {}}, "phase": "Running"}
-    api = await reconcile(started)
+    started["status"] = {"dagVersion": "report-0123456789abcdef", "phase": "Running"}
+    version = {
+        "metadata": {"name": "report-0123456789abcdef", "namespace": "ns"},
+        "spec": {"dagRef": {"name": "report"}, "taskCount": 1, "dag": {**DAG_SPEC, "paramSchemas": {}}},
+    }
+    api = await reconcile(started, version)
+    assert [o for o in api.created if o["kind"] == "Pod"]  # it goes on
     assert all(
         c.get("reason") != "InvalidParams"
         for patch in api.status.get("DAGRun", [])

@@ -308,6 +308,7 @@ class Runtime:
         self.api = FakeApi()
         self.background: set[asyncio.Task[None]] = set()
         self.schedules: dict[tuple[str, str], Any] = {}
+        self.dags_seen: dict[tuple[str, str], Any] = {}
 
 
 async def test_a_dags_schedule_follows_its_watch_events_and_needs_no_finalizer() -> None:
@@ -333,3 +334,24 @@ async def test_a_dags_schedule_follows_its_watch_events_and_needs_no_finalizer()
     await event("MODIFIED", dag_body(schedule="@daily"))
     await dags.stop_schedules(memo)  # type: ignore[arg-type]
     assert memo.schedules == {}
+
+
+async def test_a_dag_is_validated_from_its_watch_events_once_per_generation() -> None:
+    """No kopf create/update handler on DAGs (they would keep the whole spec in an annotation, too big for
+    a DAG of thousands of tasks): the watch event validates each generation once per process."""
+    from kdag.handlers.registry import build_registry
+
+    memo = Runtime()
+    body = dag_body()
+    await dags.dag_event(None, kopf.Body(body), "ns", "report", memo)  # type: ignore[arg-type]
+    await dags.dag_event("MODIFIED", kopf.Body(body), "ns", "report", memo)  # type: ignore[arg-type]
+    assert [p["taskCount"] for p in memo.api.status_patches] == [1]
+    body["metadata"]["generation"] = 2
+    body["spec"]["tasks"].append({"id": "b", "command": ["true"]})
+    await dags.dag_event("MODIFIED", kopf.Body(body), "ns", "report", memo)  # type: ignore[arg-type]
+    assert [p["taskCount"] for p in memo.api.status_patches] == [1, 2]
+    await dags.dag_event("DELETED", kopf.Body(body), "ns", "report", memo)  # type: ignore[arg-type]
+    assert memo.dags_seen == {}
+    registry = build_registry(webhook=False)
+    changing = [h.selector for h in registry._changing.get_all_handlers()]
+    assert changing and not [s for s in changing if getattr(s, "any_name", None) == "dags"]

@@ -222,5 +222,6 @@ def test_uninstall_leaves_nothing_but_crds(installed: Kube) -> None:
     wait_for("the controller-made task ServiceAccount and RoleBinding to be collected", task_objects_gone, 90)
     assert not installed.exists("clusterrole", f"{RELEASE}-task")
     assert not installed.exists("validatingwebhookconfiguration", f"{RELEASE}-{NAMESPACE}")
-    for crd in ("dags.kdag.dev", "dagruns.kdag.dev", "taskruns.kdag.dev", "kopfpeerings.kopf.dev"):
+    crds = ("dags.kdag.dev", "dagruns.kdag.dev", "taskruns.kdag.dev", "dagversions.kdag.dev")
+    for crd in (*crds, "kopfpeerings.kopf.dev"):
         assert installed.exists("crd", crd), f"Helm keeps CRDs by design; {crd} is gone"

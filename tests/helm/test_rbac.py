@@ -48,7 +48,8 @@ def namespaced_rules(task_role: str) -> set[Grant]:
     return (
         grants("kdag.dev", ["dags"], ["get", "list", "watch", "patch"])
         | grants("kdag.dev", ["dagruns"], ["get", "list", "watch", "create", "patch", "delete"])
-        | grants("kdag.dev", ["taskruns"], ["get", "list", "create"])
+        | grants("kdag.dev", ["taskruns"], ["get", "list", "watch", "create"])
+        | grants("kdag.dev", ["dagversions"], ["get", "create"])
         | grants("kdag.dev", ["dags/status", "dagruns/status", "taskruns/status"], ["patch"])
         | grants("", ["pods"], ["get", "list", "watch", "create", "delete"])
         | grants("", ["events"], ["create"])
@@ -199,8 +200,9 @@ def test_user_roles_aggregate_into_view_and_edit(helm: Path) -> None:
     assert "rbac.authorization.k8s.io/aggregate-to-edit" not in view["metadata"]["labels"]
     assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
     assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
-    read = grants("kdag.dev", ["dags", "dagruns", "taskruns"], ["get", "list", "watch"])
+    read = grants("kdag.dev", ["dags", "dagruns", "taskruns", "dagversions"], ["get", "list", "watch"])
     assert granted(view["rules"]) == read
+    # DAGVersions, like TaskRuns, are the controller's: people read them, never write them.
     write = grants("kdag.dev", ["dags", "dagruns"], ["create", "update", "patch", "delete"])
     assert granted(edit["rules"]) == read | write
     assert not any(resource.endswith("/status") for _, resource, _, _ in granted(edit["rules"]))

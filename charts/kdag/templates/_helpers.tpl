@@ -119,10 +119,16 @@ ConfigMap or a Secret, and nothing updates or deletes a DAG or a TaskRun.
 - apiGroups: [kdag.dev]
   resources: [dagruns]
   verbs: [get, list, watch, create, patch, delete]
-# TaskRuns: one per task of a run; they go with their run (ownerReferences), never deleted here.
+# TaskRuns: one per task of a run; they go with their run (ownerReferences), never deleted here. Watched:
+# a pass reads a run's TaskRuns from what the watch brought (handlers/run_objects.py), not a list per pass.
 - apiGroups: [kdag.dev]
   resources: [taskruns]
-  verbs: [get, list, create]
+  verbs: [get, list, watch, create]
+# DAGVersions: the version of its DAG's spec a run starts with, made if absent (one of that name is read to
+# see whose it is) and read on later passes; they go with their DAG (ownerReferences), never deleted here.
+- apiGroups: [kdag.dev]
+  resources: [dagversions]
+  verbs: [get, create]
 - apiGroups: [kdag.dev]
   resources: [dags/status, dagruns/status, taskruns/status]
   verbs: [patch]

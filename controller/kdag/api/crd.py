@@ -19,6 +19,7 @@ from kdag.api.models import (
     DAGRunStatus,
     DAGSpec,
     DAGStatus,
+    DAGVersionSpec,
     TaskRunSpec,
     TaskRunStatus,
 )
@@ -94,10 +95,14 @@ class Kind:
     plural: str
     short_name: str
     spec: type[BaseModel]
-    status: type[BaseModel]
+    status: type[BaseModel] | None
+    """None: a kind without status (and without the status subresource)."""
     description: str
     columns: tuple[dict[str, Any], ...]
     keep_status_validations: bool = False
+    keep_nested_spec_validations: bool = True
+    """False: only the spec's own rules are kept, not those of the models inside it (a DAGVersion's DAG
+    spec was validated as a DAG already, and only the controller writes it)."""
 
 
 KINDS = (
@@ -151,14 +156,42 @@ KINDS = (
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ),
     ),
+    Kind(
+        kind="DAGVersion",
+        plural="dagversions",
+        short_name="dagv",
+        spec=DAGVersionSpec,
+        status=None,
+        description="One immutable version of a DAG's spec, which the runs started with it follow."
+        " Made by the controller, named by its content, owned by its DAG.",
+        columns=(
+            {"name": "DAG", "type": "string", "jsonPath": ".spec.dagRef.name"},
+            {"name": "Tasks", "type": "integer", "jsonPath": ".spec.taskCount"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ),
+        keep_nested_spec_validations=False,
+    ),
 )
 
 
 def crd(kind: Kind) -> dict[str, Any]:
     """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind."""
-    spec_schema = structural_schema(kind.spec)
-    # Status is written only by the controller; the DAG snapshot in it was validated as a DAG already.
-    status_schema = structural_schema(kind.status, keep_validations=kind.keep_status_validations)
+    spec_schema = structural_schema(kind.spec, keep_validations=kind.keep_nested_spec_validations)
+    if not kind.keep_nested_spec_validations:
+        own = kind.spec.model_json_schema(by_alias=True).get("x-kubernetes-validations")
+        if own:
+            spec_schema["x-kubernetes-validations"] = own
+    properties: dict[str, Any] = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": spec_schema,
+    }
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if kind.status is not None:
+        # Status is written only by the controller: its rules are left out unless a kind asks for them.
+        properties["status"] = structural_schema(kind.status, keep_validations=kind.keep_status_validations)
+        version["subresources"] = {"status": {}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -176,23 +209,14 @@ def crd(kind: Kind) -> dict[str, Any]:
             },
             "versions": [
                 {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
+                    **version,
                     "additionalPrinterColumns": list(kind.columns),
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
                             "description": kind.description,
                             "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
+                            "properties": properties,
                         }
                     },
                 }

@@ -1,4 +1,4 @@
-"""Pydantic models of the DAG, DAGRun and TaskRun resources: the one source of the CRD schemas.
+"""Pydantic models of the DAG, DAGRun, TaskRun and DAGVersion resources: the one source of the CRD schemas.
 
 Field aliases are the camelCase names of the YAML. Every field has a description (it becomes the CRD's
 `description`); bounds (`max_length`, `max_items`) exist so the API server's CEL cost estimator accepts the
@@ -7,7 +7,6 @@ Field aliases are the camelCase names of the YAML. Every field has a description
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -33,8 +32,12 @@ POD_ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 XCOM_KEY_PATTERN = r"^[-_A-Za-z0-9][-._A-Za-z0-9]*$"
 XCOM_KEY_MAX = 253
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-MAX_TASKS = 100
-MAX_UPSTREAM = 30
+# A DAG's size: Airflow has no cap; these are high enough for the DAGs people run (a fan-in of every task)
+# and keep the cost the API server's CEL estimator computes for the per-field rules in budget. Whole-graph
+# checks (every upstream names a task, no cycle) are the webhook's (`api.validation`): O(n) there, O(n^2)
+# in CEL.
+MAX_TASKS = 10000
+MAX_UPSTREAM = 10000
 MAX_XCOM_INPUTS = 28
 MAX_ENV = 64
 MAX_ARGS = 64
@@ -47,7 +50,7 @@ MAX_SKIP_TASKS = 2048
 # Dynamic task mapping: the most instances of one mapped task (Airflow's [core] max_map_length default;
 # kdag_runner.airflow.mapping_checks.MAX_MAP_LENGTH), and the most terms a length expression combines.
 MAX_MAP_LENGTH = 1024
-MAX_MAP_TERMS = 16
+MAX_MAP_TERMS = 12
 
 Arg = Annotated[str, Field(max_length=MAX_ARG_LENGTH)]
 TaskIdRef = Annotated[str, Field(max_length=TASK_ID_MAX)]
@@ -216,6 +219,32 @@ class ResourceRequirements(KubeModel):
     requests: dict[str, Quantity] | None = Field(
         default=None, description="Guaranteed resources, e.g. {cpu: 100m, memory: 64Mi}."
     )
+
+
+class Toleration(KubeModel):
+    """A toleration of the task's pod (Kubernetes `Toleration`): lets it run on tainted nodes."""
+
+    key: str | None = Field(
+        default=None, max_length=316, description="The taint key; empty with Exists: all."
+    )
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Exists or Equal (default)."
+    )
+    value: str | None = Field(default=None, max_length=63, description="The taint value, for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="The taint effect to tolerate; empty: all."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="NoExecute: how long the pod stays bound after the taint appears."
+    )
+
+
+MAX_NODE_SELECTOR = 32
+MAX_TOLERATIONS = 32
+NodeSelector = Annotated[
+    dict[str, Annotated[str, Field(max_length=63)]],
+    Field(max_length=MAX_NODE_SELECTOR),
+]
 
 
 class PythonTask(KubeModel):
@@ -440,6 +469,12 @@ class TaskDefaults(KubeModel):
     )
     trigger_rule: TriggerRule | None = Field(default=None, description="Default trigger rule of the tasks.")
     resources: ResourceRequirements | None = Field(default=None, description="Default container resources.")
+    node_selector: NodeSelector | None = Field(
+        default=None, description="Node labels every task's pod needs (Kubernetes nodeSelector)."
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None, max_length=MAX_TOLERATIONS, description="Taints every task's pod tolerates."
+    )
     env: list[EnvVar] | None = Field(
         default=None,
         max_length=MAX_ENV,
@@ -457,11 +492,6 @@ class TaskSpec(KubeModel):
                 "has(self.python) != has(self.command)",
                 "a task needs exactly one of python or command",
                 "'task ' + self.id + ' needs exactly one of python or command'",
-            ),
-            (
-                "!has(self.upstream) || !(self.id in self.upstream)",
-                "a task may not list itself in upstream",
-                "'task ' + self.id + ' may not list itself in upstream'",
             ),
             (
                 "!has(self.xcomInputs) || self.xcomInputs.all(x, x.task != self.id)",
@@ -520,6 +550,15 @@ class TaskSpec(KubeModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     resources: ResourceRequirements | None = Field(default=None, description="Container resources.")
+    node_selector: NodeSelector | None = Field(
+        default=None,
+        description="Node labels the task's pod needs (Kubernetes nodeSelector; replaces the default's).",
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None,
+        max_length=MAX_TOLERATIONS,
+        description="Taints the task's pod tolerates (replaces the defaults' list).",
+    )
     upstream: list[TaskIdRef] | None = Field(
         default=None,
         max_length=MAX_UPSTREAM,
@@ -702,24 +741,6 @@ class Timetable(KubeModel):
     )
 
 
-CEL_NAMED_ENTRIES = 24
-"""How many entries of each task's upstream (xcomInputs) a DAG's CEL message looks at to name the one that
-names no task: each entry is compared with every task id, and more would exceed the API server's cost budget
-for one expression. One further along gets the rule's plain message (the webhook names it in any case)."""
-
-
-def _first_unknown_task(field: str, ref: str, described: Callable[[str], str]) -> str:
-    """A CEL expression: the text `described(entry)` of the first entry of a task's `field` (its first
-    CEL_NAMED_ENTRIES) whose `ref` is no task's id. Comparisons unrolled rather than a `filter` inside a
-    `map`, which the API server's cost estimator prices far above its budget."""
-    found = "''"
-    for k in reversed(range(CEL_NAMED_ENTRIES)):
-        entry = f"t.{field}[{k}]"
-        unknown = f"t.{field}.size() > {k} && !self.tasks.exists(o, o.id == {entry}{ref})"
-        found = f"({unknown}) ? {described(entry)} : {found}"
-    return f"self.tasks.map(t, has(t.{field}) ? ({found}) : '').filter(m, m != '')[0]"
-
-
 class DAGSpec(KubeModel):
     """A DAG: its tasks, their dependencies and XCom inputs, params and an optional schedule.
 
@@ -730,26 +751,6 @@ class DAGSpec(KubeModel):
     model_config = ConfigDict(
         json_schema_extra=ATOMIC
         | cel(
-            (
-                "self.tasks.all(t, !has(t.upstream) || t.upstream.all(u, self.tasks.exists(o, o.id == u)))",
-                "every upstream id must name a task of this DAG",
-                "'task ' + "
-                + _first_unknown_task("upstream", "", lambda entry: f"t.id + ': upstream ' + {entry}")
-                + " + ' names no task of this DAG'",
-            ),
-            (
-                "self.tasks.all(t, !has(t.xcomInputs)"
-                " || t.xcomInputs.all(x, self.tasks.exists(o, o.id == x.task)))",
-                "every xcomInputs[].task must name a task of this DAG",
-                "'task ' + "
-                + _first_unknown_task(
-                    "xcomInputs",
-                    ".task",
-                    lambda entry: f"t.id + ': the xcomInput of env ' + {entry}.env"
-                    f" + ' reads task ' + {entry}.task",
-                )
-                + " + ', which is not a task of this DAG'",
-            ),
             (
                 "has(self.pythonFile) || !self.tasks.exists(t, has(t.python) && has(t.python.fromDagFile)"
                 " && t.python.fromDagFile)",
@@ -852,6 +853,8 @@ def resolve_task(task: TaskSpec, defaults: TaskDefaults | None, runner_image: st
             "timeout_seconds": task.timeout_seconds or d.timeout_seconds,
             "trigger_rule": task.trigger_rule or default_trigger_rule(task, d),
             "resources": task.resources or d.resources,
+            "node_selector": task.node_selector if task.node_selector is not None else d.node_selector,
+            "tolerations": task.tolerations if task.tolerations is not None else d.tolerations,
             "env": env or None,
         }
     )
@@ -951,9 +954,11 @@ class DAGRunStatus(StatusModel):
     mapped: dict[str, MappedTaskStatus] | None = Field(
         default=None, description="Each mapped task that expanded: its instance count and phases."
     )
-    dag: DAGSpec | None = Field(
+    dag_version: str | None = Field(
         default=None,
-        description="The DAG spec snapshotted at run start; later edits of the DAG do not apply.",
+        max_length=NAME_MAX,
+        description="The DAGVersion the run follows: its DAG's spec when the run started, kept immutable,"
+        " so later edits of the DAG do not apply.",
     )
     observed_generation: int | None = Field(default=None, description="The generation last reconciled.")
 
@@ -965,6 +970,22 @@ class MappedTaskStatus(StatusModel):
     phases: dict[str, int] | None = Field(
         default=None, description="Instances by phase, e.g. {Succeeded: 9}."
     )
+
+
+class DAGVersionSpec(KubeModel):
+    """One version of a DAG's spec, as the runs that started with it follow it: made by the controller when
+    a run starts, named by its content (`names.dag_version_name`), owned by the DAG and never changed."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("self == oldSelf", "a DAGVersion cannot change; a changed DAG gets a new version"),
+            ("self.taskCount == size(self.dag.tasks)", "taskCount must be the number of tasks of dag"),
+        )
+    )
+
+    dag_ref: DAGRef = Field(description="The DAG this is a version of.")
+    task_count: int = Field(ge=1, le=MAX_TASKS, description="Number of tasks (a printer column).")
+    dag: DAGSpec = Field(description="The DAG's spec, as the controller read it when a run started.")
 
 
 class TaskRunSpec(KubeModel):
@@ -1127,6 +1148,15 @@ class DAGRun(StatusModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: DAGRunSpec
     status: DAGRunStatus | None = None
+
+
+class DAGVersion(StatusModel):
+    """The DAGVersion resource: no status, its spec is all there is."""
+
+    api_version: Literal["kdag.dev/v1alpha1"] = "kdag.dev/v1alpha1"
+    kind: Literal["DAGVersion"] = "DAGVersion"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: DAGVersionSpec
 
 
 class TaskRun(StatusModel):

@@ -355,8 +355,10 @@ def _graph_problems(spec: DAGSpec) -> list[Problem]:
         return [Problem("spec.tasks", "tasks form a cycle: " + " -> ".join(cycle))]
     problems.extend(_mapped_group_problems(spec))
     for i, task in enumerate(spec.tasks):
+        if not task.xcom_inputs:
+            continue  # ancestors only where asked: a walk per task of a long chain is O(n^2)
         visible = set(topology.ancestors(spec.tasks, task.id))
-        for j, inp in enumerate(task.xcom_inputs or []):
+        for j, inp in enumerate(task.xcom_inputs):
             if inp.task not in visible:
                 problems.append(
                     Problem(

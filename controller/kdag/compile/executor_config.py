@@ -1,6 +1,6 @@
-"""The image, resources and env of a Python task from its `executor_config={"pod_override": ...}`
-(KubernetesExecutor's spelling; docs/design.md, "The image of a Python task"), and what of it kdag does not
-read (warned about by `unhonoured.load_warnings`)."""
+"""The image, resources, env, nodeSelector and tolerations of a Python task from its
+`executor_config={"pod_override": ...}` (KubernetesExecutor's spelling; docs/design.md, "The image of a
+Python task"), and what of it kdag does not read (warned about by `unhonoured.load_warnings`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from kdag_runner.airflow import DagTask
 
 from kdag.compile.errors import DefinitionError
 
-POD_OVERRIDE_READ = "kdag reads only the image, resources and env of the pod_override's container 'base'"
+POD_OVERRIDE_READ = (
+    "kdag reads only the image, resources and env of the pod_override's container 'base', and the pod's"
+    " nodeSelector and tolerations"
+)
 _BASE_CONTAINER = "base"  # KubernetesExecutor's name of the task container in a pod_override
 _KUBE_KEY = re.compile(r"_([a-z0-9])")
 _VERBATIM_MAPS = frozenset({"limits", "requests", "labels", "annotations", "nodeSelector"})
@@ -52,8 +55,14 @@ def executor_config_fields(where: str, task: DagTask) -> tuple[dict[str, Any], l
     pod_spec = pod.get("spec") or {}
     if not isinstance(pod_spec, Mapping):
         raise DefinitionError(f"{where}: executor_config's pod_override.spec must be a PodSpec (a dict)")
-    ignored += [f"pod_override.spec.{k}" for k, v in pod_spec.items() if k != "containers" and _is_set(v)]
+    read_spec = ("containers", "nodeSelector", "tolerations")
+    ignored += [f"pod_override.spec.{k}" for k, v in pod_spec.items() if k not in read_spec and _is_set(v)]
     fields: dict[str, Any] = {}
+    # Where the pod may run: KubernetesExecutor users put it here, and kdag's task fields mean the same.
+    if _is_set(pod_spec.get("nodeSelector")):
+        fields["nodeSelector"] = dict(pod_spec["nodeSelector"])
+    if _is_set(pod_spec.get("tolerations")):
+        fields["tolerations"] = list(pod_spec["tolerations"])
     for index, container in enumerate(pod_spec.get("containers") or []):
         name = container.get("name") if isinstance(container, Mapping) else None
         if name != _BASE_CONTAINER:

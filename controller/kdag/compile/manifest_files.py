@@ -13,7 +13,6 @@ from kdag_runner import keys
 from kdag import names
 from kdag.api.models import API_VERSION, DAGSpec
 
-
 # A GitOps tool prunes what leaves the repository: an earlier version of a DAG's code that a run under way
 # still mounts would go with it, and that run's next pod would wait for its volume. These annotations keep
 # Argo CD and Flux from pruning source versions; `kdag apply` deletes the ones no run reads.
@@ -25,7 +24,7 @@ KEEP_ON_PRUNE = {
 
 def source_configmap(name: str, data: Mapping[str, str]) -> dict[str, Any]:
     """The ConfigMap `{dag}-source-{hash}` the task pods mount as the DAG's folder (`kdag.dag_sources`):
-    named by its content and immutable, so the DAG spec that names it (and each run's snapshot of that spec)
+    named by its content and immutable, so the DAG spec that names it (and each DAGVersion of that spec)
     pins one version of the code; never pruned by a GitOps tool (`KEEP_ON_PRUNE`)."""
     return {
         "apiVersion": "v1",

@@ -86,6 +86,7 @@ async def start_attempt(
         await run_failures.fail_attempt(runtime, taskrun, attempt, name, error, current.start_time or now)
         return
     if created is not None:
+        runtime.objects.observe(created, run=run.name)
         _observe_handoff(runtime, run, task)
     elif not await _own_pod(runtime, run, taskrun, pod["metadata"]["name"], attempt, now):
         return
@@ -96,7 +97,7 @@ async def start_attempt(
         start_time=current.start_time or now,
         next_attempt_at=None,
     )
-    await api.patch_status(TASKRUN, run.namespace, meta["name"], started.to_patch())
+    runtime.objects.observe(await api.patch_status(TASKRUN, run.namespace, meta["name"], started.to_patch()))
     metrics.TASKS.labels(phase=TaskPhase.RUNNING.value).inc()
 
 
@@ -124,7 +125,9 @@ async def _own_pod(
         finish_time=now,
         next_attempt_at=None,
     )
-    await runtime.api.patch_status(TASKRUN, run.namespace, meta["name"], failed.to_patch())
+    runtime.objects.observe(
+        await runtime.api.patch_status(TASKRUN, run.namespace, meta["name"], failed.to_patch())
+    )
     events.post(runtime, keys.TASKRUN_KIND, taskrun, "Warning", "PodNameTaken", message)
     metrics.TASKS.labels(phase=TaskPhase.FAILED.value).inc()
     return False

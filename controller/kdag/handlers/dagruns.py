@@ -123,7 +123,7 @@ async def _reconcile(runtime: Runtime, key: RunKey) -> None:
     run_uid = dagrun["metadata"]["uid"]
     now = _now()
 
-    found, pods_by_task = await taskruns.read_run(api, namespace, name, run_uid)
+    found, pods_by_task = await taskruns.read_run(runtime, namespace, name, run_uid)
     states: dict[str, TaskState] = {}
     asked: dict[str, questions.Asked] = {}  # questions about other runs, by TaskRun key
     for task_id, taskrun in found.items():
@@ -145,9 +145,14 @@ async def _reconcile(runtime: Runtime, key: RunKey) -> None:
 
     async def start(task_id: str, map_index: int | None = None) -> None:
         task = dag.resolved_task(task_id, runner_image)
-        taskrun = found.get(taskruns.taskrun_key(task_id, map_index)) or await taskruns.ensure_taskrun(
-            runtime, run, run_uid, task, map_index
-        )
+        taskrun = found.get(taskruns.taskrun_key(task_id, map_index))
+        if taskrun is None:
+            taskrun = await taskruns.ensure_taskrun(runtime, run, run_uid, task, map_index)
+            if taskrun.get("status"):
+                # It existed already, with a state this pass has not seen (kept objects lag a watch
+                # event): the next pass settles it instead of starting it over.
+                runtime.run_state(key).dirty = True
+                return
         await start_attempt(runtime, run, taskrun, task, 1, now, mapped=mapped)
 
     async def retry(task_id: str, map_index: int | None = None) -> None:
@@ -162,7 +167,7 @@ async def _reconcile(runtime: Runtime, key: RunKey) -> None:
             _wake(runtime, (namespace, name), TRIGGER_WAIT_SECONDS)  # the answer is not there yet
             return
         if step == "answer" and questioned is not None:
-            answers = await question_answers.answers_for(api, namespace, questioned, try_number)
+            answers = await question_answers.answers_for(runtime, namespace, questioned, try_number)
         await start_attempt(
             runtime,
             run,
@@ -198,7 +203,12 @@ async def _reconcile(runtime: Runtime, key: RunKey) -> None:
     if decision.wake_at is not None:
         _wake(runtime, key, (decision.wake_at - _now()).total_seconds() + 0.05)
     finished = await run_status.write_run_status(runtime, run, dagrun, decision, now)
+    held = runtime.run_state(key)
+    if held.status_due_in is not None:
+        _wake(runtime, key, held.status_due_in + 0.05)  # the progress held back is written then
+        held.status_due_in = None
     if finished is not None:
+        runtime.objects.forget(key)  # nothing more to settle: its kept TaskRuns and pods are let go
         # Just finished: the DAG's oldest runs beyond its history limit go, and this one after its TTL.
         await run_cleanup.prune_history(api, namespace, run.dag_name)
         await run_cleanup.expire(runtime, key, {**dagrun, "status": finished}, _reconcile_of(runtime))

@@ -22,7 +22,7 @@ from typing import Any
 import kopf
 from kdag_runner import keys
 
-from kdag import conditions, manifests, names, schedules
+from kdag import conditions, dag_versions, manifests, names, schedules
 from kdag.api.models import DAGStatus
 from kdag.api.validation import check_dag_spec, name_problems, parse_dag_spec
 from kdag.handlers import events
@@ -125,9 +125,9 @@ async def dag_changed(
 
 
 async def _resume_waiting_runs(runtime: Runtime, namespace: str, dag_name: str) -> None:
-    """Runs created before their DAG existed (or was valid) have no snapshot yet: start them now."""
+    """Runs created before their DAG existed (or was valid) follow no DAG version yet: start them now."""
     for run in await runtime.api.list(DAGRUN, namespace):
-        waiting = not (run.get("status") or {}).get("dag")
+        waiting = dag_versions.run_version(run) is None
         if waiting and (run.get("spec") or {}).get("dagRef", {}).get("name") == dag_name:
             await request_reconcile(runtime, (namespace, run["metadata"]["name"]))
 
@@ -227,6 +227,10 @@ async def dag_event(
         return
     key = (namespace, name)
     gone = type == "DELETED" or bool(body.get("metadata", {}).get("deletionTimestamp"))
+    if gone:
+        memo.dags_seen.pop(key, None)
+    else:
+        await _validate_once(memo, body, key)
     if gone or not has_schedule(kopf.Spec(body)):
         await stop_schedule(memo, key)
         return
@@ -239,6 +243,29 @@ async def dag_event(
     stop = StopFlag()
     task = asyncio.get_running_loop().create_task(follow_schedule(live, stop, memo))
     memo.schedules[key] = Schedule(body=live, stop=stop, task=task)
+
+
+async def _validate_once(runtime: Runtime, body: kopf.Body, key: tuple[str, str]) -> None:
+    """`dag_changed` once per generation of the DAG in this process (at start-up, for every DAG: what
+    kopf's resume was), its status written directly. From watch events rather than kopf's create/update
+    handlers, which keep a copy of the whole spec in an annotation: a DAG of thousands of tasks is larger
+    than the 256 KiB Kubernetes allows all of an object's annotations."""
+    meta = body.get("metadata") or {}
+    marker = (str(meta.get("uid")), meta.get("generation"))
+    if runtime.dags_seen.get(key) == marker:
+        return
+    patch = kopf.Patch()
+    await dag_changed(
+        body=body,
+        spec=kopf.Spec(body),
+        meta=kopf.Meta(body),
+        status=kopf.Status(body),
+        patch=patch,
+        memo=runtime,
+    )
+    if patch.get("status"):
+        await runtime.api.patch_status(DAG, key[0], key[1], dict(patch["status"]))
+    runtime.dags_seen[key] = marker
 
 
 async def follow_schedule(body: dict[str, Any], stop: StopFlag, memo: Runtime) -> None:

@@ -11,6 +11,7 @@ from kdag_runner import keys
 from kdag import names
 from kdag.attempts import parse_attempt_result
 from kdag.handlers.dagruns import request_reconcile
+from kdag.handlers.run_objects import run_of_pod
 from kdag.handlers.runtime import Runtime
 
 TASK_POD_LABELS: dict[str, Any] = {
@@ -29,6 +30,7 @@ async def task_pod_changed(
     """
     if not namespace or not name:
         return
+    memo.objects.observe(dict(body), deleted=type == "DELETED")
     result = parse_attempt_result(body)
     # A pod deleted before it finished is a failed attempt; one that finished was already handled.
     if type == "DELETED" and result.finished:
@@ -40,18 +42,9 @@ async def task_pod_changed(
         memo.finished_seen_at.setdefault((namespace, taskrun), time.time())
     owner = (body.get("metadata") or {}).get("labels", {}).get(names.DAGRUN_LABEL)
     # The label may be a hashed cut of a long run name; the TaskRun owner chain names the run exactly.
-    dagrun = _dagrun_of(body) or owner
+    dagrun = run_of_pod(dict(body)) or owner
     if dagrun:
         await request_reconcile(memo, (namespace, dagrun))
-
-
-def _dagrun_of(pod: kopf.Body) -> str | None:
-    """The DAGRun name from the pod's KDAG_RUN_ID env (exact, unlike a label value)."""
-    for container in pod.get("spec", {}).get("containers", []):
-        for env in container.get("env", []):
-            if env.get("name") == "KDAG_RUN_ID" and env.get("value"):
-                return str(env["value"])
-    return None
 
 
 def _taskrun_of(pod: kopf.Body) -> str | None:

@@ -7,10 +7,10 @@ functions that get their shared state from kopf's `memo` (a `Runtime`).
 from __future__ import annotations
 
 import kopf
-from kdag_runner.keys import DAG_PLURAL, DAGRUN_PLURAL
+from kdag_runner.keys import DAG_PLURAL, DAGRUN_PLURAL, TASKRUN_PLURAL
 
 from kdag.api.models import GROUP, VERSION
-from kdag.handlers import dagruns, dags, pods
+from kdag.handlers import dagruns, dags, pods, taskruns
 from kdag.webhook import DAG_WEBHOOK, DAGRUN_WEBHOOK, validate_dag, validate_dagrun
 
 
@@ -27,9 +27,8 @@ def build_registry(*, webhook: bool) -> kopf.OperatorRegistry:
     on_dags = (GROUP, VERSION, DAG_PLURAL)
     on_runs = (GROUP, VERSION, DAGRUN_PLURAL)
 
-    kopf.on.resume(*on_dags, registry=registry)(dags.dag_changed)
-    kopf.on.create(*on_dags, registry=registry)(dags.dag_changed)
-    kopf.on.update(*on_dags, field="spec", registry=registry)(dags.dag_changed)
+    # Validation and status of a DAG follow its watch events too (`dags.dag_event`): kopf's create/update
+    # handlers would keep the whole spec in an annotation, too large for a DAG of thousands of tasks.
     kopf.on.event(*on_dags, registry=registry)(dags.dag_event)
 
     kopf.on.resume(*on_runs, registry=registry)(dagruns.dagrun_created)
@@ -37,6 +36,7 @@ def build_registry(*, webhook: bool) -> kopf.OperatorRegistry:
     kopf.on.event(*on_runs, registry=registry)(dagruns.dagrun_deleted)
 
     kopf.on.event("", "v1", "pods", labels=pods.TASK_POD_LABELS, registry=registry)(pods.task_pod_changed)
+    kopf.on.event(GROUP, VERSION, TASKRUN_PLURAL, registry=registry)(taskruns.taskrun_changed)
 
     if webhook:
         kopf.on.validate(*on_dags, id=DAG_WEBHOOK, operations=["CREATE", "UPDATE"], registry=registry)(

@@ -5,8 +5,9 @@ only when the controller writes: a pod over a ResourceQuota, a PodSecurity viola
 cluster's, an object the webhook never saw (it was off). The same request would be refused again, so:
 - a refused pod fails its task (`fail_attempt`): the TaskRun is Failed with the API server's reason and a
   `PodRefused` Event, whatever its retries, and the run's next pass (requested at once) decides the rest;
-- any other refusal of a pass (or a name kdag cannot derive) fails the run (`fail_run`): phase Failed, the
-  Stalled condition and a `RunFailed` Event quoting the reason.
+- any other refusal of a pass (or a name kdag cannot derive, or a DAG version that is not the run's or is
+  gone: `dag_versions.VersionError`) fails the run (`fail_run`): phase Failed, the Stalled condition and a
+  `RunFailed` Event quoting the reason.
 What may pass later (no answer, 409, 429, 5xx) is retried; the first time each distinct error is seen a
 Warning Event (`ReconcileRetrying`) says so. This module registers nothing; `dagruns` calls it.
 """
@@ -20,6 +21,7 @@ from kdag_runner import keys
 
 from kdag import conditions, metrics
 from kdag.api.models import DAGRunStatus, RunPhase, TaskPhase, TaskRunStatus
+from kdag.dag_versions import VersionError
 from kdag.handlers import events
 from kdag.handlers.runtime import RunKey, Runtime
 from kdag.kube import DAGRUN, TASKRUN, JSONObject, KubeApiError
@@ -67,7 +69,9 @@ async def fail_attempt(
         finish_time=_now(),
         next_attempt_at=None,
     )
-    await runtime.api.patch_status(TASKRUN, meta["namespace"], meta["name"], failed.to_patch())
+    runtime.objects.observe(
+        await runtime.api.patch_status(TASKRUN, meta["namespace"], meta["name"], failed.to_patch())
+    )
     metrics.TASKS.labels(phase=TaskPhase.FAILED.value).inc()
     logger.warning("task %s of TaskRun %s/%s failed: %s", task_id, meta["namespace"], meta["name"], message)
     events.post(runtime, keys.TASKRUN_KIND, taskrun, "Warning", "PodRefused", f"task {task_id!r}: {message}")
@@ -85,11 +89,12 @@ async def fail_run(runtime: Runtime, key: RunKey, error: BaseException) -> None:
     message = f"the run cannot go on: {error}"
     now = _now()
     generation = dagrun["metadata"].get("generation")
+    reason = error.reason if isinstance(error, VersionError) else "Refused"
     failed = DAGRunStatus(
         phase=RunPhase.FAILED,
         finish_time=now,
         conditions=conditions.merge_conditions(
-            status.get("conditions"), conditions.invalid_conditions("Refused", message), generation, now
+            status.get("conditions"), conditions.invalid_conditions(reason, message), generation, now
         ),
     )
     if not status.get("startTime"):

@@ -3,6 +3,7 @@ of the fields that changed, and the Event of a transition (RunStarted, RunSuccee
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -26,6 +27,26 @@ def failure_message(phases: Mapping[str, TaskPhase]) -> str:
     if upstream_failed:
         parts.append("upstream failed: " + ", ".join(upstream_failed))
     return "; ".join(parts)
+
+
+def _hold_back(
+    runtime: Runtime, key: tuple[str, str], status: JSONObject, patch: JSONObject, finished: bool
+) -> bool:
+    """Whether this pass leaves a change of progress to a later one (`run_status_interval_seconds`): never
+    a change of phase or generation, the run's first status or its last. The pass that holds it back sets
+    when it is due (`RunState.status_due_in`), so the newest progress is always written."""
+    interval = runtime.settings.run_status_interval_seconds
+    state = runtime.run_state(key)
+    urgent = finished or any(
+        status.get(field) != patch.get(field) for field in ("phase", "observedGeneration", "startTime")
+    )
+    if urgent or interval <= 0 or state.status_written_at is None:
+        return False
+    waited = time.monotonic() - state.status_written_at
+    if waited >= interval:
+        return False
+    state.status_due_in = interval - waited
+    return True
 
 
 async def write_run_status(
@@ -69,13 +90,13 @@ async def write_run_status(
     if finished:
         wanted.finish_time = now
     patch = wanted.to_patch()
-    if not status.get("dag"):
-        # The snapshot is written whole, in the form the API server stores a DAG spec.
-        patch["dag"] = dag.to_kube()
     # Only the fields whose value changed: most passes write one or two of them.
     changed = {k: patches.merge_patch(status.get(k), v) for k, v in patch.items() if status.get(k) != v}
+    if changed and _hold_back(runtime, (namespace, name), status, patch, finished):
+        changed = {}
     if changed:
         await runtime.api.patch_status(DAGRUN, namespace, name, changed)
+        runtime.run_state((namespace, name)).status_written_at = time.monotonic()
     metrics.observe_run_phase(f"{namespace}/{name}", run_phase.value)
     if status.get("phase") == run_phase.value:
         return None

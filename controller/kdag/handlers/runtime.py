@@ -1,4 +1,5 @@
-"""The controller's shared state, kept in kopf's `memo`: settings, the API client, per-run locks and timers.
+"""The controller's shared state, kept in kopf's `memo`: settings, the API client, per-run locks and timers,
+the parsed DAG versions.
 
 `build_registry` passes one `Runtime` to kopf as the memo; kopf hands every handler a shallow copy, so the
 fields are made once, before the operator starts, and only mutated in place afterwards (never rebound).
@@ -12,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kdag.dag_versions import VersionCache
+from kdag.handlers.run_objects import ObjectCache
 from kdag.kube import KubeApi
 from kdag.settings import ControllerSettings
 
@@ -29,6 +32,11 @@ class RunState:
     dirty: bool = False
     wake: asyncio.TimerHandle | None = None
     wake_at: float | None = None
+    status_written_at: float | None = None
+    """When a pass last wrote the run's status (monotonic clock): progress is written at most once per
+    `settings.run_status_interval_seconds` (`run_status.write_run_status`)."""
+    status_due_in: float | None = None
+    """Seconds until the progress a pass held back is due: the pass then asks for a pass at that time."""
     reported_error: str = ""
     """The last error a failed pass posted an Event about (`run_failures.report_retry`): once each."""
 
@@ -77,12 +85,19 @@ class Runtime:
     """Tasks started by timers, kept referenced until they end."""
     schedules: dict[RunKey, Schedule] = field(default_factory=dict)
     """(namespace, DAG name) -> its schedule, for each DAG with a time schedule."""
+    dag_versions: VersionCache = field(default_factory=VersionCache)
+    """The DAG versions runs follow, parsed once (`kdag.dag_versions`)."""
+    dags_seen: dict[RunKey, tuple[str, int | None]] = field(default_factory=dict)
+    """(namespace, DAG name) -> (uid, generation) this process validated (`dags.dag_event`)."""
+    objects: ObjectCache = field(default_factory=ObjectCache)
+    """The TaskRuns and pods of the runs under way, kept from watch events and writes (`run_objects`)."""
 
     def run_state(self, key: RunKey) -> RunState:
         return self.runs.setdefault(key, RunState())
 
     def forget_run(self, key: RunKey) -> None:
-        """Drop a deleted run's lock and cancel its timer."""
+        """Drop a deleted run's lock, its kept objects, and cancel its timer."""
+        self.objects.forget(key)
         state = self.runs.pop(key, None)
         if state is not None and state.wake is not None:
             state.wake.cancel()

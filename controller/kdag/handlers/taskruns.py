@@ -5,10 +5,10 @@ against their pods (`settle_taskrun`) and marked without running (`mark`). `dagr
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from kdag_runner import keys
 
@@ -17,24 +17,23 @@ from kdag.api.models import TaskPhase, TaskRunStatus, TaskSpec
 from kdag.handlers import events
 from kdag.handlers import triggers as trigger_requests
 from kdag.handlers.runtime import Runtime
-from kdag.kube import POD, TASKRUN, JSONObject, KubeApi
+from kdag.kube import POD, TASKRUN, JSONObject
 from kdag.render import RunInfo
 from kdag.task_state import TaskState
 
 
 async def read_run(
-    api: KubeApi, namespace: str, name: str, uid: str
+    runtime: Runtime, namespace: str, name: str, uid: str
 ) -> tuple[dict[str, JSONObject], dict[str, dict[int, JSONObject]]]:
     """The run's TaskRuns by task id, and its pods by task id and attempt; an instance of a mapped task (a
     TaskRun with spec.mapIndex) by `mapping.instance_key`: `task[i]`.
 
     The labels only narrow the listing (a long run name's label value is a cut plus a short hash, which
     another run's name can share): a TaskRun is the run's when the run's uid owns it, a pod when one of
-    those TaskRuns owns it."""
+    those TaskRuns owns it. Read from what this process keeps of the run (`run_objects`), listed only now
+    and then."""
     selector = {names.DAGRUN_LABEL: names.label_value(name)}
-    listed, pods = await asyncio.gather(
-        api.list(TASKRUN, namespace, selector), api.list(POD, namespace, selector)
-    )
+    listed, pods = await runtime.objects.read(runtime.api, (namespace, name), selector)
     owned = [tr for tr in listed if manifests.owned_by(tr, uid)]
     taskruns = {taskrun_key(tr["spec"]["taskId"], tr["spec"].get("mapIndex")): tr for tr in owned}
     key_of = {tr["metadata"]["uid"]: key for key, tr in taskruns.items()}
@@ -45,6 +44,12 @@ async def read_run(
         if key is not None:
             pods_by_task.setdefault(key, {})[settle.attempt_of(pod)] = pod
     return taskruns, pods_by_task
+
+
+async def taskrun_changed(body: Mapping[str, Any], type: str | None, memo: Runtime, **_: Any) -> None:
+    """A TaskRun's watch event: kept for its run's next pass (`run_objects`). Passes follow pods, so a
+    TaskRun's change alone starts none."""
+    memo.objects.observe(dict(body), deleted=type == "DELETED")
 
 
 def taskrun_key(task_id: str, map_index: int | None) -> str:
@@ -65,11 +70,13 @@ async def ensure_taskrun(
     manifest = manifests.taskrun_manifest(run.namespace, run.dag_name, run.name, run_uid, task, map_index)
     created = await runtime.api.create_if_absent(manifest, run.namespace)
     if created is not None:
+        runtime.objects.observe(created)
         return created
     name = manifest["metadata"]["name"]
     existing = await runtime.api.get(TASKRUN, run.namespace, name)
     if existing is None:
         raise RuntimeError(f"TaskRun {name} exists and vanished; will retry")
+    runtime.objects.observe(existing)
     if not manifests.owned_by(existing, run_uid):
         raise NameTaken(
             f"task {task.id!r} cannot start: TaskRun {name} exists and belongs to"
@@ -87,7 +94,7 @@ async def settle_taskrun(
     its Events, count its metrics. Then act on a TriggerDagRunOperator's request that waits for the
     controller (`handlers.triggers`); the task's questions as they stand are returned with its state."""
     name = taskrun["metadata"]["name"]
-    task = TaskSpec.model_validate(taskrun["spec"]["task"])
+    task = runtime.objects.task_of((run.namespace, run.name), taskrun)
     status = TaskRunStatus.model_validate(taskrun.get("status") or {})
     outcome = settle.settle(
         status, pods, task, now, run_name=run.name, map_index=taskrun["spec"].get("mapIndex")
@@ -97,7 +104,8 @@ async def settle_taskrun(
         if outcome.finished.xcom_bytes:
             metrics.XCOM_BYTES.inc(outcome.finished.xcom_bytes)
     if outcome.patch is not None:
-        await runtime.api.patch_status(TASKRUN, run.namespace, name, outcome.patch.to_patch())
+        written = await runtime.api.patch_status(TASKRUN, run.namespace, name, outcome.patch.to_patch())
+        runtime.objects.observe(written)
         metrics.TASKS.labels(phase=outcome.phase.value).inc()
     for pod_name in outcome.delete_pods:  # earlier attempts that were rescheduled, their results recorded
         await runtime.api.delete(POD, run.namespace, pod_name)
@@ -126,6 +134,10 @@ async def mark(
     dag = run.dag
     task = dag.resolved_task(task_id, runtime.settings.runner_image)
     taskrun = await ensure_taskrun(runtime, run, run_uid, task, map_index)
+    if taskrun.get("status"):
+        # It existed already, with a state this pass has not seen: the next pass decides with it.
+        runtime.run_state((run.namespace, run.name)).dirty = True
+        return
     upstream = ", ".join(dag.task(task_id).upstream_ids)
     key = taskrun_key(task_id, map_index)  # an instance of a mapped task group's task: its own marks
     by = decision.skipped_by.get(key) if phase == TaskPhase.SKIPPED else None
@@ -136,5 +148,8 @@ async def mark(
         or f"{phase.value} by trigger rule over upstream tasks {upstream}"
     )
     marked = TaskRunStatus(phase=phase, attempts=0, message=message, finish_time=now)
-    await runtime.api.patch_status(TASKRUN, run.namespace, taskrun["metadata"]["name"], marked.to_patch())
+    written = await runtime.api.patch_status(
+        TASKRUN, run.namespace, taskrun["metadata"]["name"], marked.to_patch()
+    )
+    runtime.objects.observe(written)
     metrics.TASKS.labels(phase=phase.value).inc()

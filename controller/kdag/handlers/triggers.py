@@ -30,7 +30,10 @@ async def advance(runtime: Runtime, taskrun: JSONObject, trigger: TriggeredRun) 
     now = await _advance(runtime.api, namespace, meta["name"], meta["uid"], trigger)
     if now == trigger:
         return trigger
-    await runtime.api.patch_status(TASKRUN, namespace, meta["name"], TaskRunStatus(trigger=now).to_patch())
+    written = await runtime.api.patch_status(
+        TASKRUN, namespace, meta["name"], TaskRunStatus(trigger=now).to_patch()
+    )
+    runtime.objects.observe(written)
     task = f"task {taskrun['spec']['taskId']!r}"
     if now.state == TriggerState.TRIGGERED:
         message = f"{task} triggered DAG {now.dag_id!r}: DAGRun {now.run}"

@@ -1,0 +1,113 @@
+"""What a pass reads of a run's TaskRuns and pods (`handlers.run_objects`): listed once, then kept current by
+watch events and the controller's own writes; a stale event never replaces a newer object; a pod the current
+attempt names but the cache has not seen is read before a pass could take it for deleted."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kdag.handlers.run_objects import ObjectCache, RunObjects, slim_pod
+from kdag.kube import POD, TASKRUN
+
+KEY = ("ns", "run")
+SELECTOR = {"kdag.dev/dagrun": "run"}
+
+
+class CountingApi:
+    """Answers lists and gets from `objects`, counting the calls."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+
+    async def list(self, kind: Any, namespace: str, labels: dict[str, str] | None = None) -> list[Any]:
+        self.calls.append(("list", kind.kind))
+        return [obj for (k, _), obj in self.objects.items() if k == kind.kind]
+
+    async def get(self, kind: Any, namespace: str, name: str) -> Any:
+        self.calls.append(("get", name))
+        return self.objects.get((kind.kind, name))
+
+
+def taskrun(name: str, version: int, **status: Any) -> dict[str, Any]:
+    return {
+        "kind": "TaskRun",
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": str(version)},
+        "spec": {"dagRun": "run", "taskId": name, "task": {"id": name, "command": ["true"]}},
+        "status": status,
+    }
+
+
+def pod(name: str, version: int, phase: str = "Running") -> dict[str, Any]:
+    return {
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": str(version), "managedFields": [{}]},
+        "spec": {
+            "containers": [{"name": "task", "env": [{"name": "KDAG_RUN_ID", "value": "run"}]}],
+            "volumes": [{"name": "big"}],
+            "activeDeadlineSeconds": 60,
+        },
+        "status": {"phase": phase},
+    }
+
+
+def test_a_run_is_listed_once_then_kept_from_events_and_writes() -> None:
+    api, cache = CountingApi(), ObjectCache()
+    api.objects[("TaskRun", "a")] = taskrun("a", 1)
+    taskruns, pods = asyncio.run(cache.read(api, KEY, SELECTOR))  # type: ignore[arg-type]
+    assert [t["metadata"]["name"] for t in taskruns] == ["a"] and pods == []
+    assert api.calls == [("list", TASKRUN.kind), ("list", POD.kind)]
+    # A watch event and a write's answer: seen by the next read without listing again.
+    cache.observe(taskrun("b", 2))
+    cache.observe(pod("b-1", 3))
+    cache.observe(taskrun("a", 5, phase="Succeeded"))
+    cache.observe(taskrun("a", 4, phase="Running"))  # older than what is kept: ignored
+    taskruns, pods = asyncio.run(cache.read(api, KEY, SELECTOR))  # type: ignore[arg-type]
+    assert {t["metadata"]["name"]: t["status"].get("phase") for t in taskruns} == {
+        "a": "Succeeded",
+        "b": None,
+    }
+    assert [p["metadata"]["name"] for p in pods] == ["b-1"]
+    assert len(api.calls) == 2
+    cache.observe(pod("b-1", 6), deleted=True)
+    assert asyncio.run(cache.read(api, KEY, SELECTOR))[1] == []  # type: ignore[arg-type]
+
+
+def test_objects_of_runs_not_kept_are_ignored_and_a_finished_run_is_let_go() -> None:
+    cache = ObjectCache()
+    cache.observe(taskrun("a", 1))
+    assert cache.runs == {}
+    api = CountingApi()
+    asyncio.run(cache.read(api, KEY, SELECTOR))  # type: ignore[arg-type]
+    cache.observe(taskrun("a", 1))
+    assert list(cache.runs[KEY].taskruns) == ["a"]
+    cache.forget(KEY)
+    assert cache.runs == {}
+
+
+def test_the_current_attempts_pod_is_read_when_not_seen_yet() -> None:
+    api, cache = CountingApi(), ObjectCache()
+    asyncio.run(cache.read(api, KEY, SELECTOR))  # type: ignore[arg-type]
+    cache.observe(taskrun("a", 2, phase="Running", podName="a-1"))
+    api.objects[("Pod", "a-1")] = pod("a-1", 3)
+    pods = asyncio.run(cache.read(api, KEY, SELECTOR))[1]  # type: ignore[arg-type]
+    assert [p["metadata"]["name"] for p in pods] == ["a-1"]
+    assert ("get", "a-1") in api.calls
+
+
+def test_a_relist_replaces_what_is_kept() -> None:
+    api, cache = CountingApi(), ObjectCache(relist_seconds=0)
+    cache.runs[KEY] = RunObjects()
+    cache.observe(pod("gone-1", 1))  # missed its DELETED event
+    asyncio.run(cache.read(api, KEY, SELECTOR))  # type: ignore[arg-type]
+    assert cache.runs[KEY].pods == {}
+
+
+def test_a_kept_pod_is_slim() -> None:
+    slim = slim_pod(pod("p", 1))
+    assert slim == {
+        "metadata": {"name": "p", "namespace": "ns", "resourceVersion": "1"},
+        "spec": {"containers": [{"name": "task"}], "activeDeadlineSeconds": 60},
+        "status": {"phase": "Running"},
+    }
