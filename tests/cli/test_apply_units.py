@@ -82,11 +82,18 @@ def owner_of(dag: dict[str, Any]) -> dict[str, str]:
 
 
 def run(name: str, phase: str, source: str | None) -> dict[str, Any]:
+    """A run of slow2; one that started follows the DAGVersion `slow2-{name}` (`version`)."""
     status: dict[str, Any] = {"phase": phase}
     if source is not None:
-        status["dag"] = {"tasks": [], "pythonFile": {"configMap": source, "key": "slow2.py"}}
+        status["dagVersion"] = f"slow2-{name}"
     spec = {"dagRef": {"name": "slow2"}}
     return {"kind": "DAGRun", "metadata": {"name": name}, "spec": spec, "status": status}
+
+
+def version(run_name: str, source: str) -> dict[str, Any]:
+    """The DAGVersion run `run_name` follows, its pods mounting source ConfigMap `source`."""
+    dag = {"tasks": [], "pythonFile": {"configMap": source, "key": "slow2.py"}}
+    return {"kind": "DAGVersion", "metadata": {"name": f"slow2-{run_name}"}, "spec": {"dag": dag}}
 
 
 def test_a_new_dag_is_applied_as_kubectl_and_owns_its_source(
@@ -119,6 +126,7 @@ def test_a_new_version_leaves_the_one_a_run_under_way_reads_and_deletes_the_rest
     v2 = api.objects[("DAG", "slow2")]["spec"]["pythonFile"]["configMap"]
     assert v2 != v1 and ("ConfigMap", v1) not in api.objects, "v1 was read by no run"
     api.objects[("DAGRun", "under-way")] = run("under-way", "Running", v2)
+    api.objects[("DAGVersion", "slow2-under-way")] = version("under-way", v2)
     api.objects[("DAGRun", "done")] = run("done", "Succeeded", "slow2-source-0000000000")
     api.objects[("ConfigMap", "slow2-source")] = configmap("slow2-source")  # an earlier kdag's
     api.objects[("ConfigMap", "slow2-source-0000000000")] = configmap("slow2-source-0000000000")

@@ -123,12 +123,16 @@ def prune_sources(api: SyncKubeApi, namespace: str, dag: str, spec: DAGSpec) -> 
     from kdag_runner.kube import KubeApiError
 
     from kdag import dag_sources
-    from kdag.kube import CONFIGMAP, DAGRUN
+    from kdag.kube import CONFIGMAP, DAGRUN, DAGVERSION
 
     current = spec.python_file.config_map if spec.python_file else None
     try:
         configmaps = api.list(CONFIGMAP, namespace, {names.DAG_LABEL: names.label_value(dag)})
-        unused = dag_sources.unused_versions(dag, current, configmaps, api.list(DAGRUN, namespace))
+        runs = api.list(DAGRUN, namespace)
+        # The DAGVersions the runs under way follow name the source versions their pods mount.
+        read = (api.get(DAGVERSION, namespace, name) for name in dag_sources.versions_read(dag, runs))
+        versions = [version for version in read if version is not None]
+        unused = dag_sources.unused_versions(dag, current, configmaps, runs, versions)
         for name in unused:
             api.delete(CONFIGMAP, namespace, name)
             print(f"configmap/{name} deleted (an earlier version of the DAG's source)")
@@ -256,7 +260,7 @@ def status_command(
         listed = _owned(dagrun, api.list(TASKRUN, namespace, {names.DAGRUN_LABEL: names.label_value(run)}))
         taskruns = {tr["spec"]["taskId"]: tr for tr in listed if tr["spec"].get("mapIndex") is None}
         instances = _instances(listed)
-        order = _task_order(dagrun)
+        order = _task_order(dagrun, _run_spec(api, dagrun))
         tasks = status.get("tasks") or {}
         if output == Output.json:
             print(
@@ -323,14 +327,24 @@ def _instances(taskruns: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, 
     return found
 
 
-def _task_order(dagrun: Mapping[str, Any]) -> list[str]:
-    """The run's task ids in topological order, from its DAG snapshot (or as the status lists them)."""
+def _run_spec(api: SyncKubeApi, dagrun: Mapping[str, Any]) -> DAGSpec | None:
+    """The DAG spec the run follows (its DAGVersion), None before it started or when that is gone."""
+    from kdag import dag_versions
+    from kdag.kube import DAGVERSION
+
+    name = dag_versions.run_version(dagrun)
+    version = api.get(DAGVERSION, dagrun["metadata"]["namespace"], name) if name else None
+    return dag_versions.spec_of(version) if version is not None else None
+
+
+def _task_order(dagrun: Mapping[str, Any], spec: DAGSpec | None) -> list[str]:
+    """The run's task ids in topological order, from the DAG version it follows (or as its status lists
+    them)."""
     from kdag import topology
 
-    status = dagrun.get("status") or {}
-    if status.get("dag"):
-        return topology.topological_order(DAGSpec.model_validate(status["dag"]).tasks)
-    return list(status.get("tasks") or {})
+    if spec is not None:
+        return topology.topological_order(spec.tasks)
+    return list((dagrun.get("status") or {}).get("tasks") or {})
 
 
 def _owned(dagrun: Mapping[str, Any], listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -346,7 +360,8 @@ def run_xcoms(api: SyncKubeApi, namespace: str, run: str) -> dict[str, Any]:
 
     dagrun = require(api, DAGRUN, namespace, run)
     status = dagrun.get("status") or {}
-    order = _task_order(dagrun)
+    spec = _run_spec(api, dagrun)
+    order = _task_order(dagrun, spec)
     selector = {names.DAGRUN_LABEL: names.label_value(run)}
     # One list each: a mapped task's instances have a ConfigMap (and a TaskRun) apiece.
     owned_configmaps = _owned(dagrun, api.list(CONFIGMAP, namespace, selector))
@@ -369,9 +384,8 @@ def run_xcoms(api: SyncKubeApi, namespace: str, run: str) -> dict[str, Any]:
         configmap = configmaps.get(names.xcom_configmap_name(run, tid)) or {}
         for key, value in store.decode(configmap.get("data") or {}).items():
             rows.append({"task_id": tid, "key": key, "value": value})
-    dag_spec = status.get("dag") or {}
     return {
-        "dag_id": dag_spec.get("dagId") or dagrun["spec"]["dagRef"]["name"],
+        "dag_id": (spec.dag_id if spec is not None else None) or dagrun["spec"]["dagRef"]["name"],
         "run_id": run,
         "state": AIRFLOW_RUN_STATE.get(status.get("phase") or "Pending", "queued"),
         "tasks": tasks,
