@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ class PodTimes:
 
 @dataclass
 class PodWatch:
-    """Watches the namespace's pods through `kubectl get -w` and notes when each pod reached each state."""
+    """Watches the namespace's pods (a watch request through `kubectl get --raw`: one JSON event a line, which
+    kubectl only copies) and notes when each pod reached each state."""
 
     namespace: str
     selector: str = "kdag.dev/dagrun"
@@ -84,33 +86,48 @@ class PodWatch:
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
     annotations: dict[str, dict[str, str]] = field(default_factory=dict)
     process: subprocess.Popen[str] | None = None
+    restarts: int = 0
+    """Times the watch ended before `stop` (the API server closes a watch whose client reads too slowly, and
+    any after its timeout) and was started again from the last resourceVersion seen: no event is missed."""
+    stopping: bool = False
+    resource_version: str = ""
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["kubectl", "get", "pods", "-n", self.namespace, "-l", self.selector, "-w", "-o", "json"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
+        self.stopping = False
+        self._spawn()
+
+    def _spawn(self) -> None:
+        query = {"watch": "1", "labelSelector": self.selector, "timeoutSeconds": "3600"}
+        if self.resource_version:
+            query |= {"resourceVersion": self.resource_version, "allowWatchBookmarks": "true"}
+        path = f"/api/v1/namespaces/{self.namespace}/pods?{urllib.parse.urlencode(query)}"
+        self.process = subprocess.Popen(["kubectl", "get", "--raw", path], stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
 
     def stop(self) -> None:
+        self.stopping = True
         if self.process is not None:
             self.process.terminate()
             self.process.wait(timeout=10)
 
-    def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        decoder = json.JSONDecoder()
-        buffer = ""
-        for line in self.process.stdout:
-            buffer += line
-            while buffer.strip():
-                try:
-                    pod, end = decoder.raw_decode(buffer.lstrip())
-                except json.JSONDecodeError:
-                    break
-                buffer = buffer.lstrip()[end:]
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            pod = event.get("object") or {}
+            if event.get("type") == "ERROR":  # 410 Gone: the resourceVersion is too old; list anew
+                self.resource_version = ""
+                continue
+            self.resource_version = pod.get("metadata", {}).get("resourceVersion") or self.resource_version
+            if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
                 self._note(pod, time.time())
+        process.wait()
+        if not self.stopping and self.restarts < 100:
+            self.restarts += 1
+            self._spawn()
 
     def _note(self, pod: dict[str, Any], seen: float) -> None:
         name = pod["metadata"]["name"]

@@ -23,7 +23,7 @@ from kdag_runner import keys
 
 from kdag import graph, mapping, metrics, questions
 from kdag.api.models import RunPhase, TaskPhase, TaskSpec
-from kdag.handlers import events, run_cleanup, run_dag, run_failures, run_status, taskruns
+from kdag.handlers import events, run_cleanup, run_dag, run_failures, run_objects, run_status, taskruns
 from kdag.handlers import questions as question_answers
 from kdag.handlers.attempt_pods import start_attempt
 from kdag.handlers.runtime import Reconcile, RunKey, Runtime, coalesced, wake_later
@@ -203,6 +203,10 @@ async def _reconcile(runtime: Runtime, key: RunKey) -> None:
     if decision.wake_at is not None:
         _wake(runtime, key, (decision.wake_at - _now()).total_seconds() + 0.05)
     finished = await run_status.write_run_status(runtime, run, dagrun, decision, now)
+    if finished is None:
+        # A resync, as an informer's: a run under way is looked at again (its objects listed anew) at
+        # least this often, so a pod event lost between two watches never leaves it waiting for good.
+        _wake(runtime, key, run_objects.RELIST_SECONDS)
     held = runtime.run_state(key)
     if held.status_due_in is not None:
         _wake(runtime, key, held.status_due_in + 0.05)  # the progress held back is written then
