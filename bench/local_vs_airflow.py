@@ -1,11 +1,24 @@
-"""`kdag run --local` against Apache Airflow's `airflow dags test` on the same DAG files.
+"""`kdag run --local` against Apache Airflow on the same DAG files, timed in pairs, XCom rows compared.
 
-For each file it times both (wall clock, best of --repeat), reads Airflow's XCom rows and task states from
-its SQLite database, and checks kdag's `-o json` rows against them. Airflow lives in a throwaway virtual
-environment (never a kdag dependency):
+Two comparisons, each tool's whole command timed (wall clock, from start to exit):
 
-    python3 -m venv /tmp/airflow-venv && /tmp/airflow-venv/bin/pip install "apache-airflow==3.*"
-    .venv/bin/python bench/local_vs_airflow.py --airflow-venv /tmp/airflow-venv
+- the lesson files (`examples/python`, the seed lessons first): `kdag run --local FILE -o json` against
+  `airflow dags test DAG DATE -f FILE`, both after one untimed warm-up run, then `--repeat` rounds of one run
+  each, the tool that goes first alternating; the medians and their ratio are printed;
+- 1,000 tasks (`--thousand-repeat` runs each, 0 to skip): a DAG file this script writes (`thousand_source`:
+  a fan-out of 40 chains of 24 trivial tasks, `@task` and `PythonOperator` by turns, each passing its XCom
+  on, 38 fan-in tasks pulling from two chains, and one total), run by `kdag run --local FILE -o json` and
+  by `python FILE`, which calls Airflow's `dag.test()` (the file's `if __name__ == "__main__":` block).
+
+Airflow's XCom rows and task states are read from its SQLite database and compared with kdag's `-o json`.
+Airflow lives in its own virtual environment, never a kdag dependency (`airflow_reference.airflow_venv`:
+`~/.cache/kdag/airflow-3.3.2`, made on first use; or `--airflow-venv`):
+
+    .venv/bin/python bench/local_vs_airflow.py [--airflow-venv VENV] [--repeat 5] [--thousand-repeat 1]
+
+Both tools run with Python's bytecode cache on (`PYTHONDONTWRITEBYTECODE` is dropped from their
+environment), as in an installed environment: pip byte-compiles Airflow's packages when it installs them,
+and kdag's own modules are compiled by the warm-up run.
 
 Airflow 3 refuses two Airflow 1 idioms the seed lessons use, so the copy Airflow runs has exactly those
 removed: the `provide_context=True` argument (a no-op since Airflow 2.0) and the module path
@@ -26,14 +39,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_reference import airflow_dags_test, latest_run
+from airflow_reference import (
+    airflow_dags_test,
+    airflow_env,
+    airflow_venv,
+    airflow_version,
+    latest_run,
+    migrate,
+    run_results,
+)
 
 TOP = Path(__file__).resolve().parent.parent
 EXAMPLES = TOP / "examples" / "python"
+KDAG = Path(sys.executable).parent / "kdag"
 FILES = {
     "etl_dag": EXAMPLES / "xcom_lesson.py",
     "xcom_three_ways": EXAMPLES / "xcom_three_ways.py",
@@ -42,17 +65,83 @@ FILES = {
 }
 LOGICAL_DATE = time.strftime("%Y-%m-%d", time.gmtime())
 """Today: the seed lesson starts its DAG yesterday, and Airflow runs no task before a DAG's start_date."""
+THOUSAND_DAG_ID = "thousand_tasks"
+LANES, LANE_LENGTH, FAN_IN = 40, 24, 38
+"""1 + 40 * 24 + 38 + 1 = 1,000 tasks."""
 
 
 @dataclass
 class Outcome:
-    """One tool's run of one file."""
+    """One tool's last run of one file: its run id, state, task states and XCom rows."""
 
-    seconds: list[float]
     run_id: str
     state: str
     tasks: dict[str, str]
     rows: list[dict[str, Any]]
+
+
+def thousand_source() -> str:
+    """The 1,000-task DAG file: the same file for both tools (Airflow runs it as a script: `dag.test()`)."""
+    return f'''"""{LANES} chains of {LANE_LENGTH} trivial tasks, one start, {FAN_IN} fan-ins, one total."""
+from datetime import datetime
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, task
+
+
+@task
+def start():
+    return 1
+
+
+@task
+def step(value):
+    return value + 1
+
+
+def pull_one(ti, upstream):
+    return ti.xcom_pull(task_ids=upstream) + 1
+
+
+def pull_many(ti, upstream):
+    return sum(ti.xcom_pull(task_ids=upstream))
+
+
+with DAG("{THOUSAND_DAG_ID}", start_date=datetime(2024, 1, 1), schedule=None) as dag:
+    first = start()
+    ends = []
+    for lane in range({LANES}):
+        value = first
+        for i in range({LANE_LENGTH}):
+            if i % 2 == 0:
+                value = step.override(task_id=f"lane{{lane}}_step{{i}}")(value)
+            else:
+                upstream = value.operator.task_id
+                pull = PythonOperator(
+                    task_id=f"lane{{lane}}_pull{{i}}",
+                    python_callable=pull_one,
+                    op_kwargs={{"upstream": upstream}},
+                )
+                value >> pull
+                value = pull.output
+        ends.append(value)
+    joins = []
+    for j in range({FAN_IN}):
+        pair = [ends[j % len(ends)], ends[(j + 1) % len(ends)]]
+        upstream = [end.operator.task_id for end in pair]
+        join = PythonOperator(
+            task_id=f"join{{j}}", python_callable=pull_many, op_kwargs={{"upstream": upstream}}
+        )
+        pair >> join
+        joins.append(join)
+    total = PythonOperator(
+        task_id="total", python_callable=pull_many, op_kwargs={{"upstream": [join.task_id for join in joins]}}
+    )
+    joins >> total
+
+if __name__ == "__main__":
+    dag.test()
+'''
 
 
 def airflow_copy(source: Path, folder: Path) -> Path:
@@ -66,46 +155,52 @@ def airflow_copy(source: Path, folder: Path) -> Path:
     return target
 
 
-def airflow_value(stored: Any) -> Any:
-    """A value of Airflow 3's xcom.value JSON column: numbers come back as numbers, the rest as text."""
-    return json.loads(stored) if isinstance(stored, str | bytes) else stored
+def timed(run: Callable[[], object]) -> float:
+    """Seconds `run` took."""
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
 
 
-def run_airflow(venv: Path, home: Path, dag_id: str, file: Path, repeat: int) -> Outcome:
-    """`airflow dags test DAG DATE -f FILE`, timed; rows and states of the last run from the database."""
-    seconds = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        airflow_dags_test(venv, home, dag_id, LOGICAL_DATE, file)
-        seconds.append(time.perf_counter() - started)
+def paired(airflow: Callable[[], object], kdag: Callable[[], object], repeat: int) -> tuple[list[float], ...]:
+    """Seconds of `repeat` runs of each, after one untimed run of each; the first of a round alternates."""
+    airflow()
+    kdag()
+    airflow_seconds: list[float] = []
+    kdag_seconds: list[float] = []
+    for round_ in range(repeat):
+        if round_ % 2 == 0:
+            airflow_seconds.append(timed(airflow))
+            kdag_seconds.append(timed(kdag))
+        else:
+            kdag_seconds.append(timed(kdag))
+            airflow_seconds.append(timed(airflow))
+    return airflow_seconds, kdag_seconds
+
+
+class KdagRun:
+    """`kdag run --local FILE -o json --logical-date DATE`; `outcome` is its last run's."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.result: dict[str, Any] = {}
+
+    def __call__(self) -> None:
+        command = [str(KDAG), "run", "--local", str(self.file), "-o", "json", "--logical-date", LOGICAL_DATE]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        self.result = json.loads(done.stdout)
+
+    def outcome(self) -> Outcome:
+        r = self.result
+        return Outcome(r["run_id"], r["state"], r["tasks"], r["xcoms"])
+
+
+def airflow_outcome(home: Path, dag_id: str) -> Outcome:
+    """The newest run of the DAG in Airflow's database."""
     with sqlite3.connect(home / "airflow.db") as db:
         run_id, state = latest_run(db, dag_id)
-        tasks = dict(db.execute("select task_id, state from task_instance where run_id = ?", (run_id,)))
-        rows = [
-            {"task_id": task_id, "key": key, "value": airflow_value(value)}
-            for task_id, key, value in db.execute(
-                "select task_id, key, value from xcom where run_id = ? order by timestamp", (run_id,)
-            )
-        ]
-    return Outcome(seconds, run_id, state, {k: str(v) for k, v in tasks.items()}, rows)
-
-
-def run_kdag(file: Path, repeat: int) -> Outcome:
-    """`kdag run --local FILE -o json --logical-date DATE`, timed."""
-    kdag = Path(sys.executable).parent / "kdag"
-    seconds = []
-    result: dict[str, Any] = {}
-    for _ in range(repeat):
-        started = time.perf_counter()
-        done = subprocess.run(
-            [str(kdag), "run", "--local", str(file), "-o", "json", "--logical-date", LOGICAL_DATE],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        seconds.append(time.perf_counter() - started)
-        result = json.loads(done.stdout)
-    return Outcome(seconds, result["run_id"], result["state"], result["tasks"], result["xcoms"])
+        tasks, rows = run_results(db, dag_id, run_id)
+    return Outcome(run_id, state, tasks, rows)
 
 
 def comparable(rows: list[dict[str, Any]], run_id: str) -> list[str]:
@@ -120,54 +215,112 @@ def comparable(rows: list[dict[str, Any]], run_id: str) -> list[str]:
     return sorted(texts)
 
 
+def same_rows(airflow: Outcome, kdag: Outcome) -> bool:
+    return comparable(airflow.rows, airflow.run_id) == comparable(kdag.rows, kdag.run_id)
+
+
+def summary(airflow_seconds: list[float], kdag_seconds: list[float]) -> dict[str, Any]:
+    airflow_median = statistics.median(airflow_seconds)
+    kdag_median = statistics.median(kdag_seconds)
+    return {
+        "airflow_seconds": airflow_seconds,
+        "kdag_seconds": kdag_seconds,
+        "airflow_median_seconds": airflow_median,
+        "kdag_median_seconds": kdag_median,
+        "ratio_of_medians": airflow_median / kdag_median,
+    }
+
+
+def lessons(venv: Path, home: Path, dags: Path, repeat: int) -> dict[str, Any]:
+    """The lesson files, `airflow dags test` and `kdag run --local` in alternating pairs."""
+    print(f"medians of {repeat} alternating pairs after a warm-up pair")
+    print(f"{'DAG file':<22} {'airflow dags test':>18} {'kdag run --local':>17} {'ratio':>7}  same rows")
+    report: dict[str, Any] = {}
+    for dag_id, file in FILES.items():
+        copy = airflow_copy(file, dags)
+        kdag = KdagRun(file)
+        airflow_seconds, kdag_seconds = paired(
+            lambda dag_id=dag_id, copy=copy: airflow_dags_test(venv, home, dag_id, LOGICAL_DATE, copy),
+            kdag,
+            repeat,
+        )
+        airflow, ours = airflow_outcome(home, dag_id), kdag.outcome()
+        failed_in_airflow = sorted(t for t, s in airflow.tasks.items() if s != "success")
+        times = summary(airflow_seconds, kdag_seconds)
+        airflow_median, kdag_median = times["airflow_median_seconds"], times["kdag_median_seconds"]
+        print(
+            f"{file.name:<22} {airflow_median:>16.2f} s {kdag_median:>15.3f} s"
+            f" {times['ratio_of_medians']:>6.1f}x  {same_rows(airflow, ours)}"
+            + (f"  (failed in Airflow: {', '.join(failed_in_airflow)})" if failed_in_airflow else "")
+        )
+        report[file.name] = {
+            **times,
+            "airflow": vars(airflow),
+            "kdag": vars(ours),
+            "same_rows": same_rows(airflow, ours),
+        }
+    return report
+
+
+def thousand(venv: Path, home: Path, folder: Path, repeat: int) -> dict[str, Any]:
+    """The 1,000-task DAG: `python FILE` (Airflow's `dag.test()`) and `kdag run --local FILE`, in pairs."""
+    folder.mkdir()
+    file = folder / "thousand_tasks.py"
+    file.write_text(thousand_source(), encoding="utf-8")
+    env = airflow_env(home, folder)
+
+    def airflow() -> None:
+        command = [str(venv / "bin" / "python"), str(file)]
+        subprocess.run(
+            command, env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True
+        )
+
+    kdag = KdagRun(file)
+    airflow_seconds: list[float] = []
+    kdag_seconds: list[float] = []
+    for round_ in range(repeat):  # no warm-up: a run is minutes, its start-up a small part of it
+        pair = ((airflow, airflow_seconds), (kdag, kdag_seconds))
+        for run, seconds in pair if round_ % 2 == 0 else reversed(pair):
+            seconds.append(timed(run))
+    airflow_run, ours = airflow_outcome(home, THOUSAND_DAG_ID), kdag.outcome()
+    same_states = airflow_run.tasks == ours.tasks
+    times = summary(airflow_seconds, kdag_seconds)
+    print(
+        f"1,000 tasks: Airflow dag.test() {times['airflow_median_seconds']:.1f} s ({airflow_run.state}), "
+        f"kdag run --local {times['kdag_median_seconds']:.1f} s ({ours.state}), "
+        f"{times['ratio_of_medians']:.1f}x; same task states {same_states}, "
+        f"same XCom rows {same_rows(airflow_run, ours)} ({len(ours.rows)} rows)"
+    )
+    return {
+        **times,
+        "same_states": same_states,
+        "same_rows": same_rows(airflow_run, ours),
+        "rows": len(ours.rows),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--airflow-venv", type=Path, default=Path("/tmp/airflow-venv"))
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--airflow-venv", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=5, help="timed rounds per lesson file (0: none)")
+    parser.add_argument("--thousand-repeat", type=int, default=1, help="runs of the 1,000-task DAG (0: none)")
     args = parser.parse_args()
-    airflow_version = subprocess.run(
-        [str(args.airflow_venv / "bin" / "python"), "-c", "import airflow; print(airflow.__version__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    print(f"Apache Airflow {airflow_version}, logical date {LOGICAL_DATE}, best of {args.repeat} runs")
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # the tools' caches, as installed: see the docstring
+    venv = args.airflow_venv or airflow_venv()
+    print(f"Apache Airflow {airflow_version(venv)}, logical date {LOGICAL_DATE}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="kdag-bench-") as scratch:
         home = Path(scratch) / "airflow-home"
         dags = Path(scratch) / "dags"
         home.mkdir()
         dags.mkdir()
-        env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-        subprocess.run(
-            [str(args.airflow_venv / "bin" / "airflow"), "db", "migrate"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-        )
-        header = f"{'DAG file':<22} {'airflow dags test':>18} {'kdag run --local':>17}  same rows"
-        print(header)
+        migrate(venv, home)
         report: dict[str, Any] = {}
-        for dag_id, file in FILES.items():
-            airflow = run_airflow(args.airflow_venv, home, dag_id, airflow_copy(file, dags), args.repeat)
-            kdag = run_kdag(file, args.repeat)
-            same = comparable(airflow.rows, airflow.run_id) == comparable(kdag.rows, kdag.run_id)
-            failed_in_airflow = sorted(t for t, s in airflow.tasks.items() if s != "success")
-            print(
-                f"{file.name:<22} {min(airflow.seconds):>16.2f} s {min(kdag.seconds):>15.2f} s  {same}"
-                + (f"  (failed in Airflow: {', '.join(failed_in_airflow)})" if failed_in_airflow else "")
-            )
-            report[file.name] = {
-                "airflow_seconds": airflow.seconds,
-                "kdag_seconds": kdag.seconds,
-                "airflow_median_seconds": statistics.median(airflow.seconds),
-                "kdag_median_seconds": statistics.median(kdag.seconds),
-                "airflow": {"state": airflow.state, "tasks": airflow.tasks, "xcoms": airflow.rows},
-                "kdag": {"state": kdag.state, "tasks": kdag.tasks, "xcoms": kdag.rows},
-                "same_rows": same,
-            }
+        if args.repeat > 0:
+            report["lessons"] = lessons(venv, home, dags, args.repeat)
+        if args.thousand_repeat > 0:
+            report["thousand_tasks"] = thousand(venv, home, Path(scratch) / "thousand", args.thousand_repeat)
         out = Path(scratch).parent / "kdag-bench-local-vs-airflow.json"
         out.write_text(json.dumps(report, indent=2), encoding="utf-8")
         print(f"details: {out}")

@@ -6,17 +6,14 @@ which registers their commands, so no module of the CLI imports one that imports
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from kdag.cli import cluster
-from kdag.cli.errors import EXIT_FAILED, EXIT_USAGE, UserError, reported
+from kdag.cli import cluster, local_run
+from kdag.cli.errors import EXIT_OK, EXIT_USAGE, reported
 from kdag.cli.options import (
     ConfOption,
     DagIdOption,
@@ -27,7 +24,6 @@ from kdag.cli.options import (
     parse_date,
     parse_params,
 )
-from kdag.cli.run_params import check_run_params, typed_params
 
 app = typer.Typer(
     name="kdag",
@@ -78,45 +74,19 @@ def run_command(
             file=sys.stderr,
         )
         raise typer.Exit(EXIT_USAGE)
-    from kdag import compile as compiler
-    from kdag.local.run import LocalDag, run_local
-    from kdag.local.triggers import LocalTriggers
-
-    with reported():
-        loaded = compiler.load(dag_file, dag_id=dag_id)
-        run_params = typed_params(param, loaded.spec)
-        run_conf = parse_conf(conf)
-        check_run_params(loaded.name, loaded.spec, run_params, run_conf)  # as `kdag trigger` does
-        date = parse_date(logical_date)
-        if workdir is not None and workdir.exists() and any(workdir.iterdir()):
-            # XComs left by another run would show up as this run's rows.
-            raise UserError(f"--workdir '{workdir}' is not empty; give a new or empty directory")
-        directory = workdir if workdir is not None else Path(tempfile.mkdtemp(prefix="kdag-local-"))
-        python_file = loaded.python_file
-        if python_file is None and loaded.python_source is not None and loaded.spec.python_file is not None:
-            python_file = directory / "dag" / loaded.spec.python_file.key
-            python_file.parent.mkdir(parents=True, exist_ok=True)
-            python_file.write_text(loaded.python_source, encoding="utf-8")
-        dag = LocalDag(loaded.name, loaded.spec, python_file)
-        # A TriggerDagRunOperator's DAG: in the DAG file, its folder, the --dag-folder folders.
-        triggers = LocalTriggers(loaded.python_file or dag_file, directory, tuple(dag_folder or ()))
-        try:
-            if output == Output.json:
-                result = run_local(
-                    dag, directory, params=run_params, conf=run_conf, logical_date=date, triggers=triggers
-                )
-                print(json.dumps(result.as_json()))
-            else:
-                from kdag.cli import local_view
-
-                result = local_view.run_with_live_view(
-                    dag, directory, params=run_params, conf=run_conf, logical_date=date, triggers=triggers
-                )
-        finally:
-            if workdir is None:
-                shutil.rmtree(directory, ignore_errors=True)
-    if result.state != "success":
-        raise typer.Exit(EXIT_FAILED)
+    arguments = local_run.RunArguments(
+        dag_file=dag_file,
+        output=output,
+        param=param or [],
+        conf=conf,
+        logical_date=logical_date,
+        dag_id=dag_id,
+        workdir=workdir,
+        dag_folder=dag_folder or [],
+    )
+    code = local_run.run_locally(arguments)
+    if code != EXIT_OK:
+        raise typer.Exit(code)
 
 
 @app.command("compile")

@@ -6,8 +6,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import typer
-
 EXIT_OK = 0
 EXIT_FAILED = 1
 """A definition mistake, bad input, a failed run, or an error from the API server."""
@@ -19,10 +17,11 @@ class UserError(Exception):
     """A mistake in what the user asked for; its message is printed as is."""
 
 
-def fail(message: str) -> typer.Exit:
-    """Print `error: message` to stderr and return the Exit to raise."""
+def fail(message: str) -> SystemExit:
+    """Print `error: message` to stderr and return the exit to raise (a plain SystemExit, which typer lets
+    through as it does its own Exit: no typer here, so that `kdag run --local` starts without it)."""
     print(f"error: {message}", file=sys.stderr)
-    return typer.Exit(EXIT_FAILED)
+    return SystemExit(EXIT_FAILED)
 
 
 @contextmanager
@@ -32,15 +31,18 @@ def reported() -> Iterator[None]:
     An error from the API server (or a cluster never reached) is one of them: its message names the call
     and carries the server's reason.
     """
-    from kdag_runner.kube import KubeApiError
-
     from kdag.compile import DefinitionError
     from kdag.local.run import LocalRunError
     from kdag.topology import GraphError
 
+    known: tuple[type[Exception], ...] = (DefinitionError, GraphError, LocalRunError, UserError)
     try:
         yield
-    except (DefinitionError, GraphError, LocalRunError, UserError, KubeApiError) as err:
-        raise fail(str(err)) from None
+    except Exception as err:
+        # An API error comes from the client module, loaded then (a local run never loads it).
+        kube = sys.modules.get("kdag_runner.kube")
+        if isinstance(err, known) or (kube is not None and isinstance(err, kube.KubeApiError)):
+            raise fail(str(err)) from None
+        raise
     except KeyboardInterrupt:
         raise fail("interrupted") from None

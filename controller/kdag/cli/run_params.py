@@ -10,7 +10,7 @@ from typing import Any
 from kdag import params
 from kdag.api.models import DAGSpec
 from kdag.cli.errors import UserError
-from kdag.cli.options import parse_params
+from kdag.cli.values import parse_params
 
 
 def typed_params(pairs: list[str] | None, dag: DAGSpec | None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Run a whole DAG on this machine: every task a subprocess through the runner, as in a task pod.
+"""Run a whole DAG on this machine: every task a process of the runner, as in a task pod (Python tasks'
+forked from one that loaded the runner already, where that is the same: `kdag.local.forkserver`).
 
 The scheduling decisions are `kdag.graph.decide`'s (the controller's own), the task environment is
 `kdag.render.task_env`'s; only where XComs live differs: a directory per task under the run's work
@@ -7,13 +8,9 @@ directory (the same files a ConfigMap volume shows) instead of ConfigMaps.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import queue
 import secrets
-import shutil
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,33 +18,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from kdag_runner import store, xcom_inputs
-from kdag_runner.environment import XComInput
-from kdag_runner.report import EXIT_XCOM_FAILED
+from kdag_runner import store
 
 from kdag import graph, mapping, render, retries, topology
 from kdag.api.models import DAGSpec, ExternalRunsQuery, RunPhase, TaskPhase, TaskSpec, resolve_task
-from kdag.attempts import AttemptResult, Termination, attempt_result
 from kdag.external_runs import AIRFLOW_TASK_STATE
 from kdag.external_runs import answer as external_runs_answer
+from kdag.local import forkserver
+from kdag.local.attempt_processes import AttemptDone, attempt_env, run_attempt
+from kdag.local.attempt_processes import LocalRunError as LocalRunError  # where it always was
 from kdag.questions import EXTERNAL_RUNS_ENV, TRIGGERED_RUN_ENV
 from kdag.task_state import TaskState
 from kdag.triggers import TriggerRequest
 
 LOCAL_NAMESPACE = "local"
-RUNNER = (sys.executable, "-m", "kdag_runner")
-# The collector, isolated as in a pod (render.ISOLATED_RUNNER_COMMAND): nothing a command writes is imported.
-ISOLATED_RUNNER = (sys.executable, "-I", "-m", "kdag_runner")
 # A local run has no image to pull: Python tasks run with this interpreter, commands on the host.
 LOCAL_IMAGE = "local"
-COLLECTOR_STOP_TIMEOUT_SECONDS = 30.0
 
 AIRFLOW_STATE = AIRFLOW_TASK_STATE  # a task's phase as Airflow names its state
 AIRFLOW_RUN_STATE = {RunPhase.SUCCEEDED: "success", RunPhase.FAILED: "failed", RunPhase.RUNNING: "running"}
-
-
-class LocalRunError(Exception):
-    """The run could not start (a bad source, a task kdag cannot run here); names the task."""
 
 
 @dataclass(frozen=True)
@@ -138,15 +127,6 @@ class LocalRunResult:
         }
 
 
-@dataclass(frozen=True)
-class _AttemptDone:
-    task_id: str
-    """The task id, or `task_id[i]` for an instance of a mapped task (`instance_key`)."""
-    attempt: int
-    result: AttemptResult
-    finished_at: datetime
-
-
 @dataclass
 class _RunState:
     states: dict[str, TaskState] = field(default_factory=dict)
@@ -229,7 +209,7 @@ def run_local(
         (workdir / sub).mkdir(parents=True, exist_ok=True)
     tasks = {task.id: resolve_task(task, dag.spec.defaults, LOCAL_IMAGE) for task in dag.spec.tasks}
     reports = {tid: TaskReport(tid) for tid in tasks}
-    done: queue.Queue[_AttemptDone] = queue.Queue()
+    done: queue.Queue[AttemptDone] = queue.Queue()
     state = _RunState()
 
     lengths: dict[str, int] = {}  # mapped tasks decided: their instance counts (0: marked as a whole)
@@ -264,91 +244,103 @@ def run_local(
         answered = {TRIGGERED_RUN_ENV: asked[1]} if asked and asked[0] == attempt - reschedules else {}
         if tid in sensed:  # a sensor's question, answered from the runs as they are when the attempt starts
             answered[EXTERNAL_RUNS_ENV] = (triggers or _NoTriggers()).external_runs(sensed[tid])
-        env = _attempt_env(
+        env = attempt_env(
             run,
-            dag,
             tasks[task_id],
             attempt,
             workdir,
+            dag.python_file,
             task_start=first,
             reschedules=reschedules,
             map_index=index,
             mapped=mapped,
             answers=answered,
+            ancestor_ids=ancestors,
         )
         thread = threading.Thread(
-            target=_run_attempt, args=(tasks[task_id], attempt, env, workdir, done, tid), daemon=True
+            target=run_attempt, args=(tasks[task_id], attempt, env, workdir, done, tid, server), daemon=True
         )
         thread.start()
 
-    while True:
-        plain, instances = mapping.split_states(state.states)
-        decision = graph.decide(
-            dag.spec.tasks, plain, datetime.now(UTC), defaults=dag.spec.defaults, instances=instances
-        )
-        lengths.update(decision.lengths)
-        for tid in decision.upstream_failed:
-            state.states[tid] = TaskState(TaskPhase.UPSTREAM_FAILED)
-            set_phase(tid, TaskPhase.UPSTREAM_FAILED, **_why(decision, tid))
-        for tid in decision.skipped:
-            state.states[tid] = TaskState(TaskPhase.SKIPPED)
-            by = decision.skipped_by.get(tid)
-            set_phase(
-                tid,
-                TaskPhase.SKIPPED,
-                **({"message": f"skipped by task {by!r}"} if by else _why(decision, tid)),
+    # Python tasks' runners fork from one that is loaded already (kdag.local.forkserver), when they can.
+    server = forkserver.take() if any(task.python is not None for task in tasks.values()) else None
+    try:
+        while True:
+            plain, instances = mapping.split_states(state.states)
+            decision = graph.decide(
+                dag.spec.tasks, plain, datetime.now(UTC), defaults=dag.spec.defaults, instances=instances
             )
-        for tid in decision.failed:  # a mapped task with more instances than its maxLength
-            state.states[tid] = TaskState(TaskPhase.FAILED)
-            set_phase(tid, TaskPhase.FAILED, **_why(decision, tid))
-        # Instances of a mapped task group's tasks marked by their own trigger rule (or a skip request).
-        for phase, marked in (
-            (TaskPhase.UPSTREAM_FAILED, decision.upstream_failed_instances),
-            (TaskPhase.SKIPPED, decision.skipped_instances),
-        ):
-            for task_id, index in marked:
-                key = mapping.instance_key(task_id, index)
-                state.states[key] = TaskState(phase)
-                by = decision.skipped_by.get(key)
-                set_phase(key, phase, **({"message": f"skipped by task {by!r}"} if by else {}))
-        for tid in (*decision.start, *decision.retry):
-            start(tid)
-        for task_id, index in (*decision.start_instances, *decision.retry_instances):
-            start(mapping.instance_key(task_id, index))
-        if decision.phase != RunPhase.RUNNING and not state.running:
-            break
-        timeout = None
-        if decision.wake_at is not None:
-            timeout = max((decision.wake_at - datetime.now(UTC)).total_seconds(), 0.0)
-        if not state.running and timeout is None:
-            break  # nothing running and nothing due: decide() would never change its answer
-        try:
-            result = done.get(timeout=timeout)
-        except queue.Empty:
-            continue
-        if result.result.questions.external_runs is not None:
-            sensed[result.task_id] = result.result.questions.external_runs
-        request = result.result.questions.trigger
-        if request is not None:  # a TriggerDagRunOperator asked: answered before its next attempt starts
-            prior = state.states.get(result.task_id)
-            try_number = result.attempt - (prior.reschedules if prior is not None else 0)
-            answer = (triggers or _NoTriggers()).answer(request, result.task_id, try_number)
-            answers[result.task_id] = (try_number, answer)
-        _record(result, tasks[mapping.split_instance_key(result.task_id)[0]], state, set_phase)
+            lengths.update(decision.lengths)
+            for tid in decision.upstream_failed:
+                state.states[tid] = TaskState(TaskPhase.UPSTREAM_FAILED)
+                set_phase(tid, TaskPhase.UPSTREAM_FAILED, **_why(decision, tid))
+            for tid in decision.skipped:
+                state.states[tid] = TaskState(TaskPhase.SKIPPED)
+                by = decision.skipped_by.get(tid)
+                set_phase(
+                    tid,
+                    TaskPhase.SKIPPED,
+                    **({"message": f"skipped by task {by!r}"} if by else _why(decision, tid)),
+                )
+            for tid in decision.failed:  # a mapped task with more instances than its maxLength
+                state.states[tid] = TaskState(TaskPhase.FAILED)
+                set_phase(tid, TaskPhase.FAILED, **_why(decision, tid))
+            # Instances of a mapped task group's tasks marked by their own trigger rule (or a skip request).
+            for phase, marked in (
+                (TaskPhase.UPSTREAM_FAILED, decision.upstream_failed_instances),
+                (TaskPhase.SKIPPED, decision.skipped_instances),
+            ):
+                for task_id, index in marked:
+                    key = mapping.instance_key(task_id, index)
+                    state.states[key] = TaskState(phase)
+                    by = decision.skipped_by.get(key)
+                    set_phase(key, phase, **({"message": f"skipped by task {by!r}"} if by else {}))
+            for tid in (*decision.start, *decision.retry):
+                start(tid)
+            for task_id, index in (*decision.start_instances, *decision.retry_instances):
+                start(mapping.instance_key(task_id, index))
+            if decision.phase != RunPhase.RUNNING and not state.running:
+                break
+            timeout = None
+            if decision.wake_at is not None:
+                timeout = max((decision.wake_at - datetime.now(UTC)).total_seconds(), 0.0)
+            if not state.running and timeout is None:
+                break  # nothing running and nothing due: decide() would never change its answer
+            try:
+                ended = [done.get(timeout=timeout)]
+            except queue.Empty:
+                continue
+            # Every attempt that has ended by now, then one decision over all of them (as a pass of the
+            # controller sees every pod that ended since the last).
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    ended.append(done.get_nowait())
+            for result in ended:
+                if result.result.questions.external_runs is not None:
+                    sensed[result.task_id] = result.result.questions.external_runs
+                request = result.result.questions.trigger
+                if request is not None:  # a TriggerDagRunOperator asked: answered before its next attempt
+                    prior = state.states.get(result.task_id)
+                    try_number = result.attempt - (prior.reschedules if prior is not None else 0)
+                    answer = (triggers or _NoTriggers()).answer(request, result.task_id, try_number)
+                    answers[result.task_id] = (try_number, answer)
+                _record(result, tasks[mapping.split_instance_key(result.task_id)[0]], state, set_phase)
+    finally:
+        if server is not None:
+            server.close()
 
     # Tasks in topological order, a mapped task's instances in its place in map order.
-    ordered = {
-        key: report
-        for tid in topology.topological_order(dag.spec.tasks)
-        for key, report in sorted(reports.items(), key=lambda item: item[1].map_index or 0)
-        if report.task_id == tid
-    }
+    order = topology.topological_order(dag.spec.tasks)
+    by_task: dict[str, list[tuple[str, TaskReport]]] = {}
+    for key, report in sorted(reports.items(), key=lambda item: item[1].map_index or 0):
+        by_task.setdefault(report.task_id, []).append((key, report))
+    ordered = {key: report for tid in order for key, report in by_task.get(tid, [])}
     return LocalRunResult(
         dag_id=run.dag_id,
         run_id=run.name,
         phase=decision.phase,
         tasks=ordered,
-        xcoms=read_xcoms(workdir / "xcom", topology.topological_order(dag.spec.tasks), lengths),
+        xcoms=read_xcoms(workdir / "xcom", order, lengths),
         workdir=workdir,
         logical_date=run.logical_date,
     )
@@ -361,7 +353,7 @@ def _why(decision: graph.Decision, task_id: str) -> dict[str, Any]:
 
 
 def _record(
-    result: _AttemptDone,
+    result: AttemptDone,
     task: TaskSpec,
     state: _RunState,
     set_phase: Callable[..., None],
@@ -423,187 +415,6 @@ def _record(
             xcom_keys=keys,
         )
         set_phase(tid, TaskPhase.RETRYING, **common)
-
-
-def _attempt_env(
-    run: render.RunInfo,
-    dag: LocalDag,
-    task: TaskSpec,
-    attempt: int,
-    workdir: Path,
-    *,
-    task_start: datetime | None = None,
-    reschedules: int = 0,
-    map_index: int | None = None,
-    mapped: Mapping[str, int] | None = None,
-    answers: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, str]:
-    """The pod's environment, with the local directories in place of the pod's mounts."""
-    # The host's environment (PATH, locale) minus any KDAG_* of its own, which would steer the runner.
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KDAG_")}
-    task_env = render.task_env(
-        run,
-        task,
-        attempt,
-        task_start=task_start,
-        reschedules=reschedules,
-        map_index=map_index,
-        mapped=mapped,
-        answers=answers,
-    )
-    key = task.id if map_index is None else mapping.instance_key(task.id, map_index)
-    for var in task_env:
-        if var["name"] != "HOME":  # the pod's HOME is its /tmp; locally the user's own stays
-            env[var["name"]] = var["value"]
-    out_dir = workdir / "out" / key
-    shutil.rmtree(out_dir, ignore_errors=True)  # each attempt's pod gets a fresh emptyDir
-    out_dir.mkdir(parents=True)
-    sink = workdir / "xcom" / task.id
-    env["KDAG_XCOM_IN"] = str(workdir / "xcom")
-    env["KDAG_XCOM_DIR"] = str(out_dir)
-    env["KDAG_XCOM_SINK"] = f"dir:{sink if map_index is None else sink / str(map_index)}"
-    env["KDAG_TERMINATION_LOG"] = str(workdir / "logs" / f"{key}.termination")
-    if "KDAG_DAG_FILE" in env:
-        assert dag.python_file is not None  # checked before the run starts
-        env["KDAG_DAG_FILE"] = str(dag.python_file)
-    for extra in task.env or []:
-        if extra.value_from is not None:
-            raise LocalRunError(
-                f"task {task.id!r}: env {extra.name!r} uses valueFrom, which only a cluster can resolve"
-            )
-        env[extra.name] = extra.value or ""
-    if task.python is None:
-        # A command gets its xcomInputs in its environment, as from the kubelet (a missing XCom leaves the
-        # variable unset: optional: true); a Python task's runner sets them itself (KDAG_XCOM_INPUTS).
-        env.update(xcom_inputs.read(_xcom_inputs(task), workdir / "xcom"))
-    return env
-
-
-def _xcom_inputs(task: TaskSpec) -> list[XComInput]:
-    return [XComInput(inp.env, inp.task, inp.key) for inp in task.xcom_inputs or []]
-
-
-def _run_attempt(
-    task: TaskSpec,
-    attempt: int,
-    env: dict[str, str],
-    workdir: Path,
-    done: queue.Queue[_AttemptDone],
-    key: str | None = None,
-) -> None:
-    """Run one attempt to the end in this (worker) thread and report it on `done` (under `key`: the task
-    id, or a mapped instance's `instance_key`)."""
-    key = key or task.id
-    log_path = workdir / "logs" / f"{key}.log"
-    # As a command task's xcom-inputs container does: fail, never retried, before the command cannot start.
-    problem = "" if task.python is not None else xcom_inputs.problem(task.id, _xcom_inputs(task), env)
-    if problem:
-        with log_path.open("a", encoding="utf-8") as log:
-            log.write(f"--- attempt {attempt}\nkdag: {problem}\n")
-        refused = AttemptResult(finished=True, exit_code=EXIT_XCOM_FAILED, message=problem, retry=False)
-        done.put(_AttemptDone(key, attempt, refused, datetime.now(UTC)))
-        return
-    termination = Path(env["KDAG_TERMINATION_LOG"])
-    for path in (termination, _task_termination(termination)):
-        path.unlink(missing_ok=True)
-    try:
-        with log_path.open("a", encoding="utf-8") as log:
-            log.write(f"--- attempt {attempt}\n")
-            log.flush()
-            if task.python is not None:
-                task_exit = _wait(subprocess.Popen([*RUNNER, "run"], env=env, stdout=log, stderr=log), task)
-                collector_exit = None
-            else:
-                task_exit, collector_exit = _run_command_with_collector(task, env, log)
-        result = _attempt_result(task_exit, collector_exit, termination, log_path)
-    except _TimedOut:
-        message = f"timed out after {task.timeout_seconds} s"
-        result = AttemptResult(finished=True, exit_code=-int(signal.SIGKILL), message=message)
-    except OSError as err:
-        message = f"could not start task {task.id!r}: {err}"
-        result = AttemptResult(finished=True, exit_code=127, message=message)
-    done.put(_AttemptDone(key, attempt, result, datetime.now(UTC)))
-
-
-class _TimedOut(Exception):
-    """The attempt ran past the task's timeoutSeconds and was killed."""
-
-
-def _wait(proc: subprocess.Popen[bytes], task: TaskSpec) -> int:
-    """Wait for the attempt's process; past the task's timeout kill it, as activeDeadlineSeconds does."""
-    try:
-        return proc.wait(timeout=task.timeout_seconds)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise _TimedOut from None
-
-
-def _run_command_with_collector(task: TaskSpec, env: dict[str, str], log: Any) -> tuple[int, int]:
-    """A non-Python task as in its pod: the collector runs beside the command and pushes once it exits.
-
-    Returns the exit codes of the command and of the collector.
-
-    In a pod the kubelet sends the sidecar SIGTERM; here the collector is told through `.done` in the
-    XCom directory, which cannot arrive before it is listening, however fast the command is.
-    """
-    collector = subprocess.Popen([*ISOLATED_RUNNER, "collect"], env=env, stdout=log, stderr=log)
-    command = [*(task.command or []), *(task.args or [])]
-    task_env = {**env, "KDAG_TERMINATION_LOG": str(_task_termination(Path(env["KDAG_TERMINATION_LOG"])))}
-    try:
-        task_exit = _wait(subprocess.Popen(command, env=task_env, stdout=log, stderr=log), task)
-    except OSError as err:  # as a container whose command is missing: exit code 127
-        log.write(f"could not start {command[0]!r}: {err}\n")
-        task_exit = 127
-    finally:
-        (Path(env["KDAG_XCOM_DIR"]) / ".done").touch()
-    try:
-        collector_exit = collector.wait(timeout=COLLECTOR_STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        collector.kill()
-        collector_exit = collector.wait()
-    return task_exit, collector_exit
-
-
-def _task_termination(termination: Path) -> Path:
-    """Where a command task's own container writes its termination message (beside the collector's)."""
-    return termination.with_name(termination.name + ".task")
-
-
-def _attempt_result(
-    task_exit: int, collector_exit: int | None, termination: Path, log_path: Path
-) -> AttemptResult:
-    """The attempt's result from its termination files, read as the cluster reads a pod's.
-
-    `collector_exit` is None for a Python task (the runner pushed and reported itself); for a command task
-    `termination` is the collector's report and the command's own is beside it. A failure without a
-    report takes the log's last line, where a pod's FallbackToLogsOnError would take its log tail.
-    """
-    failed = task_exit != 0 or collector_exit not in (None, 0)
-    fallback = _last_log_line(log_path) if failed else ""
-    if collector_exit is None:
-        return attempt_result(Termination(task_exit, _read(termination)), fallback=fallback)
-    return attempt_result(
-        Termination(task_exit, _read(_task_termination(termination))),
-        Termination(collector_exit, _read(termination)),
-        fallback=fallback,
-    )
-
-
-def _read(path: Path) -> str:
-    """A termination file's text; empty when the container left none."""
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-def _last_log_line(log_path: Path) -> str:
-    """The last non-blank line of the task's log."""
-    lines = [
-        line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()
-    ]
-    return lines[-1] if lines else ""
 
 
 def read_xcoms(xcom_root: Path, order: list[str], mapped: Mapping[str, int] | None = None) -> list[XComRow]:

@@ -11,7 +11,6 @@ other. ``is_async_callable`` sees through ``functools.partial`` and wrappers, an
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable
@@ -42,6 +41,7 @@ def is_async_callable(func: Any) -> bool:
 
 def run_coroutine(awaitable: Awaitable[Any]) -> Any:
     """Run ``awaitable`` to completion in a new event loop and return its result (or raise its error)."""
+    import asyncio  # here: loading a DAG file, or running a task that is not async, never needs it
 
     async def outcome() -> Any:
         return await awaitable
