@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -133,6 +133,29 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60, interval: float = 
             description = what or getattr(predicate, "__name__", "condition")
             raise TimeoutError(f"{description} not reached within {timeout} s") from last_error
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def sole_user_of_cluster(timeout: float = 1800) -> Iterator[None]:
+    """Wait until no other test session uses the local cluster (a restart or `down` would break what they
+    run meanwhile). Sessions waiting at the same time go one after the other, lowest PID first, in the
+    `sessions-restarting` directory, instead of waiting for each other forever."""
+    waiting_dir = CLUSTER_STATE_DIR / "sessions-restarting"
+    waiting_dir.mkdir(parents=True, exist_ok=True)
+    own = waiting_dir / str(os.getpid())
+    own.write_text(f"{os.getpid()}\n")
+
+    def no_one_else() -> bool:
+        waiting_after_me = {path.name for path in live_sessions(waiting_dir) if int(path.name) > os.getpid()}
+        return not [path for path in other_cluster_sessions() if path.name not in waiting_after_me]
+
+    try:
+        wait_for(
+            no_one_else, timeout=timeout, interval=5, what="other test sessions to stop using the cluster"
+        )
+        yield
+    finally:
+        own.unlink(missing_ok=True)
 
 
 def create_namespace(kubeconfig: str, prefix: str = "kdag-test") -> str:

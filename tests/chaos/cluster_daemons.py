@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from kube_helpers import (
@@ -15,8 +13,6 @@ from kube_helpers import (
     CLUSTER_STATE_DIR,
     kubectl,
     kubectl_json,
-    live_sessions,
-    other_cluster_sessions,
     wait_for,
 )
 
@@ -28,31 +24,6 @@ def why_daemons_cannot_restart(kubeconfig: str) -> str | None:
     if os.geteuid() != 0:
         return "restarting the cluster's daemons needs root, as tests/cluster/up does"
     return None
-
-
-@contextmanager
-def cluster_to_ourselves(timeout: float = 1800) -> Iterator[None]:
-    """Wait until no other test session uses the local cluster: a restarted API server or kubelet would
-    break what they run meanwhile.
-
-    The same queue as tests/cluster/test_cluster.py's `sole_user_of_cluster` (the `sessions-restarting`
-    directory, lowest PID first), so sessions waiting there or here never wait for each other forever.
-    """
-    waiting_dir = CLUSTER_STATE_DIR / "sessions-restarting"
-    waiting_dir.mkdir(parents=True, exist_ok=True)
-    own = waiting_dir / str(os.getpid())
-    own.write_text(f"{os.getpid()}\n")
-
-    def no_one_else() -> bool:
-        waiting_after_me = {path.name for path in live_sessions(waiting_dir) if int(path.name) > os.getpid()}
-        return not [path for path in other_cluster_sessions() if path.name not in waiting_after_me]
-
-    try:
-        what = "other test sessions to stop using the cluster"
-        wait_for(no_one_else, timeout=timeout, interval=5, what=what)
-        yield
-    finally:
-        own.unlink(missing_ok=True)
 
 
 def restart_daemon(name: str) -> tuple[float, float]:

@@ -38,7 +38,6 @@ from chaos_plan import (
     xcom_findings,
 )
 from cluster_daemons import (
-    cluster_to_ourselves,
     make_cluster_healthy,
     restart_daemon,
     why_daemons_cannot_restart,
@@ -52,7 +51,15 @@ from controller_support import (
 from kdag import manifests, names
 from kdag.kube import CONFIGMAP, DAGRUN, POD, TASKRUN
 from kdag_runner import keys, store
-from kube_helpers import create_namespace, delete_namespace, get_object, kubectl, list_objects, wait_for
+from kube_helpers import (
+    create_namespace,
+    delete_namespace,
+    get_object,
+    kubectl,
+    list_objects,
+    sole_user_of_cluster,
+    wait_for,
+)
 
 SEED = int(os.environ.get("KDAG_CHAOS_SEED", "1"))
 """The DAG and the plan of blows come from it; set KDAG_CHAOS_SEED to try another."""
@@ -77,7 +84,7 @@ def chaos_cluster(kubeconfig: str, tmp_path: Path) -> Iterator[ChaosCluster]:
     reason = why_daemons_cannot_restart(kubeconfig)
     if reason:
         pytest.skip(reason)
-    with cluster_to_ourselves():
+    with sole_user_of_cluster():  # restarts would break other sessions' tests
         apply_controller_prerequisites(kubeconfig)
         shared = running_controllers()
         for host_controller in shared:

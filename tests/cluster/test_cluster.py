@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kube_helpers
 import pytest
 from kube_helpers import (
     CLUSTER_SCRIPTS,
@@ -25,8 +26,6 @@ from kube_helpers import (
     KubectlError,
     kubectl,
     kubectl_json,
-    live_sessions,
-    other_cluster_sessions,
     wait_for,
 )
 
@@ -491,25 +490,9 @@ def _listening_ports() -> set[int]:
 
 @pytest.fixture
 def sole_user_of_cluster() -> Iterator[None]:
-    """Wait until no other test session uses the local cluster: down wipes it.
-
-    Sessions waiting here at the same time go one after the other, lowest PID first, instead of waiting for
-    each other forever.
-    """
-    waiting_dir = CLUSTER_STATE_DIR / "sessions-restarting"
-    waiting_dir.mkdir(parents=True, exist_ok=True)
-    own = waiting_dir / str(os.getpid())
-    own.write_text(f"{os.getpid()}\n")
-
-    def no_one_else() -> bool:
-        waiting_after_me = {path.name for path in live_sessions(waiting_dir) if int(path.name) > os.getpid()}
-        return not [path for path in other_cluster_sessions() if path.name not in waiting_after_me]
-
-    try:
-        wait_for(no_one_else, timeout=1800, interval=5, what="other test sessions to stop using the cluster")
+    """Wait until no other test session uses the local cluster: down wipes it (`kube_helpers`' queue)."""
+    with kube_helpers.sole_user_of_cluster():
         yield
-    finally:
-        own.unlink(missing_ok=True)
 
 
 @pytest.mark.cluster_lifecycle
