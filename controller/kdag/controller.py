@@ -105,6 +105,8 @@ def _configure(
 ) -> None:
     kopf_settings.posting.enabled = False  # kdag posts its own Events; kopf's would double them
     kopf_settings.watching.server_timeout = 300
+    kopf_settings.watching.chunk_size = settings.list_chunk_size or None
+    kopf_settings.queueing.idle_timeout = settings.event_worker_idle_ms / 1000
     kopf_settings.persistence.finalizer = keys.FINALIZER
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=keys.ANNOTATION_PREFIX

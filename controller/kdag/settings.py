@@ -64,6 +64,17 @@ class ControllerSettings:
     upstream tasks and xcomInputs come first (`topology.nearest_ancestors`); an ancestor left out is
     reported by the runner, never read as None silently."""
 
+    list_chunk_size: int = 200
+    """Objects per page when kopf lists a kind to start watching it (env KDAG_LIST_CHUNK_SIZE; 0: one
+    answer; kdag's own lists page by `kube.LIST_PAGE`). The controller lists every TaskRun and task pod of
+    the cluster at start and after each watch expires; as one answer, 10,000 of each are parsed at once and
+    the process keeps that peak (about 1 GiB, bench/controller_memory.py); in pages it stays under 200 MiB."""
+
+    event_worker_idle_ms: int = 500
+    """How long the worker kopf keeps per object waits for that object's next event before it ends
+    (env KDAG_EVENT_WORKER_IDLE_MS; kopf's `queueing.idle_timeout`, 5 s by default). Every TaskRun and task
+    pod listed at start gets a worker; kept 5 s each, tens of thousands of them live at once."""
+
     sidecar_resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
     )

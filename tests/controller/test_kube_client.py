@@ -182,6 +182,13 @@ def counted(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+def test_a_list_follows_the_api_servers_pages(fake: FakeApiServer, api: SyncKubeApi) -> None:
+    fake.reply(200, {"metadata": {"continue": "page-2"}, "items": [{"metadata": {"name": "a"}}]})
+    fake.reply(200, {"metadata": {"continue": ""}, "items": [{"metadata": {"name": "b"}}]})
+    assert [p["metadata"]["name"] for p in api.list(POD, "ns")] == ["a", "b"]
+    assert [r["query"] for r in fake.requests] == [{"limit": "500"}, {"limit": "500", "continue": "page-2"}]
+
+
 def test_namespace_comes_from_the_context(fake: FakeApiServer, tmp_path: Path) -> None:
     with SyncKubeApi(fake.kubeconfig(tmp_path)) as api:
         assert api.namespace == "team-a"
@@ -205,8 +212,8 @@ def test_reads_go_to_the_kinds_paths(fake: FakeApiServer, api: SyncKubeApi) -> N
     assert [(r["method"], r["path"], r["query"]) for r in fake.requests] == [
         ("GET", "/apis/kdag.dev/v1alpha1/namespaces/ns/dagruns/r", {}),
         ("GET", "/apis/kdag.dev/v1alpha1/namespaces/ns/dagruns/gone", {}),
-        ("GET", "/api/v1/namespaces/ns/pods", {"labelSelector": "kdag.dev/dag=d,kdag.dev/task=t"}),
-        ("GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles", {}),
+        ("GET", "/api/v1/namespaces/ns/pods", {"labelSelector": "kdag.dev/dag=d,kdag.dev/task=t", "limit": "500"}),  # noqa: E501
+        ("GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles", {"limit": "500"}),
         ("GET", "/api/v1/namespaces/ns/pods/p/log", {"container": "xcom"}),
     ]
 

@@ -64,3 +64,22 @@ def test_every_field_is_documented() -> None:
         and isinstance(following.value.value, str)
     }
     assert {field.name for field in dataclasses.fields(ControllerSettings)} == documented
+
+
+@pytest.mark.parametrize(
+    ("env", "chunk", "idle"),
+    [({}, 200, 0.5), ({"KDAG_LIST_CHUNK_SIZE": "0", "KDAG_EVENT_WORKER_IDLE_MS": "5000"}, None, 5.0)],
+)
+def test_kopf_lists_in_pages_and_lets_idle_workers_go(
+    env: dict[str, str], chunk: int | None, idle: float
+) -> None:
+    """10,000 TaskRuns listed as one answer, and a worker kept 5 s per object, cost the controller 1 GiB
+    (bench/controller_memory.py); the defaults page and let workers go."""
+    import kopf
+    from kdag.controller import ProcessOptions, _configure
+
+    settings = ControllerSettings.from_env({"KDAG_WEBHOOK_PORT": "0", **env})
+    kopf_settings = kopf.OperatorSettings()
+    _configure(settings, ProcessOptions(), kopf_settings)
+    assert kopf_settings.watching.chunk_size == chunk
+    assert kopf_settings.queueing.idle_timeout == idle

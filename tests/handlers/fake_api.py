@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,14 @@ class FakeApi:
             if k == kind.kind
             and all((obj["metadata"].get("labels") or {}).get(a) == b for a, b in (labels or {}).items())
         ]
+
+    async def pages(
+        self, kind: Kind, namespace: str, labels: dict[str, str] | None = None, *, size: int = 2
+    ) -> AsyncIterator[list[Object]]:
+        """`list` in pages of two objects, as the API server pages with `limit`."""
+        listed = await self.list(kind, namespace, labels)
+        for first in range(0, len(listed), size):
+            yield listed[first : first + size]
 
     async def create(self, obj: Object, namespace: str) -> Object:
         kind = kind_of(obj).kind

@@ -41,6 +41,9 @@ class FakeApi:
     async def list(self, kind: Any, namespace: str, selector: Any = None) -> list[dict[str, Any]]:
         return [o for (k, _), o in self.objects.items() if k == kind.kind and k in ("TaskRun", "Pod")]
 
+    async def pages(self, kind: Any, namespace: str, selector: Any = None) -> Any:
+        yield await self.list(kind, namespace, selector)
+
     async def create_if_absent(self, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
         self.created.append(obj)
         created = {**obj, "metadata": {**obj["metadata"], "uid": "uid-" + obj["metadata"]["name"]}}

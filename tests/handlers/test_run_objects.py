@@ -25,6 +25,9 @@ class CountingApi:
         self.calls.append(("list", kind.kind))
         return [obj for (k, _), obj in self.objects.items() if k == kind.kind]
 
+    async def pages(self, kind: Any, namespace: str, labels: dict[str, str] | None = None) -> Any:
+        yield await self.list(kind, namespace, labels)
+
     async def get(self, kind: Any, namespace: str, name: str) -> Any:
         self.calls.append(("get", name))
         return self.objects.get((kind.kind, name))
@@ -111,3 +114,19 @@ def test_a_kept_pod_is_slim() -> None:
         "spec": {"containers": [{"name": "task"}], "activeDeadlineSeconds": 60},
         "status": {"phase": "Running"},
     }
+
+
+def test_kept_taskruns_leave_their_managed_fields_out_whether_listed_or_seen() -> None:
+    api, cache = CountingApi(), ObjectCache(relist_seconds=0)
+    listed = taskrun("listed", 1, phase="Running")
+    listed["metadata"]["managedFields"] = [{"manager": "kdag"}]
+    api.objects[("TaskRun", "listed")] = listed
+    asyncio.run(cache.read(api, KEY, SELECTOR))  # type: ignore[arg-type]
+    seen = taskrun("seen", 2, phase="Pending")
+    seen["metadata"]["managedFields"] = [{"manager": "kdag"}]
+    cache.observe(seen)
+    kept = cache.runs[KEY].taskruns
+    assert set(kept) == {"listed", "seen"}
+    assert all("managedFields" not in tr["metadata"] for tr in kept.values())
+    assert kept["listed"]["status"] == {"phase": "Running"} and kept["seen"]["spec"] == seen["spec"]
+    assert "managedFields" in listed["metadata"]  # the answer itself is not changed

@@ -46,11 +46,20 @@ class RunObjects:
     """TaskRun uid -> its parsed spec.task (immutable: parsed once, not on every pass)."""
 
 
+def _slim_metadata(obj: JSONObject) -> JSONObject:
+    return {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+
+
+def slim_taskrun(taskrun: JSONObject) -> JSONObject:
+    """A TaskRun without its managedFields (which field manager wrote which field: no pass reads it)."""
+    return {**taskrun, "metadata": _slim_metadata(taskrun)}
+
+
 def slim_pod(pod: JSONObject) -> JSONObject:
     """What a pass reads of a pod (`kdag.attempts`, `kdag.settle`): metadata without managedFields, the
     container names, the deadline, and the status. A task pod's env (its Python source, params) stays out."""
     spec = pod.get("spec") or {}
-    meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k != "managedFields"}
+    meta = _slim_metadata(pod)
     slim_spec: dict[str, Any] = {
         "containers": [{"name": c.get("name")} for c in spec.get("containers") or []],
     }
@@ -111,7 +120,7 @@ class ObjectCache:
         if deleted:
             store.pop(name, None)
         elif _newer(obj, store.get(name)):
-            store[name] = slim_pod(obj) if is_pod else obj
+            store[name] = slim_pod(obj) if is_pod else slim_taskrun(obj)
 
     def forget(self, key: RunKey) -> None:
         self.runs.pop(key, None)
@@ -135,10 +144,15 @@ class ObjectCache:
         objects.read_at = now
         if idle or objects.listed_at is None or now - objects.listed_at >= self.relist_seconds:
             namespace = key[0]
-            taskruns = await api.list(TASKRUN, namespace, selector)
-            pods = await api.list(POD, namespace, selector)
-            objects.taskruns = {tr["metadata"]["name"]: tr for tr in taskruns}
-            objects.pods = {p["metadata"]["name"]: slim_pod(p) for p in pods}
+            # Page by page, each object slimmed before the next page is read: a run of thousands of tasks
+            # is never held whole, managedFields and pod specs included.
+            taskruns: dict[str, JSONObject] = {}
+            async for page in api.pages(TASKRUN, namespace, selector):
+                taskruns.update((tr["metadata"]["name"], slim_taskrun(tr)) for tr in page)
+            pods: dict[str, JSONObject] = {}
+            async for page in api.pages(POD, namespace, selector):
+                pods.update((p["metadata"]["name"], slim_pod(p)) for p in page)
+            objects.taskruns, objects.pods = taskruns, pods
             objects.listed_at = now
         await self._missing_pods(api, key, objects)
         return list(objects.taskruns.values()), list(objects.pods.values())
