@@ -263,8 +263,11 @@ async def _validate_once(runtime: Runtime, body: kopf.Body, key: tuple[str, str]
         patch=patch,
         memo=runtime,
     )
-    if patch.get("status"):
-        await runtime.api.patch_status(DAG, key[0], key[1], dict(patch["status"]))
+    # Only what differs: a restarted controller validates every DAG again and finds most as it left them.
+    stored = body.get("status") or {}
+    changed = {k: v for k, v in (patch.get("status") or {}).items() if stored.get(k) != v}
+    if changed:
+        await runtime.api.patch_status(DAG, key[0], key[1], changed)
     runtime.dags_seen[key] = marker
 
 
