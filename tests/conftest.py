@@ -15,6 +15,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,6 +135,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "cluster_lifecycle: stops and restarts the shared cluster; runs after every other test"
     )
+    # `kdag run --local` keeps each DAG's last run under $XDG_STATE_HOME: the tests' runs go to a directory
+    # of this session, removed at its end, not to the home directory of whoever runs them.
+    if "KDAG_TEST_STATE_HOME" not in os.environ:
+        os.environ["KDAG_TEST_STATE_HOME"] = os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(
+            prefix="kdag-test-state-"
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = os.environ.pop("KDAG_TEST_STATE_HOME", None)
+    if state is not None and os.environ.get("XDG_STATE_HOME") == state:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

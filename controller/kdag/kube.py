@@ -213,8 +213,13 @@ class KubeApi:
                 if SERVICE_ACCOUNT_NAMESPACE.exists():
                     namespace = SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or namespace
         except Exception as err:  # the loaders raise anything from ConfigException to KeyError
-            where = f"kubeconfig {path}" if path else "in-cluster config"
-            raise Unreachable(0, f"cannot load the {where}: {err}") from None
+            if path:
+                raise Unreachable(0, f"cannot load the kubeconfig {path}: {err}") from None
+            raise Unreachable(
+                0,
+                "no kubeconfig (give --kubeconfig, set $KUBECONFIG or write ~/.kube/config) and not in a "
+                f"pod: cannot load the in-cluster config: {err}",
+            ) from None
         configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, CONNECTION_POOL)
         return cls(client.ApiClient(configuration), namespace, str(configuration.host))
 

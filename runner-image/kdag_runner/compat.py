@@ -24,6 +24,8 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
+import sysconfig
+import traceback
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -414,6 +416,22 @@ def _user_frames(err: BaseException) -> list[tuple[str, int]]:
             frames.append((filename, tb.tb_lineno))
         tb = tb.tb_next
     return frames
+
+
+def user_traceback(err: BaseException, file: Path) -> str:
+    """The traceback of an exception raised while DAG file ``file`` loaded, as Python prints it, from the
+    file's frame on and with only the author's frames (none of kdag's, the standard library's or installed
+    packages'). Empty when it has one frame or none: ``error_location`` names that line already."""
+    paths = sysconfig.get_paths()
+    foreign = (str(Path(__file__).resolve().parent), *(paths[k] for k in ("stdlib", "purelib", "platlib")))
+    frames = list(traceback.extract_tb(err.__traceback__))
+    first = next((i for i, frame in enumerate(frames) if frame.filename == str(file)), len(frames))
+    own = [
+        frame
+        for frame in frames[first:]
+        if not frame.filename.startswith("<frozen") and not frame.filename.startswith(foreign)
+    ]
+    return "".join(traceback.format_list(own)) if len(own) > 1 else ""
 
 
 def error_location(err: BaseException, file: Path, shown: str | Path | None = None) -> str:

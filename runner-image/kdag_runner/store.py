@@ -60,7 +60,7 @@ def validate_key(key: object, task_id: str, *, internal: bool = False) -> str:
         raise XComError(f"XCom key of task '{task_id}' must be a str, not {type(key).__name__}")
     if not key:
         raise XComError(f"XCom key of task '{task_id}' is empty: a key is a non-empty string")
-    if key.startswith("__") and not internal:
+    if is_internal_key(key) and not internal:
         raise XComError(
             f"XCom key {key!r} of task '{task_id}' is reserved: keys beginning with '__' are kdag's"
         )
@@ -321,9 +321,15 @@ def decode(data: Mapping[str, str]) -> dict[str, object]:
     return values
 
 
+def is_internal_key(key: str) -> bool:
+    """Whether an XCom key is one kdag writes for itself (``__context``): every key beginning with ``__``,
+    which a task may not push (``validate_key``)."""
+    return key.startswith("__")
+
+
 def pushed_keys(data: Mapping[str, str]) -> list[str]:
     """The XCom keys (as written) of ConfigMap data, in push order, without kdag's own ``__`` keys."""
-    return [key for key in decode_keys(data) if not key.startswith("__")]
+    return [key for key in decode_keys(data) if not is_internal_key(key)]
 
 
 def decode_keys(data: Mapping[str, str]) -> list[str]:

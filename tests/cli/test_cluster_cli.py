@@ -143,6 +143,22 @@ def test_an_xcom_failure_fails_the_run_as_it_does_locally(
     triggered = kdag(kubeconfig, namespace, "trigger", "fails-on-cluster", "--wait")
     assert triggered.returncode == 1
     run = triggered.stdout.strip().splitlines()[0]
+    # Which task failed, why, and where its log is (issue 12).
+    assert f"run {run} failed" in triggered.stderr
+    assert f"  produce: failed: {message_start}" in triggered.stderr
+    assert "  not run (upstream failed): after" in triggered.stderr
+    assert f"its log: kdag logs {run} produce -n {namespace}" in triggered.stderr
+    never = kdag(kubeconfig, namespace, "logs", run, "after")
+    assert never.returncode == 1
+    assert never.stderr.startswith(f"error: task 'after' of run '{run}' was never run: UpstreamFailed")
+    sidecar = kdag(kubeconfig, namespace, "logs", run, "produce", "-c", "xcom")
+    assert sidecar.returncode == 1
+    assert "has no container 'xcom' (its containers: task)" in sidecar.stderr, sidecar.stderr
+    first = kdag(kubeconfig, namespace, "logs", run, "produce", "--attempt", "1")
+    assert first.returncode == 0, first.stderr
+    assert kdag(kubeconfig, namespace, "logs", run, "produce").stdout == first.stdout
+    beyond = kdag(kubeconfig, namespace, "logs", run, "produce", "--attempt", "2")
+    assert "has had 1 attempt; --attempt takes 1 to 1" in beyond.stderr
     shown = json.loads(kdag(kubeconfig, namespace, "xcom", run, "-o", "json").stdout)
     assert shown["state"] == "failed"
     assert shown["tasks"] == {"produce": "failed", "after": "upstream_failed"}
@@ -236,11 +252,27 @@ def test_kdag_apply_then_kubectl_server_side_apply_leaves_the_second_task_list(
     assert task_ids(kubeconfig, namespace, "renamed") == ["step1", "step2", "step3"]
 
 
+@pytest.mark.parametrize(
+    "kubectl_apply",
+    [
+        ("apply", "--server-side", "--field-manager", "argocd-controller"),
+        ("apply", "--server-side"),
+        ("apply",),
+        ("create",),
+    ],
+    ids=["server-side-argocd", "server-side-kubectl", "client-side", "create"],
+)
 def test_kdag_apply_of_a_python_file_takes_over_a_dag_applied_from_yaml(
-    kubeconfig: str, controller: ControllerProcess, namespace: str, tmp_path: Path
+    kubeconfig: str,
+    controller: ControllerProcess,
+    namespace: str,
+    tmp_path: Path,
+    kubectl_apply: tuple[str, ...],
 ) -> None:
-    """A DAG of inline sources applied server-side under another field manager (as Argo CD would), then the
-    same name from a Python file with `kdag apply`: the DAG is the Python file's alone, and runs."""
+    """A DAG of inline sources applied by kubectl — server-side under another field manager (as Argo CD
+    would) or kubectl's own, client-side, or created — then the same name from a Python file with
+    `kdag apply`: the DAG is the Python file's alone (its fields once owned by the YAML's manager included),
+    and runs. (Issue 12: `python needs either source and callable, or fromDagFile`.)"""
     yaml_dag = {
         "apiVersion": "kdag.dev/v1alpha1",
         "kind": "DAG",
@@ -253,12 +285,12 @@ def test_kdag_apply_of_a_python_file_takes_over_a_dag_applied_from_yaml(
             ],
         },
     }
-    manager = ("--server-side", "--field-manager", "argocd-controller")
-    kubectl(kubeconfig, "apply", *manager, "-n", namespace, "-f", "-", stdin=json.dumps(yaml_dag))
+    kubectl(kubeconfig, *kubectl_apply, "-n", namespace, "-f", "-", stdin=json.dumps(yaml_dag))
     path = tmp_path / "renamed.py"
     path.write_text(RENAMED.replace("STEP2", "step2"))
     done = kdag(kubeconfig, namespace, "apply", str(path))
     assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
     spec = dag_spec(kubeconfig, namespace, "renamed")
     assert [t["id"] for t in spec["tasks"]] == ["step1", "step2", "step3"]
     assert all(t["python"] == {"fromDagFile": True} for t in spec["tasks"])

@@ -234,6 +234,20 @@ def test_task_rbac_is_what_kdag_policy_makes(helm: Path) -> None:
         assert rendered == policy.task_rbac(namespace)
 
 
+def test_task_namespaces_are_created_only_when_asked_and_kept_at_uninstall(helm: Path) -> None:
+    """The README's install names a namespace that may not exist yet: with taskRbac.createNamespaces the
+    chart makes it (before the ServiceAccount in it), and `helm uninstall` keeps it with the DAGs in it."""
+    assert "Namespace" not in kinds(render(helm, "taskRbac.namespaces={data-team}"))
+    objects = render(helm, "taskRbac.namespaces={data-team,etl}", "taskRbac.createNamespaces=true")
+    for name in ("data-team", "etl"):
+        namespace = one(objects, "Namespace", name)
+        assert namespace["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        account = next(
+            o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"].get("namespace") == name
+        )
+        assert objects.index(namespace) < objects.index(account)
+
+
 def test_no_guard_when_another_release_has_it(helm: Path) -> None:
     assert not [o for o in render(helm, "xcomGuard.create=false") if "AdmissionPolicy" in o["kind"]]
 

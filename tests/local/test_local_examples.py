@@ -28,7 +28,12 @@ def test_rows_and_states_match_airflow(file_name: str) -> None:
 
 def test_json_object_has_exactly_the_documented_fields() -> None:
     result = run_local_json(EXAMPLES / "xcom_lesson.py")
-    assert set(result) == {"dag_id", "run_id", "state", "tasks", "xcoms"}
+    assert set(result) == {"dag_id", "run_id", "state", "tasks", "task_instances", "logs", "xcoms"}
+    assert set(result["task_instances"]) == set(result["tasks"])
+    assert all(
+        set(instance) == {"state", "attempts", "exit_code", "message", "log"}
+        for instance in result["task_instances"].values()
+    )
     assert result["dag_id"] == "etl_dag"
     assert result["run_id"].startswith("etl-dag-local-")
     assert all(set(row) == {"task_id", "key", "value"} for row in result["xcoms"])

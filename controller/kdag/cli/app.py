@@ -12,12 +12,14 @@ from typing import Annotated
 
 import typer
 
-from kdag.cli import cluster, local_run
-from kdag.cli.errors import EXIT_OK, EXIT_USAGE, reported
+from kdag.cli import cluster, local_run, logs
+from kdag.cli.errors import EXIT_OK, EXIT_USAGE, reported, to_stderr
 from kdag.cli.options import (
     ConfOption,
     DagIdOption,
+    KubeconfigOption,
     LogicalDateOption,
+    NamespaceOption,
     Output,
     ParamOption,
     parse_conf,
@@ -30,7 +32,8 @@ app = typer.Typer(
     help=(
         "kdag: Airflow's XCom programming model, native to Kubernetes.\n\n"
         "Exit codes: 0 success; 1 a definition mistake, bad input, a failed run or an API error "
-        "(one line on stderr); 2 a usage error."
+        "(one line on stderr; an exception a DAG file raised adds the traceback of its own frames); "
+        "2 a usage error."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -44,7 +47,14 @@ def run_command(
     local: Annotated[bool, typer.Option("--local", help="Run on this machine, without a cluster.")] = False,
     param: ParamOption = None,
     output: Annotated[
-        Output, typer.Option("--output", "-o", help="text: live view; json: one object.")
+        Output,
+        typer.Option(
+            "--output",
+            "-o",
+            help="text: the task table (live on a terminal) and the XComs, kdag's own keys (`__context`) "
+            "dimmed and marked (internal); json: one object, with each task's attempts, exit code, message "
+            "and log file.",
+        ),
     ] = Output.text,
     conf: ConfOption = None,
     logical_date: LogicalDateOption = None,
@@ -52,7 +62,9 @@ def run_command(
     workdir: Annotated[
         Path | None,
         typer.Option(
-            "--workdir", help="Keep XComs and task logs here (default: a temporary directory, removed)."
+            "--workdir",
+            help="Keep XComs and task logs here (default: a temporary directory, moved at the end to "
+            "~/.local/state/kdag/local-runs/DAG, or under $XDG_STATE_HOME, replacing the DAG's last run).",
         ),
     ] = None,
     dag_folder: Annotated[
@@ -69,10 +81,7 @@ def run_command(
     Exit status 0 when the run succeeds, 1 when it fails or the DAG is refused.
     """
     if not local:
-        print(
-            "error: kdag run needs --local; on a cluster use `kdag apply` then `kdag trigger --wait`",
-            file=sys.stderr,
-        )
+        to_stderr("error: kdag run needs --local; on a cluster use `kdag apply` then `kdag trigger --wait`")
         raise typer.Exit(EXIT_USAGE)
     arguments = local_run.RunArguments(
         dag_file=dag_file,
@@ -100,8 +109,10 @@ def compile_command(
         str | None, typer.Option("--name", help="metadata.name of the DAG (default from dag_id).")
     ] = None,
 ) -> None:
-    """Print (or write) the manifests that run a Python DAG on a cluster: the DAG and its source ConfigMap
-    (`{dag}-source-{hash}`, named by content; with -o, the files of earlier versions there are removed)."""
+    """Print (or write) the manifests that run a Python DAG on a cluster.
+
+    The DAG and its source ConfigMap (`{dag}-source-{hash}`, named by content; with -o, the files of earlier
+    versions there are removed)."""
     from kdag import compile as compiler
 
     with reported():
@@ -125,8 +136,8 @@ def graph_command(
         Path | None, typer.Option("--png", help="Also draw it to this PNG file (needs rsvg-convert).")
     ] = None,
     dag_id: DagIdOption = None,
-    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
-    kubeconfig: Annotated[str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG")] = None,
+    namespace: NamespaceOption = None,
+    kubeconfig: KubeconfigOption = None,
 ) -> None:
     """Draw a DAG's tasks and dependencies in the terminal, and to SVG (--svg) or PNG (--png) files."""
     from kdag.cli import graph_view
@@ -166,6 +177,6 @@ app.command("apply")(cluster.apply_command)
 app.command("trigger")(cluster.trigger_command)
 app.command("status")(cluster.status_command)
 app.command("xcom")(cluster.xcom_command)
-app.command("logs")(cluster.logs_command)
+app.command("logs")(logs.logs_command)
 
 __all__ = ["app", "parse_conf", "parse_date", "parse_params"]

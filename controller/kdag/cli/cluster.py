@@ -7,7 +7,6 @@ that the local commands start without loading it.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +18,7 @@ from kdag_runner import keys
 from kdag import manifests, names
 from kdag.api.models import DAGSpec
 from kdag.cli import run_params
-from kdag.cli.errors import EXIT_FAILED, UserError, reported
+from kdag.cli.errors import EXIT_FAILED, UserError, reported, to_stderr, warn
 from kdag.cli.options import (
     ConfOption,
     DagIdOption,
@@ -82,8 +81,9 @@ def apply_command(
     kubeconfig: KubeconfigOption = None,
     dag_id: DagIdOption = None,
 ) -> None:
-    """Create or update a DAG on the cluster (a Python file is compiled first, its source included), then
-    delete the DAG's earlier source ConfigMaps that no run under way reads."""
+    """Create or update a DAG on the cluster (a Python file is compiled first, its source included).
+
+    Then delete the DAG's earlier source ConfigMaps that no run under way reads."""
     from kdag import compile as compiler
 
     with reported():
@@ -137,7 +137,7 @@ def prune_sources(api: SyncKubeApi, namespace: str, dag: str, spec: DAGSpec) -> 
             api.delete(CONFIGMAP, namespace, name)
             print(f"configmap/{name} deleted (an earlier version of the DAG's source)")
     except KubeApiError as err:
-        print(f"warning: earlier source ConfigMaps of DAG '{dag}' were not deleted: {err}", file=sys.stderr)
+        warn(f"earlier source ConfigMaps of DAG '{dag}' were not deleted: {err}")
 
 
 def _is_source(manifest: Mapping[str, Any], dag: str) -> bool:
@@ -159,12 +159,20 @@ def trigger_command(
     param: ParamOption = None,
     conf: ConfOption = None,
     logical_date: LogicalDateOption = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Show progress until the run finishes.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Show progress until the run finishes; if it fails, which tasks failed and why."
+        ),
+    ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.")] = 600.0,
     namespace: NamespaceOption = None,
     kubeconfig: KubeconfigOption = None,
 ) -> None:
-    """Start a run of a DAG; prints the run's name. With --wait, exit status 1 when the run fails."""
+    """Start a run of a DAG and print its name.
+
+    With --wait, follow it to the end: exit status 1 when it fails, with its failed tasks and their messages
+    on stderr."""
     from kdag.kube import DAG
 
     with reported(), connect(kubeconfig) as api:
@@ -190,14 +198,25 @@ def trigger_command(
         if not wait:
             return
         final = wait_for_run(api, namespace, created, timeout)
-    phase = (final.get("status") or {}).get("phase")
-    if phase != "Succeeded":
-        raise typer.Exit(EXIT_FAILED)
+        if (final.get("status") or {}).get("phase") == "Succeeded":
+            return
+        explain_failure(api, namespace, final)
+    raise typer.Exit(EXIT_FAILED)
 
 
-def wait_for_run(
-    api: SyncKubeApi, namespace: str, dagrun: dict[str, Any], timeout: float
-) -> dict[str, Any]:
+def explain_failure(api: SyncKubeApi, namespace: str, dagrun: dict[str, Any]) -> None:
+    """Print on stderr which tasks of a failed run failed and why, and how to read a log."""
+    from kdag.cli.run_view import failure_lines
+    from kdag.kube import TASKRUN
+
+    run = dagrun["metadata"]["name"]
+    taskruns = _owned(dagrun, api.list(TASKRUN, namespace, {names.DAGRUN_LABEL: names.label_value(run)}))
+    to_stderr(
+        "\n".join(failure_lines(dagrun, taskruns, _task_order(dagrun, _run_spec(api, dagrun)), namespace))
+    )
+
+
+def wait_for_run(api: SyncKubeApi, namespace: str, dagrun: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Follow a DAGRun through watches, with a progress bar on stderr, until it succeeds or fails."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -243,14 +262,13 @@ def _show(progress: Any, bar: Any, name: str, dagrun: Mapping[str, Any]) -> None
 
 def status_command(
     run: Annotated[str, typer.Argument(help="metadata.name of the DAGRun.")],
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="text: a table; json: one object, messages by task.")
+    ] = Output.text,
     namespace: NamespaceOption = None,
     kubeconfig: KubeconfigOption = None,
 ) -> None:
     """A run's phase and every task's phase, attempts and message."""
-    from rich.console import Console
-    from rich.table import Table
-
     from kdag.kube import DAGRUN, TASKRUN
 
     with reported(), connect(kubeconfig) as api:
@@ -290,31 +308,9 @@ def status_command(
                 )
             )
             return
-        console = Console()
-        console.print(f"[bold]{run}[/]: {status.get('phase') or 'Pending'} ({status.get('progress') or '-'})")
-        table = Table()
-        for column in ("task", "map index", "phase", "attempts", "message"):
-            table.add_column(column, overflow="fold")
-        for tid in order:
-            tr_status = (taskruns.get(tid) or {}).get("status") or {}
-            table.add_row(
-                tid,
-                "",
-                tasks.get(tid) or "-",
-                str(tr_status.get("attempts") or ""),
-                tr_status.get("message") or "",
-            )
-            for index, instance in sorted(instances.get(tid, {}).items()):
-                in_status = instance.get("status") or {}
-                name = in_status.get("renderedMapIndex")
-                table.add_row(
-                    "",
-                    f"{index} ({name})" if name else str(index),
-                    in_status.get("phase") or "-",
-                    str(in_status.get("attempts") or ""),
-                    in_status.get("message") or "",
-                )
-        console.print(table)
+        from kdag.cli.run_view import print_status
+
+        print_status(run, status, order, taskruns, instances)
 
 
 def _instances(taskruns: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
@@ -401,42 +397,18 @@ def xcom_command(
     namespace: NamespaceOption = None,
     kubeconfig: KubeconfigOption = None,
 ) -> None:
-    """Every XCom a run's tasks pushed, read from their ConfigMaps."""
+    """Every XCom a run's tasks pushed, read from their ConfigMaps.
+
+    Keys kdag writes for itself (beginning with `__`: `__context` carries `ti.context` downstream) are shown
+    dimmed and marked (internal); -o json lists them as they are."""
     with reported(), connect(kubeconfig) as api:
         result = run_xcoms(api, namespace or api.namespace, run)
     if output == Output.json:
         print(json.dumps(result))
         return
-    from rich.console import Console
-
     from kdag.cli.local_view import xcom_table
+    from kdag.cli.terminal_view import console_for
     from kdag.local.run import XComRow
 
     rows = (XComRow(r["task_id"], r["key"], r["value"], r.get("map_index", -1)) for r in result["xcoms"])
-    Console().print(xcom_table(rows))
-
-
-def logs_command(
-    run: Annotated[str, typer.Argument(help="metadata.name of the DAGRun.")],
-    task_id: Annotated[str, typer.Argument(help="The task id.")],
-    container: Annotated[
-        str, typer.Option("--container", "-c", help="task, or xcom (the sidecar).")
-    ] = "task",
-    map_index: Annotated[
-        int | None, typer.Option("--map-index", help="The instance of a mapped task.", min=0)
-    ] = None,
-    namespace: NamespaceOption = None,
-    kubeconfig: KubeconfigOption = None,
-) -> None:
-    """The log of a task's latest attempt (its pod's `task` container); of one instance of a mapped task
-    with --map-index."""
-    from kdag.kube import TASKRUN
-
-    with reported(), connect(kubeconfig) as api:
-        namespace = namespace or api.namespace
-        taskrun = require(api, TASKRUN, namespace, names.taskrun_name(run, task_id, map_index))
-        pod = (taskrun.get("status") or {}).get("podName")
-        if not pod:
-            raise UserError(f"task '{task_id}' of run '{run}' has no pod yet")
-        text = api.pod_log(namespace, pod, container)
-    sys.stdout.write(text)
+    console_for().print(xcom_table(rows))

@@ -17,11 +17,24 @@ class UserError(Exception):
     """A mistake in what the user asked for; its message is printed as is."""
 
 
-def fail(message: str) -> SystemExit:
-    """Print `error: message` to stderr and return the exit to raise (a plain SystemExit, which typer lets
-    through as it does its own Exit: no typer here, so that `kdag run --local` starts without it)."""
-    print(f"error: {message}", file=sys.stderr)
+def fail(message: str, detail: str = "") -> SystemExit:
+    """Print `error: message` to stderr (and `detail`, indented lines, under it) and return the exit to raise
+    (a plain SystemExit, which typer lets through as it does its own Exit: no typer here, so that
+    `kdag run --local` starts without it)."""
+    to_stderr(f"error: {message}" + (f"\n{detail.rstrip()}" if detail else ""))
     return SystemExit(EXIT_FAILED)
+
+
+def warn(message: str) -> None:
+    """Print `warning: message` on its own line of stderr, after what stdout holds so far."""
+    to_stderr(f"warning: {message}")
+
+
+def to_stderr(text: str) -> None:
+    """Write lines to stderr after flushing stdout: where both go to one file or pipe, each message stays
+    on its own line, in the order the command printed them (stdout is buffered there, stderr is not)."""
+    sys.stdout.flush()
+    print(text, file=sys.stderr, flush=True)
 
 
 @contextmanager
@@ -42,7 +55,7 @@ def reported() -> Iterator[None]:
         # An API error comes from the client module, loaded then (a local run never loads it).
         kube = sys.modules.get("kdag_runner.kube")
         if isinstance(err, known) or (kube is not None and isinstance(err, kube.KubeApiError)):
-            raise fail(str(err)) from None
+            raise fail(str(err), getattr(err, "detail", "")) from None
         raise
     except KeyboardInterrupt:
         raise fail("interrupted") from None

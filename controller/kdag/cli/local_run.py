@@ -9,16 +9,19 @@ like an option, a missing one) is left to typer, which reads it, or reports the 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
+import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdag.cli.errors import EXIT_FAILED, EXIT_OK, UserError, reported
+from kdag.cli.errors import EXIT_FAILED, EXIT_OK, UserError, reported, warn
 from kdag.cli.values import Output, parse_conf, parse_date
 
 VALUED_OPTIONS = {
@@ -139,11 +142,15 @@ def run_locally(arguments: RunArguments) -> int:
         # A TriggerDagRunOperator's DAG: in the DAG file, its folder, the --dag-folder folders.
         folders = tuple(arguments.dag_folder)
         triggers = LocalTriggers(loaded.python_file or arguments.dag_file, directory, folders)
+        temporary = workdir is None
         try:
             if arguments.output == Output.json:
                 result = run_local(
                     dag, directory, params=run_params, conf=run_conf, logical_date=date, triggers=triggers
                 )
+                if temporary:
+                    result.workdir = keep_run_directory(directory, kept_run_directory(loaded.name))
+                    temporary = result.workdir != directory
                 print(json.dumps(result.as_json()))
             else:
                 from kdag.cli import local_view
@@ -151,7 +158,38 @@ def run_locally(arguments: RunArguments) -> int:
                 result = local_view.run_with_live_view(
                     dag, directory, params=run_params, conf=run_conf, logical_date=date, triggers=triggers
                 )
+                if temporary:
+                    result.workdir = keep_run_directory(directory, kept_run_directory(loaded.name))
+                    temporary = result.workdir != directory
+                local_view.print_logs_folder(result)
         finally:
-            if workdir is None:
+            if temporary:  # kept elsewhere, or the run did not end
                 shutil.rmtree(directory, ignore_errors=True)
     return EXIT_OK if result.state == "success" else EXIT_FAILED
+
+
+def kept_run_directory(dag: str, environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """Where the last local run of DAG `dag` without --workdir is kept (its task logs and XComs):
+    `$XDG_STATE_HOME/kdag/local-runs/{dag}`, `~/.local/state/kdag/local-runs/{dag}` by default."""
+    environ = os.environ if environ is None else environ
+    state = environ.get("XDG_STATE_HOME") or ""
+    root = Path(state) if Path(state).is_absolute() else (home or Path.home()) / ".local" / "state"
+    return root / "kdag" / "local-runs" / dag
+
+
+def keep_run_directory(directory: Path, kept: Path) -> Path:
+    """Move a run's work directory to `kept`, replacing the run kept there; `directory` itself when that
+    fails (a warning on stderr; it is left where it is)."""
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=f".{kept.name}-", dir=kept.parent))
+        shutil.copytree(directory, staged, dirs_exist_ok=True, symlinks=True)
+        replaced = kept.with_name(f"{staged.name}-replaced")
+        with contextlib.suppress(FileNotFoundError):
+            kept.rename(replaced)  # another run of the same DAG may have moved it away at the same time
+        staged.rename(kept)
+        shutil.rmtree(replaced, ignore_errors=True)
+    except OSError as err:
+        warn(f"the run's task logs were not kept in '{kept}': {err}")
+        return directory
+    return kept

@@ -81,9 +81,10 @@ def load_python(path: Path, *, dag_id: str | None = None, name: str | None = Non
         raise DefinitionError(str(err)) from None
     except SyntaxError as err:
         raise DefinitionError(f"DAG file '{path}', line {err.lineno}: {err.msg}") from None
-    except Exception as err:  # the author's own code failed while the file was loading
+    except Exception as err:  # the author's own code failed while the file was loading: its traceback below
         where = compat.error_location(err, path)
-        raise DefinitionError(f"{where}: {type(err).__name__}: {err}") from None
+        detail = compat.user_traceback(err, path)
+        raise DefinitionError(f"{where}: {type(err).__name__}: {err}", detail) from None
     warnings = load_warnings(dag, path)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -10,6 +10,11 @@ from kdag.api.models import DAGSpec
 class DefinitionError(Exception):
     """A DAG file kdag refuses; the message is one line naming the task (or DAG) and the problem."""
 
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+        """Lines the command prints under the message: the traceback of an exception the file raised."""
+
 
 def valid(where: str, checked: tuple[DAGSpec | None, list[validation.Problem]]) -> DAGSpec:
     """The spec of a validator's answer; DefinitionError listing every problem on one line otherwise,

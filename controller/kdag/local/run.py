@@ -117,13 +117,32 @@ class LocalRunResult:
         return AIRFLOW_RUN_STATE[self.phase]
 
     def as_json(self) -> dict[str, Any]:
-        """The one JSON object `kdag run --local -o json` prints."""
+        """The one JSON object `kdag run --local -o json` prints: `tasks` each task's state (as `kdag xcom
+        -o json`), `task_instances` its attempts, last exit code, message and log file, `logs` the folder."""
         return {
             "dag_id": self.dag_id,
             "run_id": self.run_id,
             "state": self.state,
             "tasks": {tid: report.state for tid, report in self.tasks.items()},
+            "task_instances": {tid: self.instance_json(tid, report) for tid, report in self.tasks.items()},
+            "logs": str(self.logs),
             "xcoms": [row.as_json() for row in self.xcoms],
+        }
+
+    @property
+    def logs(self) -> Path:
+        """The folder of the tasks' logs, `{key}.log` each (every attempt, one after the other)."""
+        return self.workdir / "logs"
+
+    def instance_json(self, key: str, report: TaskReport) -> dict[str, Any]:
+        """One task's (or mapped instance's) attempts, exit code, message and log, if it ran."""
+        log = self.logs / f"{key}.log"
+        return {
+            "state": report.state,
+            "attempts": report.attempts,
+            "exit_code": report.exit_code,
+            "message": report.message,
+            "log": str(log) if log.is_file() else None,
         }
 
 
