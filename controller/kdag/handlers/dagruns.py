@@ -28,7 +28,7 @@ from kdag.handlers import questions as question_answers
 from kdag.handlers.attempt_pods import start_attempt
 from kdag.handlers.runtime import Reconcile, RunKey, Runtime, coalesced, wake_later
 from kdag.handlers.task_rbac import ensure_task_rbac
-from kdag.kube import DAGRUN
+from kdag.kube import CONNECTION_POOL, DAGRUN
 from kdag.render import RunInfo
 from kdag.task_state import TaskState
 
@@ -39,6 +39,8 @@ RETRY_AFTER_CONFLICT_SECONDS = 30.0
 """How soon to look again when a TaskRun's name is taken by an object this run does not own."""
 TRIGGER_WAIT_SECONDS = 1.0
 """How soon to look again at a TriggerDagRunOperator's request still under way (a reset's old run going)."""
+STEPS_AT_ONCE = CONNECTION_POOL
+"""Tasks of one pass started (or marked) at once: as many as the client has connections to the API server."""
 
 
 async def dagrun_created(
@@ -99,8 +101,16 @@ def _now() -> datetime:
 
 
 async def _all(*steps: Coroutine[Any, Any, None]) -> None:
-    """Run the steps concurrently; every step runs to its end, then the first failure is raised."""
-    results = await asyncio.gather(*steps, return_exceptions=True)
+    """Run the steps concurrently, at most `STEPS_AT_ONCE` at a time; every step runs to its end, then the
+    first failure is raised. Unbounded, a fan-out of 5,000 would render every TaskRun and pod at once to
+    wait for the client's connections: hundreds of MiB held for what the connections pass 64 at a time."""
+    gate = asyncio.Semaphore(STEPS_AT_ONCE)
+
+    async def gated(step: Coroutine[Any, Any, None]) -> None:
+        async with gate:
+            await step
+
+    results = await asyncio.gather(*(gated(step) for step in steps), return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
