@@ -139,6 +139,31 @@ def expected_fan_value(n: int, value: str = "kdag-bench") -> str:
     return ",".join(sorted(f"{value}-{i}" for i in range(n)))
 
 
+def layers(
+    n: int,
+    *,
+    width: int = 50,
+    fan_in: int = 8,
+    image: str = RUNNER_IMAGE,
+    generate_name: str = "argo-layers-",
+    ttl_seconds: int = 300,
+    pod_gc: str = "OnWorkflowCompletion",
+) -> dict[str, Any]:
+    """n tasks t0..t{n-1} in layers of `width` on KWOK's fake nodes, each after up to `fan_in` tasks of the
+    layer before (t{i} of layer L after t{(L-1)*width + (place+k) % width}, k < fan_in): the shape of
+    bench/scale.layers_dag, so the two systems run the same DAG."""
+    tasks: list[dict[str, Any]] = []
+    for i in range(n):
+        layer, place = divmod(i, width)
+        task: dict[str, Any] = {"name": f"t{i}", "template": "noop"}
+        if layer:
+            before = sorted({(layer - 1) * width + (place + k) % width for k in range(fan_in)})
+            task["depends"] = " && ".join(f"t{j}" for j in before)
+        tasks.append(task)
+    templates = [_dag(tasks), _noop_template(image)]
+    return _workflow(generate_name, templates, kwok=True, ttl_seconds=ttl_seconds, pod_gc=pod_gc)
+
+
 def kwok_placement(spec: dict[str, Any]) -> dict[str, Any]:
     """A Workflow spec whose pods all go to KWOK fake nodes: their label, their taint tolerated."""
     return {**spec, "nodeSelector": dict(KWOK_NODE_SELECTOR), "tolerations": [dict(KWOK_TOLERATION)]}
