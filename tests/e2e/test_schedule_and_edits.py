@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,10 @@ def test_a_data_interval_timetable_runs_when_its_interval_ends(
 ) -> None:
     """Airflow's CronDataIntervalTimetable every minute: the run due at T covers [T - 1 min, T] and its
     logical date is T - 1 min; the task sees the interval (KDAG_DATA_INTERVAL_*). A run made by hand gets
-    the interval Airflow infers for a manual run: the last complete one."""
+    the interval Airflow infers for a manual run: the last complete one. The timetable starts two minutes
+    ago with catchup, so the intervals that ended meanwhile are due at once (a live tick is
+    `test_schedule_creates_runs_named_by_their_tick`'s)."""
+    started = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
     source = (
         "import os\n"
         "def interval(ts, **_):\n"
@@ -59,7 +62,8 @@ def test_a_data_interval_timetable_runs_when_its_interval_ends(
     )
     apply(kubeconfig, e2e_namespace, dag_manifest(
         "intervals", [python_task("interval", source, "interval")],
-        timetable={"cron": "* * * * *", "dataIntervals": True},
+        timetable={"cron": "* * * * *", "dataIntervals": True, "start": f"{started:%Y-%m-%dT%H:%M:%SZ}"},
+        catchup=True,
     ))
 
     def first_finished() -> dict[str, Any] | None:

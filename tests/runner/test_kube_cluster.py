@@ -184,6 +184,6 @@ def test_the_token_is_read_for_every_request(
 def test_an_unreachable_server_is_status_0(pod_config: ClusterConfig) -> None:
     closed = ClusterConfig("127.0.0.1", 9, pod_config.token_path, pod_config.ca_path)
     with pytest.raises(KubeApiError) as caught:
-        KubeClient(closed, timeout=2).request("GET", "/version")
+        KubeClient(closed, timeout=2, retry_seconds=1).request("GET", "/version")
     assert caught.value.status == 0
     assert "cannot reach https://127.0.0.1:9" in str(caught.value)
