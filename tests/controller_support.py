@@ -105,7 +105,7 @@ class ControllerProcess:
             if self.process.poll() is not None:
                 code = self.process.returncode
                 raise AssertionError(f"the controller exited with {code}:\n{self.log_tail()}")
-            if self.webhook_registered() and self.metrics_ready():
+            if self.webhook_registered() and self.metrics_ready() and self.webhook_answers():
                 return
             time.sleep(0.3)
         raise AssertionError(f"the controller did not become ready in {timeout} s:\n{self.log_tail()}")
@@ -116,6 +116,22 @@ class ControllerProcess:
             "-o", "jsonpath={.webhooks[*].clientConfig.url}", check=False,
         )
         return f"127.0.0.1:{self.webhook_port}" in url
+
+    def webhook_answers(self) -> bool:
+        """Whether the API server reaches this process's webhook with its certificate: a restarted controller
+        registers a new self-signed CA under the same URL, and until the API server's copy of the
+        configuration catches up its calls fail (`x509: certificate signed by unknown authority`)."""
+        probe = {
+            "apiVersion": "kdag.dev/v1alpha1",
+            "kind": "DAG",
+            "metadata": {"generateName": "webhook-probe-", "namespace": "default"},
+            "spec": {"tasks": [{"id": "probe", "command": ["true"]}]},
+        }
+        result = subprocess.run(
+            ["kubectl", "--kubeconfig", self.kubeconfig, "create", "--dry-run=server", "-f", "-"],
+            input=json.dumps(probe), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        return result.returncode == 0
 
     def ensure_webhook(self) -> None:
         """Register our webhook again when something else removed or replaced the shared configuration.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from kdag.handlers.run_objects import ObjectCache, RunObjects, slim_pod
 from kdag.kube import POD, TASKRUN
 
@@ -130,3 +131,42 @@ def test_kept_taskruns_leave_their_managed_fields_out_whether_listed_or_seen() -
     assert all("managedFields" not in tr["metadata"] for tr in kept.values())
     assert kept["listed"]["status"] == {"phase": "Running"} and kept["seen"]["spec"] == seen["spec"]
     assert "managedFields" in listed["metadata"]  # the answer itself is not changed
+
+
+def test_a_finished_taskrun_is_settled_again_only_when_it_or_its_pods_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass over a run of thousands of tasks must not redo every finished task's settling: each pass
+    would cost O(tasks), a run O(tasks^2 / width)."""
+    from datetime import UTC, datetime
+
+    from fake_api import FakeApi, runtime_over
+    from kdag import settle
+    from kdag.api.models import DAGSpec
+    from kdag.handlers import taskruns
+    from kdag.render import RunInfo
+
+    calls: list[str] = []
+    real = settle.settle
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["run_name"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(settle, "settle", counted)
+    runtime = runtime_over(FakeApi())
+    dag = DAGSpec.model_validate({"tasks": [{"id": "a", "command": ["true"]}]})
+    run = RunInfo("ns", "d", "run", "run-uid", datetime(2026, 1, 1, tzinfo=UTC), dag)
+    skipped = taskrun("a", 5, phase="Skipped", attempts=0, message="skipped by task 'branch'")
+    now = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+
+    def settle_once(tr: dict[str, Any]) -> Any:
+        return asyncio.run(taskruns.settle_taskrun(runtime, run, tr, {}, now))
+
+    first = settle_once(skipped)
+    assert settle_once(skipped) == first and len(calls) == 1  # unchanged: kept
+    assert settle_once(taskrun("a", 6, phase="Skipped", attempts=0)) == first and len(calls) == 2
+    retrying = taskrun("b", 7, phase="Retrying", attempts=1, nextAttemptAt="2026-01-01T00:05:00Z")
+    settle_once(retrying)
+    settle_once(retrying)
+    assert len(calls) == 4  # not finished: settled on every pass

@@ -32,6 +32,8 @@ IDLE_SECONDS = 10.0
 process that was not acting meanwhile (a standby replica's paused handlers), or missed a reconnect."""
 
 RunKey = tuple[str, str]
+SettledKey = tuple[str, ...]
+"""A TaskRun's resourceVersion and its pods' (attempt:resourceVersion): what settling it depends on."""
 
 
 @dataclass
@@ -44,6 +46,10 @@ class RunObjects:
     read_at: float | None = None
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
     """TaskRun uid -> its parsed spec.task (immutable: parsed once, not on every pass)."""
+    settled: dict[str, tuple[SettledKey, Any]] = field(default_factory=dict)
+    """TaskRun name -> what settling it gave last (its state and questions), for a finished TaskRun that
+    needed nothing done, with the versions it was settled at: a pass over a run of thousands of tasks
+    settles again only the TaskRuns (or pods) that changed, not every finished one."""
 
 
 def _slim_metadata(obj: JSONObject) -> JSONObject:
@@ -124,6 +130,15 @@ class ObjectCache:
 
     def forget(self, key: RunKey) -> None:
         self.runs.pop(key, None)
+
+    def settled(self, key: RunKey, name: str, versions: SettledKey) -> Any:
+        """What settling the TaskRun gave when it was last settled at these versions; None when not kept."""
+        objects = self.runs.get(key)
+        kept = objects.settled.get(name) if objects is not None else None
+        return kept[1] if kept is not None and kept[0] == versions else None
+
+    def keep_settled(self, key: RunKey, name: str, versions: SettledKey, result: Any) -> None:
+        self.runs.setdefault(key, RunObjects()).settled[name] = (versions, result)
 
     def task_of(self, key: RunKey, taskrun: JSONObject) -> TaskSpec:
         """The TaskRun's spec.task, parsed once per TaskRun."""

@@ -94,7 +94,13 @@ async def settle_taskrun(
     its Events, count its metrics. Then act on a TriggerDagRunOperator's request that waits for the
     controller (`handlers.triggers`); the task's questions as they stand are returned with its state."""
     name = taskrun["metadata"]["name"]
-    task = runtime.objects.task_of((run.namespace, run.name), taskrun)
+    run_key = (run.namespace, run.name)
+    versions = settled_versions(taskrun, pods)
+    kept = runtime.objects.settled(run_key, name, versions) if versions else None
+    if kept is not None:
+        state, asked = kept
+        return state, asked
+    task = runtime.objects.task_of(run_key, taskrun)
     status = TaskRunStatus.model_validate(taskrun.get("status") or {})
     outcome = settle.settle(
         status, pods, task, now, run_name=run.name, map_index=taskrun["spec"].get("mapIndex")
@@ -115,7 +121,20 @@ async def settle_taskrun(
     if asked.trigger is not None and outcome.phase == TaskPhase.UP_FOR_RESCHEDULE:
         trigger = await trigger_requests.advance(runtime, taskrun, asked.trigger)
         asked = questions.Asked(trigger, asked.external_runs)
+    quiet = outcome.patch is None and not outcome.delete_pods and not outcome.events
+    if versions and quiet and outcome.state is not None and outcome.state.phase.finished:
+        # Finished and needing nothing: until it or its pods change, settling it again gives the same.
+        runtime.objects.keep_settled(run_key, name, versions, (outcome.state, asked))
     return outcome.state, asked
+
+
+def settled_versions(taskrun: JSONObject, pods: Mapping[int, JSONObject]) -> tuple[str, ...]:
+    """The TaskRun's resourceVersion and its pods' (`attempt:version`); empty when one has none."""
+    version = str((taskrun.get("metadata") or {}).get("resourceVersion") or "")
+    pod_versions = [(n, str((p.get("metadata") or {}).get("resourceVersion") or "")) for n, p in pods.items()]
+    if not version or any(not v for _, v in pod_versions):
+        return ()
+    return (version, *(f"{n}:{v}" for n, v in sorted(pod_versions)))
 
 
 async def mark(
