@@ -8,8 +8,8 @@ Each shape runs once as a kdag DAG (a DAGRun of it) and once as an Argo Workflow
     fan1000   root -> 998 -> join on KWOK's fake nodes, dependencies only (kdag: `command: ["true"]`):
               1,000 tasks
     fan5000   root -> 4,998 -> join on KWOK: 5,000 tasks
-    layers5000  5,000 tasks on KWOK in 100 layers of 50, each after 8 tasks of the layer before (a join of
-              thousands is more than Argo's `depends` expressions take: see bench/README.md)
+    layers1000, layers5000  1,000 / 5,000 tasks on KWOK in layers of 50, each after 8 tasks of the layer
+              before (a join of thousands is more than Argo's `depends` expressions take: see bench/README.md)
 
 Argo runs with its default DEFAULT_REQUEUE_TIME (10 s); chain10 also with 1 s, the interval of argo's own
 e2e tests. Measured for both systems by the same code:
@@ -158,6 +158,8 @@ SHAPES = {
               lambda: workflows.fan(998, kwok=True)),
         Shape("fan5000", "root -> 4,998 -> join, KWOK", 5000, True, lambda name: fan_dag(name, 5000),
               lambda: workflows.fan(4998, kwok=True)),
+        Shape("layers1000", "20 layers of 50, each task after 8 of the layer before, KWOK", 1000, True,
+              lambda name: layers_dag(name, 1000), lambda: workflows.layers(1000)),
         Shape("layers5000", "100 layers of 50, each task after 8 of the layer before, KWOK", 5000, True,
               lambda name: layers_dag(name, 5000), lambda: workflows.layers(5000)),
     )
