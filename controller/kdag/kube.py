@@ -293,16 +293,18 @@ class KubeApi:
 
     async def pages(
         self, kind: Kind, namespace: str, labels: Mapping[str, str] | None = None, *, size: int = LIST_PAGE
-    ) -> AsyncIterator[list[JSONObject]]:
+    ) -> AsyncIterator[tuple[list[JSONObject], str]]:
         """`list` a page at a time (the API server's `limit` and `continue`: one consistent snapshot), so a
-        caller that keeps less than the whole object never holds thousands of whole objects at once."""
+        caller that keeps less than the whole object never holds thousands of whole objects at once. Each
+        page comes with the list's resourceVersion: the snapshot's revision, which a cache fed by watches
+        needs to tell an object created after the snapshot from one deleted before it."""
         selector = ",".join(f"{key}={value}" for key, value in (labels or {}).items())
         params: dict[str, Any] = {"label_selector": selector} if selector else {}
         if size:
             params["limit"] = size
         while True:
             answer = _json(await self._call("GET", "list", kind, namespace, **params))
-            yield answer.get("items") or []
+            yield answer.get("items") or [], str((answer.get("metadata") or {}).get("resourceVersion") or "")
             token = (answer.get("metadata") or {}).get("continue")
             if not token:
                 return
@@ -313,7 +315,7 @@ class KubeApi:
     ) -> list[JSONObject]:
         """Objects of a kind in a namespace, those with all these labels when given."""
         items: list[JSONObject] = []
-        async for page in self.pages(kind, namespace, labels):
+        async for page, _ in self.pages(kind, namespace, labels):
             items.extend(page)
         return items
 

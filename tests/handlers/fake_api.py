@@ -67,11 +67,11 @@ class FakeApi:
 
     async def pages(
         self, kind: Kind, namespace: str, labels: dict[str, str] | None = None, *, size: int = 2
-    ) -> AsyncIterator[list[Object]]:
-        """`list` in pages of two objects, as the API server pages with `limit`."""
+    ) -> AsyncIterator[tuple[list[Object], str]]:
+        """`list` in pages of two objects, as the API server pages with `limit` (no list revision)."""
         listed = await self.list(kind, namespace, labels)
         for first in range(0, len(listed), size):
-            yield listed[first : first + size]
+            yield listed[first : first + size], ""
 
     async def create(self, obj: Object, namespace: str) -> Object:
         kind = kind_of(obj).kind

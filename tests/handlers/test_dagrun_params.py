@@ -42,7 +42,7 @@ class FakeApi:
         return [o for (k, _), o in self.objects.items() if k == kind.kind and k in ("TaskRun", "Pod")]
 
     async def pages(self, kind: Any, namespace: str, selector: Any = None) -> Any:
-        yield await self.list(kind, namespace, selector)
+        yield await self.list(kind, namespace, selector), ""
 
     async def create_if_absent(self, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
         self.created.append(obj)

@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from kdag.handlers.run_objects import ObjectCache, RunObjects, slim_pod
+from kdag.handlers.run_objects import ObjectCache, RunObjects, merge_listed, slim_pod
 from kdag.kube import POD, TASKRUN
 
 KEY = ("ns", "run")
@@ -21,13 +21,14 @@ class CountingApi:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.calls: list[tuple[str, str]] = []
+        self.revision = ""
 
     async def list(self, kind: Any, namespace: str, labels: dict[str, str] | None = None) -> list[Any]:
         self.calls.append(("list", kind.kind))
         return [obj for (k, _), obj in self.objects.items() if k == kind.kind]
 
     async def pages(self, kind: Any, namespace: str, labels: dict[str, str] | None = None) -> Any:
-        yield await self.list(kind, namespace, labels)
+        yield await self.list(kind, namespace, labels), self.revision
 
     async def get(self, kind: Any, namespace: str, name: str) -> Any:
         self.calls.append(("get", name))
@@ -170,3 +171,25 @@ def test_a_finished_taskrun_is_settled_again_only_when_it_or_its_pods_change(
     settle_once(retrying)
     settle_once(retrying)
     assert len(calls) == 4  # not finished: settled on every pass
+
+
+def test_a_list_older_than_the_watch_never_takes_back_what_the_watch_showed() -> None:
+    """A list may be served at a revision older than events already seen: the pod that finished stays
+    finished, a TaskRun made after the list's snapshot stays, one deleted before it goes."""
+    api, cache = CountingApi(), ObjectCache(relist_seconds=0)
+    cache.runs[KEY] = RunObjects()
+    cache.observe(pod("p", 12, phase="Succeeded"))  # the watch: finished at version 12
+    cache.observe(taskrun("made-after", 15, phase="Pending"))  # our own write, after the list's snapshot
+    cache.observe(taskrun("deleted-before", 8, phase="Running"))  # its DELETED event was missed
+    api.objects[("Pod", "p")] = pod("p", 9)  # the list still shows it running
+    api.revision = "10"
+    asyncio.run(cache.read(api, KEY, SELECTOR))  # type: ignore[arg-type]
+    kept = cache.runs[KEY]
+    assert kept.pods["p"]["status"] == {"phase": "Succeeded"}
+    assert set(kept.taskruns) == {"made-after"}
+
+
+def test_merge_listed_without_a_list_revision_keeps_only_what_was_listed() -> None:
+    kept = {"a": pod("a", 5), "b": pod("b", 7)}
+    merged = merge_listed(kept, {"a": pod("a", 4)}, "")
+    assert list(merged) == ["a"] and merged["a"]["metadata"]["resourceVersion"] == "5"

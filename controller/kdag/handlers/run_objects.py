@@ -18,12 +18,12 @@ here is read directly before the pass concludes it is gone (`missing_pods`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kdag.api.models import TaskPhase, TaskSpec
-from kdag.kube import POD, TASKRUN, JSONObject, KubeApi
+from kdag.kube import POD, TASKRUN, JSONObject, Kind, KubeApi
 
 RELIST_SECONDS = 60.0
 """How often a running run's TaskRuns and pods are listed again (watch events keep them current between)."""
@@ -89,6 +89,27 @@ def _newer(incoming: JSONObject, current: JSONObject | None) -> bool:
         return True
     new, old = _version(incoming), _version(current)
     return new is None or old is None or new >= old
+
+
+def merge_listed(
+    kept: dict[str, JSONObject], listed: dict[str, JSONObject], revision: str
+) -> dict[str, JSONObject]:
+    """What to keep after a list at `revision`, as an informer does: a listed object unless the watch or a
+    write already showed a newer version of it; a kept object the list lacks only when it is newer than the
+    list (made after its snapshot: a list the API server serves from its cache may lag the watch). Replacing
+    what was kept by the list alone put pods back to an older state whose change was already seen, and the
+    run then waited for the next list, a minute later."""
+    merged = {name: obj if _newer(obj, kept.get(name)) else kept[name] for name, obj in listed.items()}
+    try:
+        snapshot: int | None = int(revision)
+    except ValueError:
+        snapshot = None
+    if snapshot is not None:
+        for name, obj in kept.items():
+            version = _version(obj)
+            if name not in merged and version is not None and version > snapshot:
+                merged[name] = obj
+    return merged
 
 
 def run_of_taskrun(taskrun: JSONObject) -> str | None:
@@ -161,13 +182,10 @@ class ObjectCache:
             namespace = key[0]
             # Page by page, each object slimmed before the next page is read: a run of thousands of tasks
             # is never held whole, managedFields and pod specs included.
-            taskruns: dict[str, JSONObject] = {}
-            async for page in api.pages(TASKRUN, namespace, selector):
-                taskruns.update((tr["metadata"]["name"], slim_taskrun(tr)) for tr in page)
-            pods: dict[str, JSONObject] = {}
-            async for page in api.pages(POD, namespace, selector):
-                pods.update((p["metadata"]["name"], slim_pod(p)) for p in page)
-            objects.taskruns, objects.pods = taskruns, pods
+            objects.taskruns = merge_listed(
+                objects.taskruns, *await _listed(api, TASKRUN, namespace, selector, slim_taskrun)
+            )
+            objects.pods = merge_listed(objects.pods, *await _listed(api, POD, namespace, selector, slim_pod))
             objects.listed_at = now
         await self._missing_pods(api, key, objects)
         return list(objects.taskruns.values()), list(objects.pods.values())
@@ -180,6 +198,21 @@ class ObjectCache:
                 pod = await api.get(POD, key[0], name)
                 if pod is not None:
                     objects.pods[name] = slim_pod(pod)
+
+
+Slim = Callable[[JSONObject], JSONObject]
+
+
+async def _listed(
+    api: KubeApi, kind: Kind, namespace: str, selector: dict[str, str], slim: Slim
+) -> tuple[dict[str, JSONObject], str]:
+    """The objects listed by name, each slimmed before the next page is read, and the list's revision."""
+    listed: dict[str, JSONObject] = {}
+    revision = ""
+    async for page, page_revision in api.pages(kind, namespace, selector):
+        listed.update((obj["metadata"]["name"], slim(obj)) for obj in page)
+        revision = page_revision
+    return listed, revision
 
 
 def _current_pods(taskruns: Iterable[JSONObject]) -> list[str]:
