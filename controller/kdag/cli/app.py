@@ -172,6 +172,48 @@ def controller_command(ctx: typer.Context) -> None:
     controller_main(list(ctx.args))
 
 
+@app.command("ui")
+def ui_command(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Show this namespace (repeatable; default: every namespace "
+            "you may list, else your kubeconfig's).",
+        ),
+    ] = None,
+    kubeconfig: Annotated[str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG")] = None,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    read_only: Annotated[bool, typer.Option("--read-only", help="No trigger form.")] = False,
+    in_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--in-cluster", help="Run as the chart's Deployment: no triggering unless --allow-trigger."
+        ),
+    ] = False,
+    allow_trigger: Annotated[
+        bool, typer.Option("--allow-trigger", help="With --in-cluster: allow triggering.")
+    ] = False,
+) -> None:
+    """A web UI of DAGs, runs, task states, logs and XComs: what your kubeconfig may read (docs/ui.md)."""
+    from kdag.ui.context import UiSettings
+    from kdag.ui.server import serve
+
+    serve(
+        UiSettings(
+            kubeconfig=None if in_cluster else kubeconfig,
+            namespaces=tuple(namespace or ()),
+            host=host,
+            port=port,
+            read_only=read_only,
+            in_cluster=in_cluster,
+            allow_trigger=allow_trigger,
+        )
+    )
+
+
 # The commands that talk to the API server, after the local ones (the order `kdag --help` lists them in).
 app.command("apply")(cluster.apply_command)
 app.command("trigger")(cluster.trigger_command)
