@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from kdag_runner import keys
 
-from kdag import manifests, names
+from kdag import external_runs, manifests, names
 from kdag.api.models import DAGSpec
 from kdag.cli import run_params
 from kdag.cli.errors import EXIT_FAILED, UserError, reported, to_stderr, warn
@@ -36,16 +36,7 @@ if TYPE_CHECKING:
 
 FINISHED_RUN_PHASES = ("Succeeded", "Failed")
 AIRFLOW_RUN_STATE = {"Succeeded": "success", "Failed": "failed", "Running": "running", "Pending": "queued"}
-AIRFLOW_TASK_STATE = {
-    "Succeeded": "success",
-    "Failed": "failed",
-    "UpstreamFailed": "upstream_failed",
-    "Skipped": "skipped",
-    "Running": "running",
-    "Retrying": "up_for_retry",
-    "UpForReschedule": "up_for_reschedule",
-    "Pending": "queued",
-}
+AIRFLOW_TASK_STATE = {phase.value: state for phase, state in external_runs.AIRFLOW_TASK_STATE.items()}
 APPLIED_KINDS = {("v1", "ConfigMap"), (keys.API_VERSION, keys.DAG_KIND), (keys.API_VERSION, keys.DAGRUN_KIND)}
 """What `kdag apply` writes: a DAG, its source ConfigMap, and DAGRuns in a YAML manifest."""
 

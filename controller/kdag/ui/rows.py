@@ -13,6 +13,7 @@ from typing import Any
 
 from kdag_runner import store
 
+from kdag.external_runs import AIRFLOW_TASK_STATE
 from kdag.render import XCOM_IN_DIR, parse_time
 
 PHASES = (
@@ -26,16 +27,7 @@ PHASES = (
     "Pending",
 )
 """Every task phase, in the legend's order."""
-AIRFLOW_STATE = {
-    "Succeeded": "success",
-    "Failed": "failed",
-    "UpstreamFailed": "upstream_failed",
-    "Skipped": "skipped",
-    "Running": "running",
-    "Retrying": "up_for_retry",
-    "UpForReschedule": "up_for_reschedule",
-    "Pending": "queued",
-}
+AIRFLOW_STATE = {phase.value: state for phase, state in AIRFLOW_TASK_STATE.items()}
 """Airflow's name of each phase (as `kdag status`/`kdag xcom` say them), shown beside kdag's."""
 FINISHED = ("Succeeded", "Failed", "UpstreamFailed", "Skipped")
 PAGE_SIZE = 100
