@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from kdag_runner.kube import Forbidden, KubeApiError, NotFound, Unreachable
 
 from kdag.kube import DAG
@@ -75,38 +74,6 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-def host_allowed(bound_to: str, host_header: str) -> bool:
-    """Whether a request naming `host_header` may be served by a UI listening on `bound_to` (pure: tested).
-
-    A UI on loopback acts with its user's kubeconfig: a page of another site whose name is made to resolve
-    to 127.0.0.1 (DNS rebinding) would otherwise read it, and post its forms, as the same origin. So it
-    answers only requests addressed to a loopback name. Served for others (the chart, behind an Ingress and
-    the user's auth proxy), any name is the proxy's business."""
-    if bound_to not in LOOPBACK_HOSTS:
-        return True
-    name = host_header.strip().lower()
-    if name.startswith("["):
-        name = name[1 : name.find("]")] if "]" in name else name
-    elif name.count(":") == 1:
-        name = name.split(":", 1)[0]
-    return name in LOOPBACK_HOSTS
-
-
-def loopback_names_only(bound_to: str) -> Middleware:
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not host_allowed(bound_to, request.headers.get("Host", "")):
-            raise PageError(
-                403, f"refused: this UI listens on {bound_to} and answers only requests addressed to it"
-            )
-        return await handler(request)
-
-    return check
-
-
 async def choose_namespaces(api: UiKubeApi, wanted: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """The namespaces to watch and notices: those asked for; else all, when the user may list DAGs in every
     namespace; else the kubeconfig's own namespace, saying why."""
@@ -125,7 +92,7 @@ async def choose_namespaces(api: UiKubeApi, wanted: tuple[str, ...]) -> tuple[li
 
 def build_app(settings: UiSettings, ready: UiState | None = None) -> web.Application:
     """The application; `ready` (tests) is a state already made, with no watches started."""
-    app = web.Application(middlewares=[security_headers, error_pages, loopback_names_only(settings.host)])
+    app = web.Application(middlewares=[security_headers, error_pages])
     app[ENV_KEY] = environment()
     app.router.add_get("/", pages.dags_page)
     app.router.add_get("/dags/{ns}/{dag}", pages.dag_page)
