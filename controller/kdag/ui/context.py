@@ -15,7 +15,7 @@ from aiohttp import web
 
 from kdag import dag_versions
 from kdag.api.models import DAGSpec
-from kdag.kube import DAG, DAGVERSION, JSONObject
+from kdag.kube import DAG, DAGVERSION, JSONObject, Kind
 from kdag.ui import rows
 from kdag.ui.cache import Store
 from kdag.ui.kube_reads import UiKubeApi
@@ -156,3 +156,17 @@ def link_log(namespace: str, run: str, task: str, map_index: int | None, attempt
     """The server-sent events of one attempt's log."""
     query = f"attempt={attempt}" + (f"&map_index={map_index}" if map_index is not None else "")
     return f"{link_run(namespace, run)}/tasks/{quote(task, safe='')}/log?{query}"
+
+
+def find_object(request: web.Request, kind: Kind, path_key: str) -> JSONObject:
+    """The object of `kind` the path names (`{ns}` and `path_key`); a clear 404 page when this UI cannot
+    see it, saying why when the watch of that kind was refused."""
+    ui = state(request)
+    namespace, name = request.match_info["ns"], request.match_info[path_key]
+    found = ui.store.get(kind, namespace, name)
+    if found is None:
+        why = ui.store.problem(kind, namespace)
+        raise PageError(
+            404, f"{kind.kind} '{name}' not found in namespace '{namespace}'" + (f" ({why})" if why else "")
+        )
+    return found

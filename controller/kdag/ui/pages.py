@@ -10,7 +10,7 @@ from aiohttp import web
 from kdag import topology
 from kdag.kube import DAG, DAGRUN, JSONObject
 from kdag.ui import drawing, layout, rows, trigger_form
-from kdag.ui.context import PageError, dag_spec, link_run, render, state
+from kdag.ui.context import PageError, dag_spec, find_object, link_run, render, state
 
 CREATED_WAIT_SECONDS = 5.0
 """How long a trigger waits for the watch to deliver the run it created before showing its page."""
@@ -30,15 +30,7 @@ async def dags_page(request: web.Request) -> web.Response:
 
 def find_dag(request: web.Request) -> JSONObject:
     """The DAG the path names; a clear 404 page when this UI cannot see it."""
-    ui = state(request)
-    namespace, name = request.match_info["ns"], request.match_info["dag"]
-    dag = ui.store.get(DAG, namespace, name)
-    if dag is None:
-        why = ui.store.problem(DAG, namespace)
-        raise PageError(
-            404, f"DAG '{name}' not found in namespace '{namespace}'" + (f" ({why})" if why else "")
-        )
-    return dag
+    return find_object(request, DAG, "dag")
 
 
 async def dag_page(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from kdag import manifests, names, topology
 from kdag.kube import CONFIGMAP, DAGRUN, EVENT, POD, TASKRUN, JSONObject
 from kdag.render import TASK_CONTAINER
 from kdag.ui import drawing, layout, rows, stream, timeline
-from kdag.ui.context import PageError, UiState, link_log, link_run, link_task, render, state
+from kdag.ui.context import PageError, UiState, find_object, link_log, link_run, link_task, render, state
 
 EVENTS_SHOWN = 50
 
@@ -27,15 +27,7 @@ def _int(text: str | None, default: int | None = None) -> int | None:
 
 
 def find_run(request: web.Request) -> JSONObject:
-    ui = state(request)
-    namespace, name = request.match_info["ns"], request.match_info["run"]
-    dagrun = ui.store.get(DAGRUN, namespace, name)
-    if dagrun is None:
-        why = ui.store.problem(DAGRUN, namespace)
-        raise PageError(
-            404, f"DAGRun '{name}' not found in namespace '{namespace}'" + (f" ({why})" if why else "")
-        )
-    return dagrun
+    return find_object(request, DAGRUN, "run")
 
 
 def owned_taskruns(ui: UiState, dagrun: JSONObject) -> list[JSONObject]:
