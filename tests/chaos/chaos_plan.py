@@ -25,6 +25,10 @@ from kdag import names
 
 LAYER_WIDTHS = (1, 10, 14, 14, 10, 5)
 """54 tasks in 6 layers: wide enough that many pods run at every disruption, short enough for 2 cores."""
+TAIL_PAUSE = 8.0
+"""Seconds the last layer's tasks sleep: every blow is dealt by the time half the tasks finished, and
+blows that come due together strike one after another (a controller kill takes 3-4 s), so the run keeps a
+tail that outlasts them instead of finishing before the last one."""
 RETRIES = 4
 """Every task's retries: two for the deliberate failures at most, the rest for tries an API server restart
 fails (a task's XCom write gives up after a few seconds without an answer)."""
@@ -123,9 +127,10 @@ def build_dag(
     ids = [task_id for layer in layers for task_id in layer]
     chosen = rng.sample(ids, failing)
     fail_tries = {task_id: (2 if rank < failing_twice else 1) for rank, task_id in enumerate(chosen)}
+    tail = set(layers[-1])
     return [
         ChaosTask(task_id, tuple(sorted(upstream[task_id])), fail_tries.get(task_id, 0),
-                  round(rng.uniform(0.2, 1.0), 1))
+                  TAIL_PAUSE if task_id in tail else round(rng.uniform(0.2, 1.0), 1))
         for task_id in ids
     ]
 
@@ -173,10 +178,11 @@ class Disruption:
 
 
 def disruption_plan(seed: int, task_count: int, controller_kills: int = 10) -> list[Disruption]:
-    """The blows in the order they strike, all while at most 70% of the tasks have finished, so the run is
-    under way at each: the API server restart in the first half, the kubelet restart later."""
+    """The blows in the order they strike, all while at most half the tasks have finished, so the run is
+    under way at each (with the last layer's `TAIL_PAUSE`): the API server restart in the first quarter or so,
+    the kubelet restart later."""
     rng = random.Random(f"chaos-plan-{seed}")
-    last = int(task_count * 0.7)
+    last = int(task_count * 0.5)
 
     def at(low: float, high: float) -> int:
         return rng.randint(int(task_count * low), int(task_count * high))
@@ -188,8 +194,8 @@ def disruption_plan(seed: int, task_count: int, controller_kills: int = 10) -> l
         Disruption(CONTROLLER, rng.randint(0, last), seconds(1.5), down_for=seconds(2.5))
         for _ in range(controller_kills)
     ]
-    plan.append(Disruption(APISERVER, at(0.25, 0.5), seconds(1.5)))
-    plan.append(Disruption(KUBELET, at(0.45, 0.7), seconds(1.5)))
+    plan.append(Disruption(APISERVER, at(0.15, 0.3), seconds(1.5)))
+    plan.append(Disruption(KUBELET, at(0.3, 0.5), seconds(1.5)))
     return sorted(plan, key=lambda blow: (blow.after_finished, blow.delay))
 
 

@@ -205,7 +205,8 @@ class Chaos:
 
 
 def run_under_chaos(watch: RunWatch, plan: list[Disruption]) -> Chaos:
-    """Deal the blows as the run goes, each once its share of tasks finished; then wait for the run's end."""
+    """Deal the blows as the run goes, each once its share of tasks finished (and its delay passed, unless
+    more finished meanwhile); then wait for the run's end."""
     chaos = Chaos()
     deadline = watch.started + RUN_TIMEOUT
     try:
@@ -215,7 +216,8 @@ def run_under_chaos(watch: RunWatch, plan: list[Disruption]) -> Chaos:
                 return watch.finished >= blow.after_finished or watch.run_finished
 
             watch.until(due, deadline, f"{blow.after_finished} finished tasks")
-            watch.idle(blow.delay)
+            if watch.finished == blow.after_finished:  # an overdue blow waits no more
+                watch.idle(blow.delay)
             if watch.run_finished:
                 chaos.problems.append(f"the run was {watch.phase} before {blow} could strike")
                 continue
