@@ -23,7 +23,7 @@ from kdag_runner import keys
 
 from kdag import metrics
 from kdag.handlers import dags
-from kdag.handlers.registry import build_registry
+from kdag.handlers.registry import RunsDiffBaseStorage, build_registry
 from kdag.handlers.runtime import Runtime
 from kdag.kube import VALIDATING_WEBHOOK_CONFIGURATION, KubeApi, KubeApiError
 from kdag.settings import ControllerSettings
@@ -111,7 +111,7 @@ def _configure(
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=keys.ANNOTATION_PREFIX
     )
-    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    kopf_settings.persistence.diffbase_storage = RunsDiffBaseStorage(
         prefix=keys.ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     if settings.peering:

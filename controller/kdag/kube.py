@@ -292,14 +292,23 @@ class KubeApi:
             return None
 
     async def pages(
-        self, kind: Kind, namespace: str, labels: Mapping[str, str] | None = None, *, size: int = LIST_PAGE
+        self,
+        kind: Kind,
+        namespace: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        size: int = LIST_PAGE,
+        fields: str = "",
     ) -> AsyncIterator[tuple[list[JSONObject], str]]:
         """`list` a page at a time (the API server's `limit` and `continue`: one consistent snapshot), so a
         caller that keeps less than the whole object never holds thousands of whole objects at once. Each
         page comes with the list's resourceVersion: the snapshot's revision, which a cache fed by watches
-        needs to tell an object created after the snapshot from one deleted before it."""
+        needs to tell an object created after the snapshot from one deleted before it. `fields` is a field
+        selector (`status.phase!=Succeeded`)."""
         selector = ",".join(f"{key}={value}" for key, value in (labels or {}).items())
         params: dict[str, Any] = {"label_selector": selector} if selector else {}
+        if fields:
+            params["field_selector"] = fields
         if size:
             params["limit"] = size
         while True:

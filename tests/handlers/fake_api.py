@@ -39,6 +39,16 @@ LOCAL_DAGS = Path(__file__).resolve().parents[1] / "local" / "dags"
 """DAG files the local tests run too (tests/e2e/ runs some of them on a real cluster)."""
 
 
+def phase_selected(objects: list[Object], fields: str) -> list[Object]:
+    """The objects a field selector of `status.phase!=X` terms selects, as the API server evaluates it (the
+    only field selector kdag's lists use)."""
+    terms = [term for term in fields.split(",") if term]
+    if any(not term.startswith("status.phase!=") for term in terms):
+        raise ValueError(f"unsupported field selector {fields!r}")
+    excluded = {term.split("!=", 1)[1] for term in terms}
+    return [obj for obj in objects if (obj.get("status") or {}).get("phase") not in excluded]
+
+
 class FakeApi:
     """The KubeApi calls the DAGRun handler makes, over objects kept in memory by (kind, name)."""
 
@@ -66,10 +76,16 @@ class FakeApi:
         ]
 
     async def pages(
-        self, kind: Kind, namespace: str, labels: dict[str, str] | None = None, *, size: int = 2
+        self,
+        kind: Kind,
+        namespace: str,
+        labels: dict[str, str] | None = None,
+        *,
+        size: int = 2,
+        fields: str = "",
     ) -> AsyncIterator[tuple[list[Object], str]]:
         """`list` in pages of two objects, as the API server pages with `limit` (no list revision)."""
-        listed = await self.list(kind, namespace, labels)
+        listed = phase_selected(await self.list(kind, namespace, labels), fields)
         for first in range(0, len(listed), size):
             yield listed[first : first + size], ""
 

@@ -8,6 +8,7 @@ import asyncio
 import json
 from typing import Any
 
+from fake_api import phase_selected
 from kdag.handlers import dagruns
 from kdag.handlers.runtime import Runtime
 from kdag.settings import ControllerSettings
@@ -41,8 +42,8 @@ class FakeApi:
     async def list(self, kind: Any, namespace: str, selector: Any = None) -> list[dict[str, Any]]:
         return [o for (k, _), o in self.objects.items() if k == kind.kind and k in ("TaskRun", "Pod")]
 
-    async def pages(self, kind: Any, namespace: str, selector: Any = None) -> Any:
-        yield await self.list(kind, namespace, selector), ""
+    async def pages(self, kind: Any, namespace: str, selector: Any = None, *, fields: str = "") -> Any:
+        yield phase_selected(await self.list(kind, namespace, selector), fields), ""
 
     async def create_if_absent(self, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
         self.created.append(obj)

@@ -6,8 +6,10 @@ functions that get their shared state from kopf's `memo` (a `Runtime`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import kopf
-from kdag_runner.keys import DAG_PLURAL, DAGRUN_PLURAL, TASKRUN_PLURAL
+from kdag_runner.keys import DAG_PLURAL, DAGRUN_KIND, DAGRUN_PLURAL, TASKRUN_PLURAL
 
 from kdag.api.models import GROUP, VERSION
 from kdag.handlers import dagruns, dags, pods, taskruns
@@ -46,3 +48,21 @@ def build_registry(*, webhook: bool) -> kopf.OperatorRegistry:
             validate_dagrun
         )
     return registry
+
+
+class RunsDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled-configuration, built only for DAGRuns: the one kind with change-detecting
+    handlers (`on.create`, `on.resume`).
+
+    kopf builds an object's essence (a deep copy of the body) on every watch event of every kind, handlers
+    or not. A task pod's body is tens of kB (its XCom volumes, their managedFields), so on a run of
+    thousands of tasks those copies were a third of the controller's CPU, for a diff that only change
+    handlers read. Other kinds get an empty essence; nothing is ever stored on them.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        if body.get("kind") != DAGRUN_KIND:
+            return kopf.BodyEssence()
+        return super().build(body=body, extra_fields=extra_fields)

@@ -92,24 +92,42 @@ def _newer(incoming: JSONObject, current: JSONObject | None) -> bool:
 
 
 def merge_listed(
-    kept: dict[str, JSONObject], listed: dict[str, JSONObject], revision: str
+    kept: dict[str, JSONObject],
+    listed: dict[str, JSONObject],
+    revision: str,
+    unlisted: Callable[[JSONObject], bool] | None = None,
 ) -> dict[str, JSONObject]:
     """What to keep after a list at `revision`, as an informer does: a listed object unless the watch or a
     write already showed a newer version of it; a kept object the list lacks only when it is newer than the
-    list (made after its snapshot: a list the API server serves from its cache may lag the watch). Replacing
-    what was kept by the list alone put pods back to an older state whose change was already seen, and the
-    run then waited for the next list, a minute later."""
+    list (made after its snapshot: a list the API server serves from its cache may lag the watch), or when
+    the list could not show it (`unlisted`: a list narrowed by a field selector). Replacing what was kept
+    by the list alone put pods back to an older state whose change was already seen, and the run then
+    waited for the next list, a minute later."""
     merged = {name: obj if _newer(obj, kept.get(name)) else kept[name] for name, obj in listed.items()}
     try:
         snapshot: int | None = int(revision)
     except ValueError:
         snapshot = None
-    if snapshot is not None:
-        for name, obj in kept.items():
-            version = _version(obj)
-            if name not in merged and version is not None and version > snapshot:
-                merged[name] = obj
+    for name, obj in kept.items():
+        if name in merged:
+            continue
+        version = _version(obj)
+        made_after = snapshot is not None and version is not None and version > snapshot
+        if made_after or (unlisted is not None and unlisted(obj)):
+            merged[name] = obj
     return merged
+
+
+FINISHED_POD_PHASES = ("Succeeded", "Failed")
+UNFINISHED_PODS = ",".join(f"status.phase!={phase}" for phase in FINISHED_POD_PHASES)
+"""The field selector of a relist's pods: a finished pod never changes again (but for its deletion, which
+changes nothing a pass reads of it), so a run's relist reads only the pods still going. Listing them all
+made a run's relists O(tasks) each, most of the controller's CPU late in a run of thousands of tasks (a task
+pod's body is tens of kB)."""
+
+
+def pod_finished(pod: JSONObject) -> bool:
+    return (pod.get("status") or {}).get("phase") in FINISHED_POD_PHASES
 
 
 def run_of_taskrun(taskrun: JSONObject) -> str | None:
@@ -181,11 +199,14 @@ class ObjectCache:
         if idle or objects.listed_at is None or now - objects.listed_at >= self.relist_seconds:
             namespace = key[0]
             # Page by page, each object slimmed before the next page is read: a run of thousands of tasks
-            # is never held whole, managedFields and pod specs included.
+            # is never held whole, managedFields and pod specs included. Every pod the first time; then
+            # only those not finished, and the finished ones are kept as they were seen.
+            fields = UNFINISHED_PODS if objects.listed_at is not None else ""
             objects.taskruns = merge_listed(
                 objects.taskruns, *await _listed(api, TASKRUN, namespace, selector, slim_taskrun)
             )
-            objects.pods = merge_listed(objects.pods, *await _listed(api, POD, namespace, selector, slim_pod))
+            pods, revision = await _listed(api, POD, namespace, selector, slim_pod, fields)
+            objects.pods = merge_listed(objects.pods, pods, revision, pod_finished if fields else None)
             objects.listed_at = now
         await self._missing_pods(api, key, objects)
         return list(objects.taskruns.values()), list(objects.pods.values())
@@ -204,12 +225,12 @@ Slim = Callable[[JSONObject], JSONObject]
 
 
 async def _listed(
-    api: KubeApi, kind: Kind, namespace: str, selector: dict[str, str], slim: Slim
+    api: KubeApi, kind: Kind, namespace: str, selector: dict[str, str], slim: Slim, fields: str = ""
 ) -> tuple[dict[str, JSONObject], str]:
     """The objects listed by name, each slimmed before the next page is read, and the list's revision."""
     listed: dict[str, JSONObject] = {}
     revision = ""
-    async for page, page_revision in api.pages(kind, namespace, selector):
+    async for page, page_revision in api.pages(kind, namespace, selector, fields=fields):
         listed.update((obj["metadata"]["name"], slim(obj)) for obj in page)
         revision = page_revision
     return listed, revision
