@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -162,6 +164,39 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
     raise AssertionError(
         f"timed out after {timeout:.0f} s waiting for {what}" + (f": {last_error}" if last_error else "")
     )
+
+
+@contextmanager
+def port_forwarded(kube: Kube, namespace: str, target: str, port: int, timeout: float = 30) -> Iterator[str]:
+    """`kubectl port-forward` of `target`'s `port` (`svc/NAME`, `pod/NAME`) to a free port on 127.0.0.1 only,
+    as a user reaches the UI; the local URL. The process is stopped by its PID when the block ends."""
+    command = ["kubectl", "--kubeconfig", str(kube.kubeconfig), "port-forward", "-n", namespace]
+    command += ["--address", "127.0.0.1", target, f":{port}"]
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+
+            def forwarding() -> str | None:
+                out.seek(0)
+                said = out.read()
+                if process.poll() is not None:
+                    raise RuntimeError(f"kubectl port-forward {target} exited: {said.strip()}")
+                found = re.search(r"Forwarding from 127\.0\.0\.1:(\d+) ->", said)
+                return f"http://127.0.0.1:{found.group(1)}" if found else None
+
+            yield wait_for(f"kubectl port-forward {target} to listen", forwarding, timeout, interval=0.1)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
 HOST_WEBHOOK_CONFIGURATION = "kdag.dev"

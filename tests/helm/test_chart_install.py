@@ -1,4 +1,5 @@
-"""The chart on the real cluster: install with local images, run the seed lesson in-cluster, uninstall.
+"""The chart on the real cluster: install with local images, run the seed lesson in-cluster, upgrade it to add
+the web UI (reached through `kubectl port-forward`, as docs/ui.md says), uninstall.
 
 The in-cluster controller watches only this test's namespace (rbac.scope=namespace) and its webhook only
 intercepts that namespace. The shared host-run controller watches every namespace, so it is stopped meanwhile.
@@ -9,16 +10,20 @@ namespace the chart was not told of, and the uninstall must remove it all the sa
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import pytest
-from chart_support import CHART, EXAMPLES, Kube, host_controllers_stopped, wait_for
-from kdag import names
+from chart_support import CHART, EXAMPLES, Kube, host_controllers_stopped, port_forwarded, wait_for
+from kdag import manifests, names
 from test_argocd_health import health
 from test_rbac import (
+    can_i,
     effective_permissions,
     namespace_scope_cluster_rules,
     namespace_scope_role_rules,
@@ -27,6 +32,9 @@ from test_rbac import (
 
 NAMESPACE = "kdag-chart-e2e"
 RELEASE = "kdag-e2e"
+UI = f"{RELEASE}-ui"
+UI_PORT = 8080
+UI_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=ui"
 
 pytestmark = pytest.mark.cluster
 SEED_DAG = "etl-dag"
@@ -58,6 +66,11 @@ def finished_run(kube: Kube, dag: str, timeout: float = 240) -> dict[str, Any]:
         return None
 
     return wait_for(f"a finished run of DAG {dag}", finished, timeout)
+
+
+def finished_phase(kube: Kube, run: str) -> str | None:
+    phase = kube.get("dagrun", run, NAMESPACE).get("status", {}).get("phase")
+    return phase if phase in ("Succeeded", "Failed") else None
 
 
 def xcoms(kube: Kube, run: str, task_id: str) -> dict[str, Any]:
@@ -125,6 +138,109 @@ def test_argocd_health_of_the_live_objects(installed: Kube) -> None:
         assert health("TaskRun", taskrun)["status"] == "Healthy", taskrun["status"]
 
 
+def upgrade(kube: Kube, *settings: str) -> None:
+    """helm upgrade of the release, keeping its values but `settings`, waiting until it is ready."""
+    args = ["upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--reuse-values"]
+    args += ["--wait", "--timeout", "120s"]
+    for setting in settings:
+        args += ["--set", setting]
+    try:
+        kube.helm(*args)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{ui_pods_report(kube)}") from None
+
+
+def ui_pods_report(kube: Kube) -> str:
+    """What the UI's pods are doing, and the end of their logs: why a rollout did not become ready."""
+    report = []
+    for pod in kube.items("pods", NAMESPACE, UI_SELECTOR):
+        name = pod["metadata"]["name"]
+        states = [c.get("state") for c in pod["status"].get("containerStatuses", [])]
+        log = kube.kubectl("logs", name, "-n", NAMESPACE, "--tail=20", check=False)
+        report.append(f"pod {name}: {json.dumps(states)}\n{log}")
+    return "\n".join(report) or "no UI pod"
+
+
+def test_upgrade_keeps_the_webhook_certificate(installed: Kube) -> None:
+    """The upgrade also turns on the UI, which the tests below use (one upgrade, not two)."""
+    secret = f"{RELEASE}-webhook-tls"
+    before = installed.get("secret", secret, NAMESPACE)["data"]
+    upgrade(installed, "ui.enabled=true", f"ui.namespaces={{{NAMESPACE}}}")
+    assert installed.get("secret", secret, NAMESPACE)["data"] == before
+    config = installed.get("validatingwebhookconfiguration", f"{RELEASE}-{NAMESPACE}")
+    assert config["webhooks"][0]["clientConfig"]["caBundle"] == before["ca.crt"]
+
+
+def ready_ui_pod(kube: Kube) -> str:
+    """The name of the UI's pod once it is the only one and Ready (an upgrade's old pod gone)."""
+
+    def only_ready_pod() -> str | None:
+        pods = kube.items("pods", NAMESPACE, UI_SELECTOR)
+        ready = [
+            p
+            for p in pods
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+        ]
+        return ready[0]["metadata"]["name"] if len(pods) == 1 and ready else None
+
+    try:
+        return wait_for("the UI's pod, alone and Ready", only_ready_pod, 60)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{ui_pods_report(kube)}") from None
+
+
+def fetch(url: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """GET `url`, or POST `form` to it, without following a redirect: the status, Location and body."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        if form is None:
+            connection.request("GET", path)
+        else:
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            connection.request("POST", path, body=urlencode(form), headers=headers)
+        answer = connection.getresponse()
+        return answer.status, answer.getheader("Location") or "", answer.read().decode()
+    finally:
+        connection.close()
+
+
+def page(url: str) -> str:
+    status, _, body = fetch(url)
+    assert status == 200, f"GET {url}: {status}\n{body[-2000:]}"
+    return body
+
+
+def test_the_ui_pod_shows_dags_runs_and_xcoms_and_may_not_trigger(installed: Kube) -> None:
+    """The UI's Deployment runs `kdag ui` from the controller image with its own ServiceAccount: its pages
+    show what the controller did, and without ui.allowTrigger neither the UI nor the API server lets that
+    account create a run."""
+    run = finished_run(installed, SEED_DAG)["metadata"]["name"]
+    pod = installed.get("pod", ready_ui_pod(installed), NAMESPACE)
+    assert pod["spec"]["serviceAccountName"] == UI
+    with port_forwarded(installed, NAMESPACE, f"svc/{UI}", UI_PORT) as url:
+        dags = page(f"{url}/")
+        assert f'href="/dags/{NAMESPACE}/{SEED_DAG}"' in dags, dags
+        assert f'href="/runs/{NAMESPACE}/{run}"' in dags  # the run's square
+        run_page = page(f"{url}/runs/{NAMESPACE}/{run}")
+        assert re.search(r'id="run-phase">\s*<span class="phase st-Succeeded"', run_page), run_page
+        # XComs: read with the account's `get` on the run's ConfigMap.
+        hello = page(f"{url}/runs/{NAMESPACE}/{run}/tasks/hello_task")
+        xcom = re.search(r'data-key="return_value">.*?<pre class="value">(.*?)</pre>', hello, re.S)
+        assert xcom and xcom.group(1) == "hello world", hello
+        dag = page(f"{url}/dags/{NAMESPACE}/{SEED_DAG}")
+        assert 'id="trigger-form"' not in dag and "Triggering is disabled in this kdag ui." in dag
+        status, _, refused = fetch(f"{url}/dags/{NAMESPACE}/{SEED_DAG}/runs", {"csrf": ""})
+        assert status == 403 and "triggering is disabled" in refused, (status, refused)
+    # Nor could the UI's account create one itself: the API server refuses it.
+    owner = installed.get("dag", SEED_DAG, NAMESPACE)["metadata"]["uid"]
+    manifest = manifests.dagrun_manifest(SEED_DAG, names.manual_run_name(SEED_DAG), owner_uid=owner)
+    account = service_account(NAMESPACE, UI)
+    with pytest.raises(AssertionError, match="forbidden"):
+        installed.kubectl("create", "-n", NAMESPACE, "-f", "-", f"--as={account}", stdin=json.dumps(manifest))
+
+
 def test_deleting_a_run_removes_its_taskruns_pods_and_xcoms(installed: Kube) -> None:
     run = finished_run(installed, SEED_DAG)["metadata"]["name"]
     selector = f"{names.DAGRUN_LABEL}={run}"
@@ -143,23 +259,24 @@ def test_deleting_a_run_removes_its_taskruns_pods_and_xcoms(installed: Kube) -> 
     wait_for(f"the TaskRuns, pods and ConfigMaps of {run} to be garbage-collected", all_gone, 90)
 
 
-def test_upgrade_keeps_the_webhook_certificate(installed: Kube) -> None:
-    secret = f"{RELEASE}-webhook-tls"
-    before = installed.get("secret", secret, NAMESPACE)["data"]
-    installed.helm(
-        "upgrade",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        NAMESPACE,
-        "--reuse-values",
-        "--wait",
-        "--timeout",
-        "240s",
-    )
-    assert installed.get("secret", secret, NAMESPACE)["data"] == before
-    config = installed.get("validatingwebhookconfiguration", f"{RELEASE}-{NAMESPACE}")
-    assert config["webhooks"][0]["clientConfig"]["caBundle"] == before["ca.crt"]
+def test_the_ui_pod_triggers_a_run_with_allow_trigger(installed: Kube) -> None:
+    """ui.allowTrigger=true: the form is there, and its POST creates a run as the UI's account."""
+    upgrade(installed, "ui.allowTrigger=true")
+    ready_ui_pod(installed)
+    with port_forwarded(installed, NAMESPACE, f"svc/{UI}", UI_PORT) as url:
+        dag = page(f"{url}/dags/{NAMESPACE}/{SEED_DAG}")
+        token = re.search(r'name="csrf" value="([^"]+)"', dag)
+        assert token, dag
+        status, location, body = fetch(f"{url}/dags/{NAMESPACE}/{SEED_DAG}/runs", {"csrf": token.group(1)})
+        assert status == 303 and location.startswith(f"/runs/{NAMESPACE}/{SEED_DAG}-manual-"), (status, body)
+        run = location.rsplit("/", 1)[1]
+        assert run in page(f"{url}{location}")
+    created = installed.get("dagrun", run, NAMESPACE)
+    assert created["metadata"]["ownerReferences"][0]["name"] == SEED_DAG
+    # It runs as any run does (and leaves the controller idle for the uninstall below).
+    finished = wait_for(f"run {run} to finish", lambda: finished_phase(installed, run), 120)
+    assert finished == "Succeeded"
+    assert can_i(installed, service_account(NAMESPACE, UI), "create", "dagruns.kdag.dev", "-n", NAMESPACE)
 
 
 def test_the_controller_may_do_exactly_the_reviewed_things(installed: Kube) -> None:

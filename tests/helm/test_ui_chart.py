@@ -41,6 +41,8 @@ def test_the_ui_deployment_runs_kdag_ui_locked_down(helm: Path) -> None:
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert pod["serviceAccountName"] == f"{RELEASE}-ui"
+    # Not the image's entry point (`kdag controller`), which would take `ui ...` as its own arguments.
+    assert container["command"] == ["kdag"]
     assert container["args"][:3] == ["ui", "--in-cluster", "--host=0.0.0.0"]
     assert "--namespace=team-a" in container["args"] and "--allow-trigger" not in container["args"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
