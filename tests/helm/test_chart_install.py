@@ -189,17 +189,19 @@ def ready_ui_pod(kube: Kube) -> str:
         raise AssertionError(f"{error}\n{ui_pods_report(kube)}") from None
 
 
-def fetch(url: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
+def fetch(
+    url: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """GET `url`, or POST `form` to it, without following a redirect: the status, Location and body."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
     try:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         if form is None:
-            connection.request("GET", path)
+            connection.request("GET", path, headers=headers or {})
         else:
-            headers = {"Content-Type": "application/x-www-form-urlencoded"}
-            connection.request("POST", path, body=urlencode(form), headers=headers)
+            sent = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
+            connection.request("POST", path, body=urlencode(form), headers=sent)
         answer = connection.getresponse()
         return answer.status, answer.getheader("Location") or "", answer.read().decode()
     finally:
@@ -222,6 +224,10 @@ def test_the_ui_pod_shows_dags_runs_and_xcoms_and_may_not_trigger(installed: Kub
     with port_forwarded(installed, NAMESPACE, f"svc/{UI}", UI_PORT) as url:
         dags = page(f"{url}/")
         assert f'href="/dags/{NAMESPACE}/{SEED_DAG}"' in dags, dags
+        # The pod listens on 0.0.0.0: any name a proxy or Ingress gives it is served (only a UI listening
+        # on loopback refuses names that are not loopback's, against DNS rebinding).
+        status, _, named = fetch(f"{url}/", headers={"Host": f"{UI}.{NAMESPACE}.svc:{UI_PORT}"})
+        assert status == 200 and f'href="/dags/{NAMESPACE}/{SEED_DAG}"' in named, (status, named)
         assert f'href="/runs/{NAMESPACE}/{run}"' in dags  # the run's square
         run_page = page(f"{url}/runs/{NAMESPACE}/{run}")
         assert re.search(r'id="run-phase">\s*<span class="phase st-Succeeded"', run_page), run_page

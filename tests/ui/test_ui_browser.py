@@ -1,6 +1,7 @@
 """`kdag ui` in headless Chromium (Debian's, through Selenium) against the test cluster: the seed lesson's
 run turning green live, its XCom table, a run triggered from the form with a changed param, a failed task's
-log, and `<script>` in an XCom value and a log shown as text.
+log, `<script>` in an XCom value and a log shown as text, and the page served as `localhost` but not to a
+request naming another host (DNS rebinding).
 
 One namespace, one `kdag ui` process (a subprocess on a free loopback port, stopped by PID) and one browser
 serve the whole module; the three DAGs are applied at once so their runs proceed together.
@@ -9,6 +10,7 @@ serve the whole module; the three DAGs are applied at once so their runs proceed
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -332,3 +334,24 @@ def test_a_failed_tasks_log_and_markup_shown_as_text(
     open_page(browser, f"{ui_url}/dags/{ui_namespace}/etl-dag")
     assert len(browser.find_elements("css selector", "a[data-run-head]")) == 2
     shoot(browser, "ui-dag.png")
+
+
+def test_served_as_localhost_live_and_refused_to_a_rebound_name(
+    ui_namespace: str, ui_url: str, browser: Any
+) -> None:
+    """`kdag ui` listens on 127.0.0.1 and answers requests addressed to a loopback name only (DNS rebinding):
+    Chromium at http://localhost:PORT gets the page and its live stream; a request naming another host
+    reaching the same socket is refused, saying why."""
+    port = int(ui_url.rsplit(":", 1)[1])
+    open_page(browser, f"http://localhost:{port}/dags/{ui_namespace}/etl-dag")
+    wait_for("the live stream", lambda: browser.find_elements("css selector", "#live.on"), 30, browser)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        path = f"/dags/{ui_namespace}/etl-dag"
+        connection.request("GET", path, headers={"Host": f"rebound.example:{port}"})
+        answer = connection.getresponse()
+        text = answer.read().decode()
+    finally:
+        connection.close()
+    assert answer.status == 403 and "answers only requests addressed to 127.0.0.1" in text, text
+    assert "etl-dag" not in text

@@ -15,7 +15,7 @@ from kdag.kube import DAG, DAGRUN, POD, TASKRUN
 from kdag.ui import drawing, layout, rows, stream, timeline, trigger_form
 from kdag.ui.cache import Store
 from kdag.ui.context import PageError, UiSettings, UiState
-from kdag.ui.server import build_app, error_status
+from kdag.ui.server import build_app, error_status, host_allowed
 from kdag_runner.kube import Forbidden, NotFound
 from ui_fixtures import (
     DAG_NAME,
@@ -394,3 +394,49 @@ def test_in_cluster_triggers_only_when_allowed() -> None:
     assert not UiSettings(in_cluster=True).can_trigger
     assert UiSettings(in_cluster=True, allow_trigger=True).can_trigger
     assert not UiSettings(read_only=True).can_trigger
+
+
+@pytest.mark.parametrize(
+    ("bound_to", "host", "allowed"),
+    [
+        ("127.0.0.1", "127.0.0.1:8080", True),
+        ("127.0.0.1", "localhost:8080", True),
+        ("127.0.0.1", "LOCALHOST:8080", True),
+        ("127.0.0.1", "localhost", True),  # no port
+        ("127.0.0.1", "[::1]:8080", True),
+        ("::1", "[::1]:8080", True),
+        ("localhost", "127.0.0.1:8080", True),
+        ("127.0.0.1", "evil.example:8080", False),
+        ("127.0.0.1", "127.0.0.1.evil.example", False),
+        ("127.0.0.1", "localhost.evil.example:8080", False),
+        ("127.0.0.1", "[::1", False),
+        ("127.0.0.1", "", False),
+        ("127.0.0.2", "evil.example", False),  # any loopback address is guarded
+        ("::1", "evil.example", False),
+        # The chart's pod: reached by a port-forward, a Service name or an Ingress's name.
+        ("0.0.0.0", "kdag.example.com", True),
+        ("0.0.0.0", "kdag-ui.kdag-system.svc:8080", True),
+        ("0.0.0.0", "", True),
+    ],
+)
+def test_a_loopback_ui_answers_only_loopback_names(bound_to: str, host: str, allowed: bool) -> None:
+    """DNS rebinding: another site's page must not read (or post to) the UI running as its user."""
+    assert host_allowed(bound_to, host) is allowed
+
+
+async def test_a_request_for_another_host_name_is_refused_saying_why_and_nothing_else() -> None:
+    ui, api = seeded()
+    ui.notices.append("showing namespace 'payroll'")
+    client = await client_for(ui)
+    try:
+        answer = await client.get("/", headers={"Host": "rebound.example:8080"})
+        text = await answer.text()
+        assert answer.status == 403 and "answers only requests addressed to 127.0.0.1" in text
+        assert answer.content_type == "text/plain" and "payroll" not in text and ui.csrf_token not in text
+        posted = await client.post(
+            f"/dags/{NS}/{DAG_NAME}/runs", data={"csrf": ui.csrf_token}, headers={"Host": "rebound.example"}
+        )
+        assert posted.status == 403 and not api.created
+        assert (await client.get("/")).status == 200
+    finally:
+        await client.close()

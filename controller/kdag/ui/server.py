@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from kdag_runner.kube import Forbidden, KubeApiError, NotFound, Unreachable
 
 from kdag.kube import DAG
@@ -74,6 +76,51 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+def is_loopback(name: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1)."""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_allowed(bound_to: str, host_header: str) -> bool:
+    """Whether a request naming `host_header` may be served by a UI listening on `bound_to` (pure: tested).
+
+    A UI on loopback acts with its user's kubeconfig: a page of another site whose name is made to resolve
+    to 127.0.0.1 (DNS rebinding) would otherwise read it, and post its forms, as the same origin. So it
+    answers only requests addressed to a loopback name. Served for others (the chart's pod on 0.0.0.0, behind
+    a port-forward or an Ingress and the user's auth proxy), any name is the proxy's business."""
+    if not is_loopback(bound_to.strip("[]").lower()):
+        return True
+    name = host_header.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else ""
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    return is_loopback(name)
+
+
+def loopback_names_only(bound_to: str) -> Middleware:
+    """Refuse requests `host_allowed` refuses with a bare text: no page, so no notices or names leak."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get("Host", "")
+        if host_allowed(bound_to, host):
+            return await handler(request)
+        log.warning("refused a request for Host %r: this UI listens on %s", host, bound_to)
+        return web.Response(
+            status=403,
+            text=f"refused: this kdag ui listens on {bound_to} and answers only requests addressed to "
+            f"127.0.0.1, localhost or [::1], not {host!r} (another site's page: DNS rebinding)\n",
+        )
+
+    return check
+
+
 async def choose_namespaces(api: UiKubeApi, wanted: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """The namespaces to watch and notices: those asked for; else all, when the user may list DAGs in every
     namespace; else the kubeconfig's own namespace, saying why."""
@@ -92,7 +139,7 @@ async def choose_namespaces(api: UiKubeApi, wanted: tuple[str, ...]) -> tuple[li
 
 def build_app(settings: UiSettings, ready: UiState | None = None) -> web.Application:
     """The application; `ready` (tests) is a state already made, with no watches started."""
-    app = web.Application(middlewares=[security_headers, error_pages])
+    app = web.Application(middlewares=[security_headers, loopback_names_only(settings.host), error_pages])
     app[ENV_KEY] = environment()
     app.router.add_get("/", pages.dags_page)
     app.router.add_get("/dags/{ns}/{dag}", pages.dag_page)
