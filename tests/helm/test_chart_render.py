@@ -73,8 +73,9 @@ def test_chart_crds_are_the_generated_crds() -> None:
         ("rbac.scope=namespace", "watch.namespaces={team-a,team-b}", "replicas=2"),
         ("webhook.certManager.enabled=true",),
         ("webhook.enabled=false", "peering.enabled=false"),
+        ("ui.enabled=true", "ui.allowTrigger=true", "ui.namespaces={team-a}", "ui.nodeSelector.disk=ssd"),
     ],
-    ids=["default", "namespace-scope", "two-namespaces-two-replicas", "cert-manager", "minimal"],
+    ids=["default", "namespace-scope", "two-namespaces-two-replicas", "cert-manager", "minimal", "ui"],
 )
 def test_helm_lint_is_clean(helm: Path, settings: tuple[str, ...]) -> None:
     args = [str(helm), "lint", "--strict", str(CHART)]

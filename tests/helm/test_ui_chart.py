@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from chart_support import CHART, Kube
-from test_chart_render import RELEASE, one, render
+from test_chart_render import RELEASE, one, render, render_error
 from test_rbac import Grant, can_i, granted, grants, service_account
 
 UI_READS: set[Grant] = (
@@ -54,6 +54,23 @@ def test_the_ui_deployment_runs_kdag_ui_locked_down(helm: Path) -> None:
     assert deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "ui"
     triggering = one(render(helm, "ui.enabled=true", "ui.allowTrigger=true"), "Deployment", f"{RELEASE}-ui")
     assert "--allow-trigger" in triggering["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "refusal"),
+    [
+        ("ui.enabled=yes", "at '/ui/enabled': got string, want boolean"),
+        ("ui.allowTrigger=1", "at '/ui/allowTrigger': got number, want boolean"),
+        ("ui.port=http", "at '/ui/port': got string, want integer"),
+        ("ui.namespaces={Team_A}", "at '/ui/namespaces/0'"),
+        ("ui.serviceType=Ingress", "at '/ui/serviceType'"),
+        ("ui.allowTriger=true", "additional properties 'allowTriger' not allowed"),  # a typo is not ignored
+    ],
+)
+def test_bad_ui_values_are_refused_naming_the_field(helm: Path, setting: str, refusal: str) -> None:
+    assert refusal in render_error(helm, setting)
+    linted = subprocess.run([str(helm), "lint", str(CHART), "--set", setting], capture_output=True, text=True)
+    assert linted.returncode != 0 and refusal in linted.stdout + linted.stderr, linted.stdout
 
 
 PROBE_RELEASE = "kdag-ui-probe"
