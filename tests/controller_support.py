@@ -175,6 +175,16 @@ class ControllerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Stop a process a test started (SIGTERM, then SIGKILL after `timeout` seconds) and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 _STARTED: list[ControllerProcess] = []
 
 

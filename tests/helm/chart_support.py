@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controller_support import running_controllers
+from controller_support import running_controllers, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kdag"
@@ -191,12 +191,7 @@ def port_forwarded(kube: Kube, namespace: str, target: str, port: int, timeout: 
 
             yield wait_for(f"kubectl port-forward {target} to listen", forwarding, timeout, interval=0.1)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process)
 
 
 HOST_WEBHOOK_CONFIGURATION = "kdag.dev"

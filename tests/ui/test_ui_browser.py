@@ -27,7 +27,7 @@ from urllib.parse import urljoin
 
 import pytest
 import yaml
-from controller_support import REPO, ControllerProcess, free_port, kubectl
+from controller_support import REPO, ControllerProcess, free_port, kubectl, stop_process
 from kdag import manifests, names
 
 pytestmark = pytest.mark.cluster
@@ -125,12 +125,7 @@ def ui_url(kubeconfig: str, ui_namespace: str, tmp_path_factory: pytest.TempPath
                 time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")
