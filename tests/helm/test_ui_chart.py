@@ -63,7 +63,8 @@ def test_the_ui_deployment_runs_kdag_ui_locked_down(helm: Path) -> None:
         ("ui.allowTrigger=1", "at '/ui/allowTrigger': got number, want boolean"),
         ("ui.port=http", "at '/ui/port': got string, want integer"),
         ("ui.namespaces={Team_A}", "at '/ui/namespaces/0'"),
-        ("ui.serviceType=Ingress", "at '/ui/serviceType'"),
+        # No NodePort or LoadBalancer: the UI has no login, so the chart never exposes it outside the cluster.
+        ("ui.serviceType=NodePort", "additional properties 'serviceType' not allowed"),
         ("ui.allowTriger=true", "additional properties 'allowTriger' not allowed"),  # a typo is not ignored
     ],
 )
