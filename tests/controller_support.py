@@ -7,6 +7,7 @@ Tests that restart it use `ControllerProcess.kill()` / `.start()` on the same fi
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 
@@ -31,6 +33,25 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def fetch(
+    url: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """GET `url`, or POST `form` to it, without following a redirect: the status, Location and body."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        if form is None:
+            connection.request("GET", path, headers=headers or {})
+        else:
+            sent = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
+            connection.request("POST", path, body=urlencode(form), headers=sent)
+        answer = connection.getresponse()
+        return answer.status, answer.getheader("Location") or "", answer.read().decode()
+    finally:
+        connection.close()
 
 
 def kubectl(kubeconfig: str, *args: str, stdin: str | None = None, check: bool = True) -> str:

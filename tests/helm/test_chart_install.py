@@ -10,16 +10,15 @@ namespace the chart was not told of, and the uninstall must remove it all the sa
 from __future__ import annotations
 
 import datetime
-import http.client
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
 import pytest
 from chart_support import CHART, EXAMPLES, Kube, host_controllers_stopped, port_forwarded, wait_for
+from controller_support import fetch
 from kdag import manifests, names
 from test_argocd_health import health
 from test_rbac import (
@@ -187,25 +186,6 @@ def ready_ui_pod(kube: Kube) -> str:
         return wait_for("the UI's pod, alone and Ready", only_ready_pod, 60)
     except AssertionError as error:
         raise AssertionError(f"{error}\n{ui_pods_report(kube)}") from None
-
-
-def fetch(
-    url: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, str, str]:
-    """GET `url`, or POST `form` to it, without following a redirect: the status, Location and body."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
-    try:
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        if form is None:
-            connection.request("GET", path, headers=headers or {})
-        else:
-            sent = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
-            connection.request("POST", path, body=urlencode(form), headers=sent)
-        answer = connection.getresponse()
-        return answer.status, answer.getheader("Location") or "", answer.read().decode()
-    finally:
-        connection.close()
 
 
 def page(url: str) -> str:

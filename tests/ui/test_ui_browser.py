@@ -10,7 +10,6 @@ serve the whole module; the three DAGs are applied at once so their runs proceed
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ from urllib.parse import urljoin
 
 import pytest
 import yaml
-from controller_support import REPO, ControllerProcess, free_port, kubectl, stop_process
+from controller_support import REPO, ControllerProcess, fetch, free_port, kubectl, stop_process
 from kdag import manifests, names
 
 pytestmark = pytest.mark.cluster
@@ -340,13 +339,7 @@ def test_served_as_localhost_live_and_refused_to_a_rebound_name(
     port = int(ui_url.rsplit(":", 1)[1])
     open_page(browser, f"http://localhost:{port}/dags/{ui_namespace}/etl-dag")
     wait_for("the live stream", lambda: browser.find_elements("css selector", "#live.on"), 30, browser)
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        path = f"/dags/{ui_namespace}/etl-dag"
-        connection.request("GET", path, headers={"Host": f"rebound.example:{port}"})
-        answer = connection.getresponse()
-        text = answer.read().decode()
-    finally:
-        connection.close()
-    assert answer.status == 403 and "answers only requests addressed to 127.0.0.1" in text, text
+    rebound = {"Host": f"rebound.example:{port}"}
+    status, _, text = fetch(f"{ui_url}/dags/{ui_namespace}/etl-dag", headers=rebound)
+    assert status == 403 and "answers only requests addressed to 127.0.0.1" in text, text
     assert "etl-dag" not in text
