@@ -7,20 +7,20 @@ TaskRun) and the settings: no API calls. The contracts (env vars, mounts, names)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from kdag_runner import keys
-from kdag_runner.store import CONTEXT_KEY, STATE_KEY, TYPES_KEY
+from kdag_runner.store import STATE_KEY
 
 from kdag import names, params, schedules, topology
 from kdag.api.models import API_VERSION, DAGSpec, TaskSpec
 from kdag.schedules import DataInterval
 from kdag.settings import ControllerSettings
+from kdag.xcom_volumes import XCOM_IN_DIR, xcom_in_volumes
 
-XCOM_IN_DIR = "/kdag/xcom/in"
 XCOM_OUT_DIR = "/kdag/xcom/out"
 DAG_FILE_DIR = "/kdag/dag"
 STATE_IN_DIR = "/kdag/state"
@@ -238,28 +238,6 @@ def xcom_input_env(run: RunInfo, task: TaskSpec) -> list[dict[str, Any]]:
     ]
 
 
-def mapped_xcom_volume(
-    name: str, run_name: str, task_id: str, instance_keys: Sequence[Sequence[str]]
-) -> dict[str, Any]:
-    """One projected volume for every instance of a mapped ancestor: instance i's ConfigMap keys (and its
-    `.types` and `__context`) at `{i}/{key}`. Every source is optional, so an instance that pushed less (or
-    whose ConfigMap is gone) leaves files out instead of failing the pod."""
-    sources = [
-        {
-            "configMap": {
-                "name": names.xcom_configmap_name(run_name, task_id, index),
-                "optional": True,
-                "items": [
-                    {"key": key, "path": f"{index}/{key}"}
-                    for key in dict.fromkeys([*keys, TYPES_KEY, CONTEXT_KEY])
-                ],
-            }
-        }
-        for index, keys in enumerate(instance_keys)
-    ]
-    return {"name": name, "projected": {"sources": sources}}
-
-
 def state_in_volume(run_name: str, task_id: str, map_index: int | None) -> dict[str, Any]:
     """The task state earlier attempts left (docs/design.md, "Task state store"): the `.state` item of the
     instance's own ConfigMap, which the kubelet reads, so the task's token needs no `get` (RBAC could not
@@ -342,15 +320,16 @@ def render_task_pod(
     task_start: datetime | None = None,
     reschedules: int = 0,
     map_index: int | None = None,
-    mapped: Mapping[str, Sequence[Sequence[str]]] | None = None,
+    mapped: Mapping[str, Sequence[Collection[str]]] | None = None,
+    pushed: Mapping[str, Collection[str]] | None = None,
     answers: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The Pod of attempt `attempt` (1-based) of the resolved `task`, owned by its TaskRun (`task_start`,
     `reschedules`, `answers`: see `task_env`).
 
-    `map_index`: the pod runs that instance of a mapped task. `mapped`: each mapped ancestor's instances,
-    by map index, as the ConfigMap keys each pushed (its TaskRun's status.xcomKeys): one projected volume
-    per mapped ancestor shows instance i's XComs at `{task}/{i}/{key}` (docs/design.md, "Delivery").
+    `map_index`: the pod runs that instance of a mapped task. What each ancestor pushed (its TaskRun's
+    status.xcomKeys): `pushed` by plain task, `mapped` by mapped task and map index; the pod sees exactly
+    those XComs, at `{task}/{key}` and `{task}/{i}/{key}` (`xcom_volumes`, docs/design.md, "Delivery").
     """
     image = task.image or settings.runner_image
     # The nearest ancestors' XComs, at most settings.max_xcom_sources ConfigMaps; declared inputs first.
@@ -381,21 +360,7 @@ def render_task_pod(
     env = [*kdag_env, *(xcom_input_env(run, task) if task.python is None else [])]
     user_env = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in task.env or []]
 
-    xcom_in_mounts = [
-        {"name": f"xcom-in-{i}", "mountPath": f"{XCOM_IN_DIR}/{tid}", "readOnly": True}
-        for i, tid in enumerate(ancestor_ids)
-    ]
-    volumes: list[dict[str, Any]] = [
-        (
-            mapped_xcom_volume(f"xcom-in-{i}", run.name, tid, mapped[tid])
-            if mapped.get(tid)  # a mapped task with no instances has no ConfigMap: an empty volume
-            else {
-                "name": f"xcom-in-{i}",
-                "configMap": {"name": names.xcom_configmap_name(run.name, tid), "optional": True},
-            }
-        )
-        for i, tid in enumerate(ancestor_ids)
-    ]
+    volumes, xcom_in_mounts = xcom_in_volumes(run.name, ancestor_ids, pushed or {}, mapped)
     volumes.append({"name": "xcom-out", "emptyDir": {"sizeLimit": settings.xcom_out_size_limit}})
     volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": settings.task_tmp_size_limit}})
     volumes.append(_token_volume())

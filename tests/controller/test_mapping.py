@@ -336,40 +336,47 @@ def test_an_instance_pod_knows_its_index_and_writes_its_own_configmap() -> None:
     assert manifest["metadata"]["name"] == env["KDAG_XCOM_CONFIGMAP"] + f"-{names.run_uid_tag(RUN.uid)}-1"
 
 
-def test_downstream_gets_one_projected_volume_for_all_instances() -> None:
-    manifest = pod("reduce", mapped={"m": [["return_value"], [], ["return_value", "-a.2fb"]]})
+def xcom_in_sources(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sources of the pod's one XCom volume, mounted at /kdag/xcom/in."""
+    (mount,) = [
+        m for m in manifest["spec"]["containers"][0]["volumeMounts"] if m["mountPath"] == "/kdag/xcom/in"
+    ]
+    (volume,) = [v for v in manifest["spec"]["volumes"] if v["name"] == mount["name"]]
+    return list(volume["projected"]["sources"])
+
+
+def test_downstream_sees_each_instance_that_pushed_in_the_one_projected_volume() -> None:
+    manifest = pod(
+        "reduce",
+        mapped={"m": [["return_value"], [], ["return_value", "-a.2fb", "__context"]]},
+        pushed={"make": {"return_value"}},
+    )
     env = env_of(manifest)
     assert json.loads(env["KDAG_MAPPED"]) == {"m": 3}
-    volumes = {v["name"]: v for v in manifest["spec"]["volumes"]}
-    mounts = {m["mountPath"]: m["name"] for m in manifest["spec"]["containers"][0]["volumeMounts"]}
-    projected = volumes[mounts["/kdag/xcom/in/m"]]["projected"]["sources"]
-    instances = [names.xcom_configmap_name("d-run", "m", i) for i in range(3)]
-    assert [s["configMap"]["name"] for s in projected] == instances
-    assert all(s["configMap"]["optional"] for s in projected)
-    assert projected[2]["configMap"]["items"] == [
-        {"key": "return_value", "path": "2/return_value"},
-        {"key": "-a.2fb", "path": "2/-a.2fb"},
-        {"key": ".types", "path": "2/.types"},
-        {"key": "__context", "path": "2/__context"},
+    sources = xcom_in_sources(manifest)
+    # make is no ancestor of reduce but through m; instance 1 pushed nothing, so it has no source.
+    names_ = [names.xcom_configmap_name("d-run", "m", i) for i in (0, 2)]
+    assert [s["configMap"]["name"] for s in sources] == [names.xcom_configmap_name("d-run", "make"), *names_]
+    assert all(s["configMap"]["optional"] for s in sources)
+    assert sources[2]["configMap"]["items"] == [
+        {"key": "-a.2fb", "path": "m/2/-a.2fb"},
+        {"key": "__context", "path": "m/2/__context"},
+        {"key": "return_value", "path": "m/2/return_value"},
+        {"key": ".types", "path": "m/2/.types"},
     ]
-    assert projected[1]["configMap"]["items"] == [
-        {"key": ".types", "path": "1/.types"},
-        {"key": "__context", "path": "1/__context"},
+    assert sources[0]["configMap"]["items"] == [
+        {"key": "return_value", "path": "make/return_value"},
+        {"key": ".types", "path": "make/.types"},
+        {"key": "__context", "path": "make/__context"},
     ]
-    # An unmapped ancestor keeps its ConfigMap volume.
-    make = names.xcom_configmap_name("d-run", "make")
-    assert volumes[mounts["/kdag/xcom/in/make"]]["configMap"]["name"] == make
 
 
-def test_a_mapped_ancestor_without_instances_is_an_empty_optional_volume() -> None:
-    manifest = pod("reduce", mapped={"m": []})
+def test_a_mapped_ancestor_without_instances_shows_nothing() -> None:
+    manifest = pod("reduce", mapped={"m": []}, pushed={"make": {"return_value"}})
     assert json.loads(env_of(manifest)["KDAG_MAPPED"]) == {"m": 0}
-    volumes = {v["name"]: v for v in manifest["spec"]["volumes"]}
-    mounts = {m["mountPath"]: m["name"] for m in manifest["spec"]["containers"][0]["volumeMounts"]}
-    assert volumes[mounts["/kdag/xcom/in/m"]]["configMap"] == {
-        "name": names.xcom_configmap_name("d-run", "m"),
-        "optional": True,
-    }
+    assert [s["configMap"]["name"] for s in xcom_in_sources(manifest)] == [
+        names.xcom_configmap_name("d-run", "make")
+    ]
 
 
 # -- reports: lengths and names through attempts and settle ------------------------------------------------

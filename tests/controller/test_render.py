@@ -60,6 +60,10 @@ RUN = RunInfo(
 )
 
 
+# What each task of the run pushed (its TaskRun's status.xcomKeys), as the controller passes it on.
+PUSHED = {"hello_task": {"return_value", "execution_time", "__context"}, "shell": {"return_value"}}
+
+
 def render(task_id: str, attempt: int = 1) -> dict[str, Any]:
     task = DAG.resolved_task(task_id, SETTINGS.runner_image)
     return render_task_pod(
@@ -69,6 +73,7 @@ def render(task_id: str, attempt: int = 1) -> dict[str, Any]:
         taskrun_uid="uid-tr",
         attempt=attempt,
         settings=SETTINGS,
+        pushed=PUSHED,
     )
 
 
@@ -160,13 +165,21 @@ def test_downstream_python_task_gets_ancestor_volumes_inputs_and_dag_file() -> N
     ]
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    for task_id in ("hello_task", "shell"):
-        mount = mounts[f"/kdag/xcom/in/{task_id}"]
-        assert mount["readOnly"] is True
-        assert volumes[mount["name"]]["configMap"] == {
-            "name": names.xcom_configmap_name(RUN.name, task_id),
-            "optional": True,
+    # One projected volume: each ancestor's ConfigMap, exactly the keys it pushed (and .types, __context).
+    assert mounts["/kdag/xcom/in"] == {"name": "xcom-in", "mountPath": "/kdag/xcom/in", "readOnly": True}
+    assert volumes["xcom-in"]["projected"]["sources"] == [
+        {
+            "configMap": {
+                "name": names.xcom_configmap_name(RUN.name, task_id),
+                "optional": True,
+                "items": [{"key": key, "path": f"{task_id}/{key}"} for key in keys],
+            }
         }
+        for task_id, keys in (
+            ("hello_task", ["__context", "execution_time", "return_value", ".types"]),
+            ("shell", ["return_value", ".types", "__context"]),
+        )
+    ]
     assert volumes[mounts["/kdag/dag"]["name"]]["configMap"]["name"] == "lesson-source"
     assert volumes["xcom-out"] == {"name": "xcom-out", "emptyDir": {"sizeLimit": "8Mi"}}
 
@@ -196,10 +209,7 @@ def test_any_image_task_gets_the_xcom_sidecar_and_no_token() -> None:
     sidecar_mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
     assert sidecar_mounts["/kdag/xcom/out"] == "xcom-out"
     assert sidecar_mounts["/var/run/secrets/kubernetes.io/serviceaccount"] == "kdag-token"
-    assert {m["mountPath"] for m in container["volumeMounts"]} >= {
-        "/kdag/xcom/out",
-        "/kdag/xcom/in/hello_task",
-    }
+    assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/kdag/xcom/out", "/kdag/xcom/in"}
 
 
 def test_a_python_retry_mounts_the_task_state_its_own_configmap_keeps() -> None:
@@ -276,6 +286,7 @@ def render_command_consumer() -> dict[str, Any]:
         taskrun_uid="uid-tr",
         attempt=1,
         settings=SETTINGS,
+        pushed={"big": ["return_value"]},
     )
 
 
@@ -298,7 +309,7 @@ def test_a_command_tasks_xcom_inputs_are_checked_before_it_starts() -> None:
     assert check["workingDir"] == "/"
     inputs = [{"env": "BIG", "task": "big", "key": "return_value"}]
     assert json.loads(env_of(check)["KDAG_XCOM_INPUTS"]) == inputs
-    assert {m["mountPath"]: m["readOnly"] for m in check["volumeMounts"]} == {"/kdag/xcom/in/big": True}
+    assert {m["mountPath"]: m["readOnly"] for m in check["volumeMounts"]} == {"/kdag/xcom/in": True}
     assert collector["name"] == "xcom"
     # A command task without xcomInputs has no check (render("shell")); a Python task needs none.
     assert [c["name"] for c in render("shell")["spec"]["initContainers"]] == ["xcom"]
@@ -648,10 +659,18 @@ def test_a_pod_mounts_the_nearest_ancestors_up_to_the_limit_and_says_so() -> Non
     dag = DAGSpec.model_validate({"tasks": tasks})
     run = RunInfo("ns", "d", "d-1", "uid-run", datetime(2026, 1, 1, tzinfo=UTC), dag)
     settings = ControllerSettings(max_xcom_sources=3)
+    pushed = {f"t{i}": ["return_value"] for i in range(9)}
     pod = render_task_pod(
-        run=run, task=dag.tasks[9], taskrun_name="t", taskrun_uid="u", attempt=1, settings=settings
+        run=run,
+        task=dag.tasks[9],
+        taskrun_name="t",
+        taskrun_uid="u",
+        attempt=1,
+        settings=settings,
+        pushed=pushed,
     )
-    mounted = [v["configMap"]["name"] for v in pod["spec"]["volumes"] if "configMap" in v]
+    (xcom_in,) = [v for v in pod["spec"]["volumes"] if v["name"] == "xcom-in"]
+    mounted = [s["configMap"]["name"] for s in xcom_in["projected"]["sources"]]
     assert mounted == [names.xcom_configmap_name("d-1", t) for t in ("t0", "t7", "t8")]
     env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"] if "value" in e}
     assert json.loads(env["KDAG_ANCESTORS"]) == ["t0", "t7", "t8"]

@@ -96,12 +96,16 @@ def test_a_mapped_task_and_its_reduce_run_on_the_cluster_like_locally(
     listed = kubectl(kubeconfig, "get", "taskruns", "-n", e2e_namespace, "-l", f"kdag.dev/dagrun={name}")
     assert "INDEX" in listed.splitlines()[0]
 
-    # The reduce's pod: one projected volume for the ten instances.
+    # The reduce's pod: one projected volume, for `numbers` and the ten instances.
     total_pod = get(kubeconfig, e2e_namespace, "pod", names.pod_name(name, "total", 1, run_uid=uid))
     volumes = [
         v for v in total_pod["spec"]["volumes"] if "projected" in v and v["name"].startswith("xcom-in")
     ]
-    assert len(volumes) == 1 and len(volumes[0]["projected"]["sources"]) == WIDTH
+    assert len(volumes) == 1
+    assert [s["configMap"]["name"] for s in volumes[0]["projected"]["sources"]] == [
+        names.xcom_configmap_name(name, "numbers"),
+        *(names.xcom_configmap_name(name, "square", i) for i in range(WIDTH)),
+    ]
 
     # The rows and task states are the local run's.
     cluster = kdag_json("xcom", name, "-n", e2e_namespace, "--kubeconfig", kubeconfig)
@@ -149,7 +153,8 @@ def test_what_a_failed_instance_pushed_reaches_an_all_done_task_as_in_airflow(
     assert (failed["phase"], failed["xcomKeys"]) == ("Failed", ["seen"])
     cleanup_pod = get(kubeconfig, e2e_namespace, "pod", names.pod_name(name, "cleanup", 1, run_uid=uid))
     projected = next(v for v in cleanup_pod["spec"]["volumes"] if "projected" in v)
-    assert {"key": "seen", "path": "1/seen"} in projected["projected"]["sources"][1]["configMap"]["items"]
+    items = [item for s in projected["projected"]["sources"] for item in s["configMap"]["items"]]
+    assert {"key": "seen", "path": "fragile/1/seen"} in items
 
     cluster = kdag_json("xcom", name, "-n", e2e_namespace, "--kubeconfig", kubeconfig)
     cleanup = next(row["value"] for row in cluster["xcoms"] if row["task_id"] == "cleanup")
@@ -210,14 +215,19 @@ def test_a_mapped_task_group_runs_index_by_index_on_the_cluster_like_locally(
     pods = get(kubeconfig, e2e_namespace, "pods", "-l", f"kdag.dev/task=op.mul_2,kdag.dev/dagrun={name}")
     assert {p["metadata"]["labels"]["kdag.dev/map-index"] for p in pods["items"]} == {"0", "2"}
 
-    # op.mul_2[2]'s pod: its index, and op.add_1's three instances in one projected volume.
+    # op.mul_2[2]'s pod: its index, and what op.add_1[2] pushed in its one projected volume (op.add_1[1]
+    # failed before pushing: no source; index by index, op.add_1[0] may not have ended yet).
     pod = get(kubeconfig, e2e_namespace, "pod", by_index[2]["status"]["podName"])
     container = next(c for c in pod["spec"]["containers"] if c["name"] == "task")
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["KDAG_MAP_INDEX"] == "2"
     assert json.loads(env["KDAG_MAPPED"]) == {"op.add_1": 3}
     volumes = [v for v in pod["spec"]["volumes"] if "projected" in v and v["name"].startswith("xcom-in")]
-    assert len(volumes) == 1 and len(volumes[0]["projected"]["sources"]) == 3
+    assert len(volumes) == 1
+    sources = {s["configMap"]["name"]: s["configMap"]["items"] for s in volumes[0]["projected"]["sources"]}
+    add_1 = sources[names.xcom_configmap_name(name, "op.add_1", 2)]
+    assert {"key": "return_value", "path": "op.add_1/2/return_value"} in add_1
+    assert names.xcom_configmap_name(name, "op.add_1", 1) not in sources
 
     # The rows and task states are the local run's.
     cluster = kdag_json("xcom", name, "-n", e2e_namespace, "--kubeconfig", kubeconfig)

@@ -244,8 +244,9 @@ def run_pod(
     env.update({var["name"]: var["value"] for var in container["env"] if "value" in var})
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     for mount in container["volumeMounts"]:
-        if mount["mountPath"].startswith("/kdag/xcom/in/"):
-            target = root / "in" / mount["mountPath"].removeprefix("/kdag/xcom/in/")
+        path = mount["mountPath"]
+        if path == "/kdag/xcom/in" or path.startswith("/kdag/xcom/in/"):
+            target = root / "in" / path.removeprefix("/kdag/xcom/in").lstrip("/")
             target.mkdir(parents=True)
             _lay_out(api, volumes[mount["name"]], target)
     sink = root / "sink"

@@ -155,4 +155,4 @@ def test_what_a_failed_instance_pushed_reaches_the_tasks_downstream(tmp_path: Pa
     cleanup_pod = cluster.objects[("Pod", cluster.pod_name("failing-run", "cleanup", 1))]
     volume = next(v for v in cleanup_pod["spec"]["volumes"] if "projected" in v)
     items = volume["projected"]["sources"][1]["configMap"]["items"]
-    assert {"key": "seen", "path": "1/seen"} in items
+    assert {"key": "seen", "path": "fragile/1/seen"} in items

@@ -84,8 +84,9 @@ def test_a_failing_task_exits_1_with_traceback_and_keeps_earlier_pushes(tmp_path
     assert "Traceback (most recent call last)" in result.stderr
     assert 'raise ValueError("boom")' in result.stderr and "ValueError: boom" in result.stderr
     assert result.xcoms == {"progress": 50, "__context": {"stage": "half"}}
+    # Every key stored but .types, __context too: what the controller mounts downstream.
     assert result.termination == {
-        "xcomKeys": ["progress"],
+        "xcomKeys": ["progress", "__context"],
         "bytes": store.data_size(result.data),
         "error": "ValueError: boom",
     }
@@ -285,7 +286,7 @@ def test_airflow_skip_exception_exits_4_and_keeps_earlier_pushes(tmp_path: Path)
     assert "Traceback" not in result.stderr
     assert result.xcoms == {"seen": [1, 2], "__context": {"stage": "checked"}}
     assert result.termination == {
-        "xcomKeys": ["seen"],
+        "xcomKeys": ["seen", "__context"],
         "bytes": store.data_size(result.data),
         "skipped": "nothing new today",
     }

@@ -156,7 +156,7 @@ def test_a_python_task_pod_pulls_ancestors_and_applies_its_configmap(kubeconfig:
         "__context": {"stage": "x"},
     }
     assert json.loads(terminated["message"]) == {
-        "xcomKeys": ["label", "return_value"],
+        "xcomKeys": ["label", "return_value", "__context"],  # all stored but .types: what is read downstream
         "bytes": store.data_size(stored["data"]),
         "xcomLengths": {"return_value": 4},  # a list's or a dict's length, for mapping over it
     }

@@ -157,9 +157,20 @@ def test_paging_clamps_and_counts() -> None:
 def test_received_inputs_name_env_and_files() -> None:
     task = {"xcomInputs": [{"env": "WHEN", "task": "hello_task", "key": "execution_time"}]}
     found = rows.received_inputs(task, pod("goodbye_task"))
+    # From the one projected volume: each key pushed, .types and kdag's __context aside.
     assert [(i.task_id, i.key, i.delivered) for i in found] == [
         ("hello_task", "execution_time", "env WHEN"),
-        ("hello_task", "*", "file /kdag/xcom/in/hello_task/"),
+        ("hello_task", "execution_time", "file /kdag/xcom/in/hello_task/execution_time"),
+        ("hello_task", "return_value", "file /kdag/xcom/in/hello_task/return_value"),
+    ]
+    # A pod whose ancestors pushed too many keys to list mounts each one's whole ConfigMap: every key, `*`.
+    whole = pod("goodbye_task")
+    whole["spec"]["volumes"] = [{"name": "xcom-in-0", "configMap": {"name": "x", "optional": True}}]
+    whole["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "xcom-in-0", "mountPath": "/kdag/xcom/in/hello_task", "readOnly": True}
+    ]
+    assert [(i.task_id, i.key, i.delivered) for i in rows.received_inputs({}, whole)] == [
+        ("hello_task", "*", "file /kdag/xcom/in/hello_task/")
     ]
 
 

@@ -122,11 +122,28 @@ def pod(task: str, *, exit_code: int | None = 0, running: bool = False) -> dict[
             "containers": [
                 {
                     "name": "task",
-                    "volumeMounts": [
-                        {"name": "xcom-in-0", "mountPath": "/kdag/xcom/in/hello_task", "readOnly": True}
-                    ],
+                    "volumeMounts": [{"name": "xcom-in", "mountPath": "/kdag/xcom/in", "readOnly": True}],
                 }
-            ]
+            ],
+            "volumes": [
+                {
+                    "name": "xcom-in",
+                    "projected": {
+                        "sources": [
+                            {
+                                "configMap": {
+                                    "name": names.xcom_configmap_name(RUN, "hello_task"),
+                                    "optional": True,
+                                    "items": [
+                                        {"key": key, "path": f"hello_task/{key}"}
+                                        for key in ("execution_time", "return_value", ".types", "__context")
+                                    ],
+                                }
+                            }
+                        ]
+                    },
+                }
+            ],
         },
         "status": {
             "phase": "Running" if running else ("Succeeded" if exit_code == 0 else "Failed"),

@@ -1078,7 +1078,10 @@ class TaskRunStatus(StatusModel):
     xcom_keys: list[XComKey] | None = Field(
         default=None,
         max_length=1024,
-        description="ConfigMap keys of the XComs the task pushed (escaped for keys with other characters).",
+        description=(
+            "ConfigMap keys the task stored (escaped for keys with other characters), kdag's own __context"
+            " included: what a pod downstream reads of it."
+        ),
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     skip_tasks: list[TaskIdRef] | None = Field(

@@ -5,7 +5,7 @@ a pod of another owner, or one the API server refuses, fails the task) and recor
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ async def start_attempt(
     now: datetime,
     reschedules: int = 0,
     mapped: Mapping[str, list[list[str]]] | None = None,
+    pushed: Mapping[str, Collection[str]] | None = None,
     answers: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
     """Create the pod of `attempt` and record it in the TaskRun status.
@@ -46,7 +47,8 @@ async def start_attempt(
     `answers`: the answers to the task's questions about other runs (`kdag.questions`: variable -> JSON).
 
     `mapped`: the XCom keys of each instance of the mapped tasks of the run (`mapping.mapped_xcom_keys`);
-    the pod of a mapped task's instance carries its `spec.mapIndex`.
+    the pod of a mapped task's instance carries its `spec.mapIndex`. `pushed`: the keys each other task of
+    the run pushed; the pod sees its ancestors' (`xcom_volumes`).
 
     `reschedules`: the attempts before it that ended up for reschedule (settled this pass, so not read from
     `taskrun`, which was read before); the pod gets them and the task's first start for a sensor's timeout.
@@ -66,6 +68,7 @@ async def start_attempt(
         reschedules=reschedules,
         map_index=taskrun["spec"].get("mapIndex"),
         mapped=mapped,
+        pushed=pushed,
         answers=answers,
     )
     try:

@@ -148,6 +148,7 @@ async def _reconcile(runtime: Runtime, key: RunKey) -> None:
     plain, instances = mapping.split_states(states)
     decision = graph.decide(dag.tasks, plain, now, defaults=dag.defaults, instances=instances)
     mapped = mapping.mapped_xcom_keys(decision.lengths, instances)
+    pushed = {task_id: state.xcom_keys for task_id, state in plain.items() if state.xcom_keys}
     runner_image = runtime.settings.runner_image
 
     async def mark(task_id: str, phase: TaskPhase, map_index: int | None = None) -> None:
@@ -163,7 +164,7 @@ async def _reconcile(runtime: Runtime, key: RunKey) -> None:
                 # event): the next pass settles it instead of starting it over.
                 runtime.run_state(key).dirty = True
                 return
-        await start_attempt(runtime, run, taskrun, task, 1, now, mapped=mapped)
+        await start_attempt(runtime, run, taskrun, task, 1, now, mapped=mapped, pushed=pushed)
 
     async def retry(task_id: str, map_index: int | None = None) -> None:
         key = taskruns.taskrun_key(task_id, map_index)
@@ -187,6 +188,7 @@ async def _reconcile(runtime: Runtime, key: RunKey) -> None:
             now,
             state.reschedules,
             mapped=mapped,
+            pushed=pushed,
             answers=answers,
         )
 

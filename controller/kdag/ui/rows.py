@@ -14,7 +14,8 @@ from typing import Any
 from kdag_runner import store
 
 from kdag.external_runs import AIRFLOW_TASK_STATE
-from kdag.render import XCOM_IN_DIR, parse_time
+from kdag.render import parse_time
+from kdag.xcom_volumes import XCOM_IN_DIR
 
 PHASES = (
     "Succeeded",
@@ -268,8 +269,9 @@ class InputRow:
 
 
 def received_inputs(task: Mapping[str, Any], pod: Mapping[str, Any] | None) -> list[InputRow]:
-    """What the attempt's pod got: each declared `xcomInputs` entry as an env var, and each ancestor's XCom
-    ConfigMap mounted as files (read from the pod, which says exactly which ancestors it mounted)."""
+    """What the attempt's pod got: each declared `xcomInputs` entry as an env var, and each ancestor's XComs
+    as files (read from the pod, which says exactly which it mounted: `xcom_volumes`): by key from the one
+    projected volume, `*` for an ancestor's whole ConfigMap mounted as its own volume."""
     found = [
         InputRow(
             str(inp.get("task")),
@@ -278,12 +280,28 @@ def received_inputs(task: Mapping[str, Any], pod: Mapping[str, Any] | None) -> l
         )
         for inp in task.get("xcomInputs") or []
     ]
-    for container in ((pod or {}).get("spec") or {}).get("containers") or []:
+    spec = (pod or {}).get("spec") or {}
+    volumes = {str(v.get("name")): v for v in spec.get("volumes") or []}
+    for container in spec.get("containers") or []:
         for mount in container.get("volumeMounts") or []:
             path = str(mount.get("mountPath") or "")
-            if path.startswith(XCOM_IN_DIR + "/"):
-                tid = path.removeprefix(XCOM_IN_DIR + "/")
-                row = InputRow(tid, "*", f"file {path}/")
-                if row not in found:
-                    found.append(row)
+            if path == XCOM_IN_DIR:
+                rows = _projected_inputs(volumes.get(str(mount.get("name"))) or {})
+            elif path.startswith(XCOM_IN_DIR + "/"):
+                rows = [InputRow(path.removeprefix(XCOM_IN_DIR + "/"), "*", f"file {path}/")]
+            else:
+                continue
+            found.extend(row for row in rows if row not in found)
     return found
+
+
+def _projected_inputs(volume: Mapping[str, Any]) -> list[InputRow]:
+    """The XCom files of the one projected volume: each item's path, `.types` and kdag's own keys aside."""
+    rows = []
+    for source in (volume.get("projected") or {}).get("sources") or []:
+        for item in (source.get("configMap") or {}).get("items") or []:
+            folder, _, key = str(item.get("path") or "").rpartition("/")
+            if folder and key != store.TYPES_KEY and not store.is_internal_key(key):
+                task_id = folder.split("/")[0]
+                rows.append(InputRow(task_id, store.decode_key(key), f"file {XCOM_IN_DIR}/{folder}/{key}"))
+    return rows
