@@ -451,3 +451,20 @@ async def test_a_request_for_another_host_name_is_refused_saying_why_and_nothing
         assert (await client.get("/")).status == 200
     finally:
         await client.close()
+
+
+def test_every_live_page_first_hears_the_state_now_so_a_change_before_its_stream_opened_is_not_lost() -> None:
+    """A page renders, its run ends, then its EventSource connects (or reconnects after Chromium dropped it):
+    without the state now it would wait for a change that already happened, stale until reloaded."""
+    from kdag.ui.run_pages import page_snapshot
+    from kdag.ui.stream import Interest
+
+    ui, _ = seeded()
+    run = [m for m in page_snapshot(ui, Interest(NS, run=RUN)) if m.get("kind") == "run"]
+    assert [(m["name"], m["phase"]) for m in run] == [(RUN, "Failed")]
+    on_dag_page = page_snapshot(ui, Interest(NS, dag=DAG_NAME))
+    assert (RUN, "Failed") in [(m.get("name"), m.get("phase")) for m in on_dag_page]
+    cells = {(m.get("run"), m.get("task"), m.get("phase")) for m in on_dag_page if m.get("kind") == "task"}
+    assert (RUN, "goodbye_task", "Failed") in cells and (RUN, "hello_task", "Succeeded") in cells
+    assert [(m["name"], m["phase"]) for m in page_snapshot(ui, Interest())] == [(RUN, "Failed")]
+    assert page_snapshot(ui, Interest(NS, dag="no-such-dag")) == []

@@ -11,10 +11,11 @@ from aiohttp import web
 from kdag_runner.kube import Forbidden, KubeApiError
 
 from kdag import manifests, names, topology
-from kdag.kube import CONFIGMAP, DAGRUN, EVENT, POD, TASKRUN, JSONObject
+from kdag.kube import CONFIGMAP, DAG, DAGRUN, EVENT, POD, TASKRUN, JSONObject
 from kdag.render import TASK_CONTAINER
 from kdag.ui import drawing, layout, rows, stream, timeline
 from kdag.ui.context import PageError, UiState, find_object, link_log, link_run, link_task, render, state
+from kdag.ui.pages import GRID_RUNS
 
 EVENTS_SHOWN = 50
 
@@ -262,16 +263,32 @@ async def events_stream(request: web.Request) -> web.StreamResponse:
     interest = stream.Interest(
         request.query.get("ns", ""), request.query.get("dag", ""), request.query.get("run", "")
     )
-    snapshot: list[dict[str, Any]] = []
-    if interest.run:
-        dagrun = ui.store.get(DAGRUN, interest.namespace, interest.run)
-        if dagrun is not None:
-            snapshot = [
-                m for tr in owned_taskruns(ui, dagrun) if (m := stream.message_of(TASKRUN, "MODIFIED", tr))
-            ]
-            snapshot.append(stream.message_of(DAGRUN, "MODIFIED", dagrun) or {})
+    snapshot = page_snapshot(ui, interest)
     response = await stream.open_stream(request)
     return await stream.follow(response, ui.hub, interest, snapshot)
+
+
+def page_snapshot(ui: UiState, interest: stream.Interest) -> list[dict[str, Any]]:
+    """The state now of what a page shows, sent before any change: a change between the page's render and
+    its stream's (re)connection would otherwise be lost, and the page stale until reloaded. A run page: the
+    run and its tasks; a DAG page: the runs its grid shows and their tasks; the DAG list: each DAG's newest
+    run (any run message makes that page fetch itself again)."""
+    if interest.run:
+        dagrun = ui.store.get(DAGRUN, interest.namespace, interest.run)
+        runs = [] if dagrun is None else [dagrun]
+    elif interest.dag:
+        runs = ui.store.runs(interest.namespace, interest.dag)[:GRID_RUNS]
+    else:
+        dags = ui.store.all(DAG)
+        newest = (ui.store.runs(d["metadata"]["namespace"], d["metadata"]["name"])[:1] for d in dags)
+        return [m for found in newest for run in found if (m := stream.message_of(DAGRUN, "MODIFIED", run))]
+    snapshot: list[dict[str, Any]] = []
+    for dagrun in runs:
+        snapshot.extend(
+            m for tr in owned_taskruns(ui, dagrun) if (m := stream.message_of(TASKRUN, "MODIFIED", tr))
+        )
+        snapshot.append(stream.message_of(DAGRUN, "MODIFIED", dagrun) or {})
+    return snapshot
 
 
 __all__ = ["events_stream", "link_run", "log_stream", "run_page", "task_page"]
