@@ -24,11 +24,15 @@ with DAG("mapping_group_literal", start_date=datetime(2024, 1, 1), schedule=None
 
         @task
         def pull(value, ti=None):
+            # Index by index, op.pull[i] waits for op.add[i] only: how many other instances of op.add have
+            # ended by then is a race (Airflow's `dags test` runs one task at a time; kdag runs them at once).
+            # What is certain: the instances pulled without map_indexes include this one's own value.
+            mine = ti.xcom_pull(task_ids="op.add", map_indexes=ti.map_index)
             return {
                 "value": value,
                 "index": ti.map_index,
-                "all": ti.xcom_pull(task_ids="op.add"),
-                "mine": ti.xcom_pull(task_ids="op.add", map_indexes=ti.map_index),
+                "all_has_mine": mine in ti.xcom_pull(task_ids="op.add"),
+                "mine": mine,
             }
 
         added = add(num, base)
