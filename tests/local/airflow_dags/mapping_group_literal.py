@@ -1,7 +1,7 @@
 """Mapped task groups over literals, as Airflow 3 runs them (tests/local/test_local_mapping.py): every task
 of the group runs once per element, the group function's parameters are each instance's own element,
 partial() arguments are constant, XComArgs between tasks of the group give the same map index, xcom_pull
-without map_indexes gives every instance's value, a plain group nested inside, the cross product of two
+without map_indexes includes the instance's own value, a plain group nested inside, the cross product of two
 expand() arguments and a dict's pairs, and a task after the group reading all its values."""
 
 from __future__ import annotations
