@@ -51,18 +51,15 @@ def xcom_in_volumes(
         return [], []
     if sum(len(keys) for _, _, keys in folders) > MAX_PROJECTED_ITEMS:
         return _volume_per_ancestor(run_name, ancestor_ids, mapped)
-    sources = [
-        {
-            "configMap": {
-                "name": config_map,
-                "optional": True,
-                "items": [{"key": key, "path": f"{folder}/{key}"} for key in keys],
-            }
-        }
-        for config_map, folder, keys in folders
-    ]
+    sources = [_source(config_map, folder, keys) for config_map, folder, keys in folders]
     volume = {"name": XCOM_IN_VOLUME, "projected": {"sources": sources}}
     return [volume], [{"name": XCOM_IN_VOLUME, "mountPath": XCOM_IN_DIR, "readOnly": True}]
+
+
+def _source(config_map: str, folder: str, keys: Sequence[str]) -> dict[str, Any]:
+    """A projected volume's source: `keys` of one XCom ConfigMap at `{folder}/{key}`; optional."""
+    items = [{"key": key, "path": f"{folder}/{key}"} for key in keys]
+    return {"configMap": {"name": config_map, "optional": True, "items": items}}
 
 
 def _items(keys: Collection[str]) -> list[str]:
@@ -83,21 +80,11 @@ def _volume_per_ancestor(
         if tid in mapped:
             if not mapped[tid]:
                 continue  # expanded into no instance: nothing to read
-            volume: dict[str, Any] = {
-                "name": name,
-                "projected": {
-                    "sources": [
-                        {
-                            "configMap": {
-                                "name": names.xcom_configmap_name(run_name, tid, index),
-                                "optional": True,
-                                "items": [{"key": key, "path": f"{index}/{key}"} for key in _items(keys)],
-                            }
-                        }
-                        for index, keys in enumerate(mapped[tid])
-                    ]
-                },
-            }
+            sources = [
+                _source(names.xcom_configmap_name(run_name, tid, index), str(index), _items(keys))
+                for index, keys in enumerate(mapped[tid])
+            ]
+            volume: dict[str, Any] = {"name": name, "projected": {"sources": sources}}
         else:
             config_map = names.xcom_configmap_name(run_name, tid)
             volume = {"name": name, "configMap": {"name": config_map, "optional": True}}
