@@ -52,7 +52,7 @@ def collect() -> int:
         print(f"kdag: {err}", file=sys.stderr)
         write_termination_message({"error": str(err)})
         return EXIT_XCOM_FAILED
-    keys = [k for k in data if k != store.TYPES_KEY]
+    keys = store.stored_keys(data)
     print(f"kdag: pushed XComs {keys} of task '{env.task_id}'", file=sys.stderr)
     report: dict[str, Any] = {"xcomKeys": keys, "bytes": store.data_size(data)}
     lengths = {store.encode_key(k): len(v) for k, v in values.items() if isinstance(v, list | dict)}

@@ -75,9 +75,7 @@ def finish_attempt(
     elif xcom_error:
         failure = f"{failure}; {xcom_error}"
     message: dict[str, Any] = {
-        # Every key the ConfigMap holds but `.types`, `__context` included: a pod downstream sees exactly
-        # these (the controller's xcom_volumes).
-        "xcomKeys": [k for k in data if k != store.TYPES_KEY],
+        "xcomKeys": store.stored_keys(data),
         "bytes": store.data_size(data),
     }
     if ti.rendered_map_index:

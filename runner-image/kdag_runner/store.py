@@ -327,6 +327,12 @@ def is_internal_key(key: str) -> bool:
     return key.startswith("__")
 
 
+def stored_keys(data: Mapping[str, str]) -> list[str]:
+    """The ConfigMap keys of ConfigMap data but ``.types``, kdag's ``__context`` included: a report's
+    ``xcomKeys``, which is exactly what the controller projects into the pods downstream."""
+    return [key for key in data if key != TYPES_KEY]
+
+
 def pushed_keys(data: Mapping[str, str]) -> list[str]:
     """The XCom keys (as written) of ConfigMap data, in push order, without kdag's own ``__`` keys."""
     return [key for key in decode_keys(data) if not is_internal_key(key)]
